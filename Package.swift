@@ -1,0 +1,36 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// MARK: - Targets
+//
+// Rooms with clear doors:
+//  - MigtraceCore: pure Swift. Events, QEMU's arithmetic per probe era, series, anomaly rules,
+//    trace-format readers/writers. No BPF, no root, no I/O policy.
+//  - migtrace: the thin executable (swift-argument-parser) that wires things together and renders.
+//  The live path (BPF program, libbpf shim, ring-buffer AsyncSequence) adds its own targets below.
+
+let package = Package(
+    name: "migtrace",
+    products: [
+        .executable(name: "migtrace", targets: ["migtrace"]),
+        .library(name: "MigtraceCore", targets: ["MigtraceCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .target(name: "MigtraceCore"),
+        .executableTarget(
+            name: "migtrace",
+            dependencies: [
+                "MigtraceCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "MigtraceCoreTests",
+            dependencies: ["MigtraceCore"],
+            resources: [.copy("Fixtures")]
+        ),
+    ]
+)
