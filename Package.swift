@@ -14,6 +14,7 @@ let package = Package(
     products: [
         .executable(name: "migtrace", targets: ["migtrace"]),
         .library(name: "MigtraceCore", targets: ["MigtraceCore"]),
+        .library(name: "MigtraceBPF", targets: ["MigtraceBPF"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -31,6 +32,22 @@ let package = Package(
             name: "MigtraceCoreTests",
             dependencies: ["MigtraceCore"],
             resources: [.copy("Fixtures")]
+        ),
+
+        // MARK: - Live attach (BPF)
+        // bpf/migtrace.bpf.c is compiled by BPFObjectPlugin at build time and embedded into MigtraceBPF;
+        // CMigtraceBPF owns every libbpf call; CLibbpf brings libbpf in through pkg-config.
+        .systemLibrary(name: "CLibbpf", pkgConfig: "libbpf", providers: [.apt(["libbpf-dev"])]),
+        .target(name: "CMigtraceBPF", dependencies: ["CLibbpf"]),
+        .plugin(name: "BPFObjectPlugin", capability: .buildTool()),
+        .target(
+            name: "MigtraceBPF",
+            dependencies: ["MigtraceCore", "CMigtraceBPF"],
+            plugins: ["BPFObjectPlugin"]
+        ),
+        .testTarget(
+            name: "MigtraceBPFTests",
+            dependencies: ["MigtraceBPF", "MigtraceCore", "CMigtraceBPF"]
         ),
     ]
 )

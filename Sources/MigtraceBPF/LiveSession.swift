@@ -1,0 +1,399 @@
+// SPDX-License-Identifier: Apache-2.0
+
+import CMigtraceBPF
+import MigtraceCore
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Why a live session could not be set up.
+public enum LiveAttachError: Error, Sendable, CustomStringConvertible {
+    /// A libbpf step failed (open, load, ring buffer...).
+    case libbpf(LibbpfError)
+    /// The binary's USDT notes could not be read.
+    case notes(USDTNotesError)
+    /// The binary has no `qemu` USDT probes at all: QEMU was built without the dtrace trace backend.
+    case noQEMUProbes(binaryPath: String)
+    /// The binary has `qemu` probes but not `migrate_transferred` (or attaching it failed).
+    case requiredProbeMissing(binaryPath: String, probe: String, error: LibbpfError?)
+    /// A configuration value is out of range.
+    case invalidConfiguration(String)
+
+    public var description: String {
+        switch self {
+        case let .libbpf(e): e.description
+        case let .notes(e): e.description
+        case let .noQEMUProbes(path):
+            "\(path) has no qemu USDT probes: QEMU was built without the dtrace trace backend "
+                + "(--enable-trace-backends=dtrace); use its log output instead"
+        case let .requiredProbeMissing(path, probe, error):
+            if let error { "cannot attach qemu:\(probe) in \(path): \(error)" } else {
+                "\(path) has qemu USDT probes but no qemu:\(probe)"
+            }
+        case let .invalidConfiguration(s): "invalid configuration: \(s)"
+        }
+    }
+}
+
+/// A loaded BPF object attached to one QEMU process, with its ring buffer.
+///
+/// Open it with ``init(pid:binaryPath:configuration:)``; read events with ``events()``; stop with ``close()``.
+/// All libbpf resources are freed in one place (``close()``, also called on deinit).
+public final class LiveSession: @unchecked Sendable {
+    // SAFETY: @unchecked Sendable. `handle` is written only in init and in `freeResources()` under `state`'s lock,
+    // after the poll thread has been joined; between those points only the poll thread calls ring-buffer
+    // functions on it, while other threads only call `mt_read_drops` (a map lookup syscall, thread-safe in
+    // libbpf). `pending` is touched only by the poll thread (from the sample callback). Everything else is
+    // immutable or behind `Mutex`/`Atomic`.
+
+    /// Which processes the uprobes are attached for.
+    public enum AttachScope: Sendable, Equatable {
+        /// Only the target pid (libbpf's pid argument) plus the in-kernel tgid filter. The default.
+        case process
+        /// Every process running the binary (pid -1); only the in-kernel tgid filter keeps the target's events.
+        /// Meant for tests of that filter.
+        case allProcessesFilteredInKernel
+    }
+
+    /// Session settings, fixed before the BPF object is loaded.
+    public struct Configuration: Sendable {
+        /// Ring-buffer size in bytes: a power of two and a multiple of the page size. Default 4 MiB
+        /// (about 40 000 records of 104 bytes).
+        public var ringBufferSize: Int = 4 << 20
+        /// Probes to attach; `migrate_transferred` is required, the others are optional context.
+        public var probes: [ProbeKind] = ProbeKind.allCases
+        /// Attach scope (see ``AttachScope``).
+        public var scope: AttachScope = .process
+        /// Route libbpf's debug log to stderr.
+        public var verbose = false
+        /// Maximum number of events per batch handed to the consumer.
+        public var maxBatchSize = 4096
+
+        /// Default settings.
+        public init() {}
+    }
+
+    /// What happened to one probe at attach time.
+    public struct ProbeStatus: Sendable, Equatable {
+        /// The probe.
+        public var kind: ProbeKind
+        /// `kind.eventName`.
+        public var name: String { kind.eventName }
+        /// Number of probe sites (`.note.stapsdt` entries) of this probe in the binary; 0 when absent.
+        public var siteCount: Int
+        /// Argument count from the ELF note, when the binary has the probe.
+        public var noteArgumentCount: Int?
+        /// Whether the probe has a semaphore (QEMU's dtrace backend gives every probe one).
+        public var hasSemaphore: Bool
+        /// Whether the BPF program is attached to it.
+        public var attached: Bool
+        /// The attach error, when the binary has the probe but attaching failed.
+        public var error: LibbpfError?
+
+        /// Why the probe is not attached, or `nil` when it is.
+        public var reason: String? {
+            if attached { return nil }
+            if let error { return error.description }
+            return siteCount == 0 ? "not in binary" : "not requested"
+        }
+    }
+
+    /// The traced process.
+    public let pid: Int32
+    /// The binary whose probes are attached.
+    public let binaryPath: String
+    /// One status per requested probe, in ``Configuration/probes`` order.
+    public let probes: [ProbeStatus]
+    /// The settings used.
+    public let configuration: Configuration
+
+    /// The probes that are attached.
+    public var attachedProbes: [ProbeStatus] { probes.filter(\.attached) }
+
+    private struct State {
+        var thread: pthread_t?
+        var joined = false
+        var freed = false
+        var streamStarted = false
+    }
+
+    private nonisolated(unsafe) var handle: OpaquePointer?  // mt_session *
+    private let state = Mutex(State())
+    private let stopRequested = Atomic<Bool>(false)
+    private let consumerDropCount = Atomic<UInt64>(0)
+    private let undecodableCount = Atomic<UInt64>(0)
+    private let receivedCount = Atomic<UInt64>(0)
+    private nonisolated(unsafe) var pending: [TraceEvent] = []
+    private nonisolated(unsafe) var continuation: AsyncThrowingStream<[TraceEvent], any Error>.Continuation?
+
+    /// Opens the embedded BPF object, sets the ring-buffer size and tgid filter, loads it and attaches every
+    /// requested probe present in the binary.
+    ///
+    /// - Parameters:
+    ///   - pid: The QEMU process.
+    ///   - binaryPath: The QEMU executable; default: the target of `/proc/<pid>/exe`.
+    ///   - configuration: Ring-buffer size, probes, scope.
+    /// - Throws: ``LiveAttachError``; ``LiveAttachError/noQEMUProbes(binaryPath:)`` when the binary has no `qemu`
+    ///   USDT notes, ``LiveAttachError/requiredProbeMissing(binaryPath:probe:error:)`` when
+    ///   `migrate_transferred` cannot be attached. A missing context probe is not an error (see ``probes``).
+    public init(pid: Int32, binaryPath: String? = nil, configuration: Configuration = Configuration())
+        throws(LiveAttachError)
+    {
+        let size = configuration.ringBufferSize
+        guard size > 0, size <= Int(UInt32.max / 2) + 1, size & (size - 1) == 0 else {
+            throw .invalidConfiguration("ring buffer size \(size) is not a power of two")
+        }
+        guard configuration.maxBatchSize > 0 else { throw .invalidConfiguration("maxBatchSize must be positive") }
+        let path: String
+        if let binaryPath {
+            path = binaryPath
+        } else {
+            do { path = try LivePreconditions.executablePath(pid: pid) } catch {
+                throw .libbpf(LibbpfError(operation: "readlink /proc/\(pid)/exe", errno: ENOENT))
+            }
+        }
+
+        // Which probes does the binary have? (Also tells "no dtrace backend" apart from other failures.)
+        let notes: [USDTProbe]
+        do { notes = USDTNotes.probes(try USDTNotes.read(path: path), provider: "qemu") } catch {
+            throw .notes(error)
+        }
+        if notes.isEmpty { throw .noQEMUProbes(binaryPath: path) }
+
+        mt_set_verbose(configuration.verbose)
+        guard let h = mt_session_new() else { throw .libbpf(LibbpfError(operation: "mt_session_new", errno: ENOMEM)) }
+        // From here on, every failure frees `h` through the one cleanup path.
+        func check(_ rc: Int32, _ fallback: String) throws(LiveAttachError) {
+            if rc < 0 {
+                let op = mt_failed_op(h).map { String(cString: $0) } ?? fallback
+                mt_session_free(h)
+                throw .libbpf(LibbpfError(operation: op, errno: rc))
+            }
+        }
+        let object = BPFObject.bytes
+        try check(object.withUnsafeBytes { mt_open(h, $0.baseAddress!, $0.count) }, "bpf_object__open_mem")
+        try check(mt_set_ringbuf_size(h, UInt32(size)), "bpf_map__set_max_entries(events)")
+        try check(mt_set_target_tgid(h, UInt32(bitPattern: pid)), "set targ_tgid")
+        try check(mt_load(h), "bpf_object__load")
+
+        var statuses: [ProbeStatus] = []
+        let attachPID: Int32 = configuration.scope == .process ? pid : -1
+        for kind in configuration.probes {
+            let sites = notes.filter { $0.name == kind.eventName }
+            var status = ProbeStatus(
+                kind: kind, siteCount: sites.count, noteArgumentCount: sites.first?.argumentCount,
+                hasSemaphore: sites.contains(where: \.hasSemaphore), attached: false, error: nil)
+            if !sites.isEmpty {
+                let rc = mt_attach_usdt(h, attachPID, path, "qemu", kind.eventName, UInt64(kind.rawValue))
+                if rc == 0 {
+                    status.attached = true
+                } else {
+                    let op = mt_failed_op(h).map { String(cString: $0) } ?? "bpf_program__attach_usdt"
+                    status.error = LibbpfError(operation: op, errno: rc, probe: "qemu:\(kind.eventName)")
+                }
+            }
+            if kind == .migrateTransferred && !status.attached {
+                mt_session_free(h)
+                throw .requiredProbeMissing(binaryPath: path, probe: kind.eventName, error: status.error)
+            }
+            statuses.append(status)
+        }
+        if !configuration.probes.contains(.migrateTransferred) {
+            mt_session_free(h)
+            throw .invalidConfiguration("migrate_transferred must be among the probes")
+        }
+
+        self.pid = pid
+        self.binaryPath = path
+        self.configuration = configuration
+        self.probes = statuses
+        self.handle = h
+    }
+
+    deinit {
+        close()
+    }
+
+    // MARK: - Counters
+
+    /// Events lost in the kernel because the ring buffer was full (sum of the per-CPU reserve-failure counter).
+    ///
+    /// - Throws: ``LibbpfError`` if the counter map cannot be read, or after ``close()``.
+    public func kernelDrops() throws(LibbpfError) -> UInt64 {
+        // SAFETY: the lock keeps freeResources() from running during the read.
+        try state.withLock { (s: inout State) throws(LibbpfError) -> UInt64 in
+            guard !s.freed, let h = handle else { throw LibbpfError(operation: "mt_read_drops", errno: EBADF) }
+            var total: UInt64 = 0
+            let rc = mt_read_drops(h, &total)
+            if rc < 0 {
+                throw LibbpfError(operation: mt_failed_op(h).map { String(cString: $0) } ?? "mt_read_drops", errno: rc)
+            }
+            return total
+        }
+    }
+
+    /// Events dropped between the poll thread and the consumer. The stream buffers without bound, so this stays 0;
+    /// it is counted anyway so that a policy change could never make losses silent.
+    public var consumerDrops: UInt64 { consumerDropCount.load(ordering: .relaxed) }
+
+    /// Records the poll thread could not decode (short record or unknown probe id); expected 0.
+    public var undecodableRecords: UInt64 { undecodableCount.load(ordering: .relaxed) }
+
+    /// Events handed to the stream so far.
+    public var receivedEvents: UInt64 { receivedCount.load(ordering: .relaxed) }
+
+    // MARK: - Events
+
+    /// Starts the poll thread and returns the stream of event batches. Call once per session.
+    ///
+    /// The poll thread (not the Swift cooperative pool) runs `ring_buffer__poll` with a 100 ms timeout, decodes
+    /// records into ``TraceEvent`` values (`origin: .live`, `clock: .monotonic`) and yields one batch per poll.
+    /// The stream buffers without bound (no consumer-side drops). It finishes after ``stop()``/``close()`` once
+    /// the ring buffer is drained, or throws ``LibbpfError`` if polling fails. Cancelling the consumer stops the
+    /// thread.
+    public func events() throws(LibbpfError) -> LiveEventStream {
+        let (stream, continuation) = AsyncThrowingStream.makeStream(
+            of: [TraceEvent].self, throwing: (any Error).self, bufferingPolicy: .unbounded)
+        try state.withLock { (s: inout State) throws(LibbpfError) in
+            guard !s.freed, let h = handle else { throw LibbpfError(operation: "ring_buffer__new", errno: EBADF) }
+            guard !s.streamStarted else { throw LibbpfError(operation: "ring_buffer__new", errno: EALREADY) }
+            self.continuation = continuation
+            // SAFETY: passUnretained is sound because `self` owns the ring buffer and frees it (freeResources)
+            // before it can be deallocated; the callback runs only inside mt_ringbuf_poll/consume on the poll
+            // thread, which holds a retained reference to `self`.
+            let ctx = Unmanaged.passUnretained(self).toOpaque()
+            let rc = mt_ringbuf_open(h, liveSessionSample, ctx)
+            if rc < 0 { throw LibbpfError(operation: "ring_buffer__new", errno: rc) }
+
+            // SAFETY: the retained reference is balanced by exactly one takeRetainedValue() in the thread.
+            let threadCtx = Unmanaged.passRetained(self).toOpaque()
+            var tid = pthread_t()
+            let err = pthread_create(&tid, nil, liveSessionThreadMain, threadCtx)
+            if err != 0 {
+                Unmanaged<LiveSession>.fromOpaque(threadCtx).release()
+                throw LibbpfError(operation: "pthread_create", errno: err)
+            }
+            s.thread = tid
+            s.streamStarted = true
+        }
+        continuation.onTermination = { [weak self] _ in
+            self?.stopRequested.store(true, ordering: .releasing)
+        }
+        return LiveEventStream(base: stream)
+    }
+
+    /// Asks the poll thread to drain the ring buffer and finish the stream (within one 100 ms poll timeout).
+    public func stop() {
+        stopRequested.store(true, ordering: .releasing)
+    }
+
+    /// Stops the poll thread, waits for it, and frees every libbpf resource (links, ring buffer, object).
+    /// Idempotent.
+    public func close() {
+        stop()
+        let toJoin: pthread_t? = state.withLock { s in
+            guard let t = s.thread, !s.joined else { return nil }
+            s.joined = true
+            return t
+        }
+        if let t = toJoin {
+            if pthread_equal(t, pthread_self()) != 0 {
+                pthread_detach(t)  // last reference dropped by the poll thread itself
+            } else {
+                pthread_join(t, nil)
+            }
+        }
+        freeResources()
+    }
+
+    /// The one place that frees the C session.
+    private func freeResources() {
+        state.withLock { s in
+            guard !s.freed else { return }
+            s.freed = true
+            mt_session_free(handle)
+            handle = nil
+        }
+    }
+
+    // MARK: - Poll thread
+
+    fileprivate func pollLoop() {
+        guard let h = state.withLock({ s in s.freed ? nil : handle }) else {
+            continuation?.finish()
+            return
+        }
+        var failure: LibbpfError?
+        while !stopRequested.load(ordering: .acquiring) {
+            let n = mt_ringbuf_poll(h, 100)
+            if n < 0 && n != -EINTR {
+                failure = LibbpfError(
+                    operation: mt_failed_op(h).map { String(cString: $0) } ?? "ring_buffer__poll", errno: n)
+                break
+            }
+            flush()
+        }
+        if failure == nil {
+            // Drain what the producer submitted before the stop.
+            let n = mt_ringbuf_consume(h)
+            if n < 0 { failure = LibbpfError(operation: "ring_buffer__consume", errno: n) }
+        }
+        flush()
+        if let failure { continuation?.finish(throwing: failure) } else { continuation?.finish() }
+    }
+
+    fileprivate func onSample(_ data: UnsafeRawPointer, _ size: Int) {
+        guard let event = LiveEventDecoder.decode(data, size: size) else {
+            undecodableCount.add(1, ordering: .relaxed)
+            return
+        }
+        pending.append(event)
+        if pending.count >= configuration.maxBatchSize { flush() }
+    }
+
+    private func flush() {
+        guard !pending.isEmpty else { return }
+        let batch = pending
+        pending.removeAll(keepingCapacity: true)
+        receivedCount.add(UInt64(batch.count), ordering: .relaxed)
+        if case .dropped(let dropped) = continuation?.yield(batch) {
+            consumerDropCount.add(UInt64(dropped.count), ordering: .relaxed)
+        }
+    }
+}
+
+/// ring_buffer_sample_fn: must not capture; all state travels through `ctx`.
+private func liveSessionSample(_ ctx: UnsafeMutableRawPointer?, _ data: UnsafeRawPointer, _ size: Int) -> Int32 {
+    // SAFETY: ctx is the passUnretained LiveSession that owns this ring buffer (see events()); it is alive
+    // because the poll thread, the only caller, holds a retained reference.
+    let session = Unmanaged<LiveSession>.fromOpaque(ctx!).takeUnretainedValue()
+    session.onSample(data, size)
+    return 0
+}
+
+private func liveSessionThreadMain(_ ctx: UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
+    // SAFETY: balances the passRetained in events(); the reference keeps the session alive while polling.
+    let session = Unmanaged<LiveSession>.fromOpaque(ctx!).takeRetainedValue()
+    session.pollLoop()
+    return nil
+}
+
+/// The batches of live events of a ``LiveSession``: an `AsyncSequence` of `[TraceEvent]`.
+public struct LiveEventStream: AsyncSequence, Sendable {
+    public typealias Element = [TraceEvent]
+
+    let base: AsyncThrowingStream<[TraceEvent], any Error>
+
+    /// The iterator; `next()` throws ``LibbpfError`` if polling failed.
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        var base: AsyncThrowingStream<[TraceEvent], any Error>.AsyncIterator
+
+        public mutating func next() async throws -> [TraceEvent]? { try await base.next() }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: base.makeAsyncIterator()) }
+}

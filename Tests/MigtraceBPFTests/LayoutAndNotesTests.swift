@@ -1,0 +1,122 @@
+// SPDX-License-Identifier: Apache-2.0
+
+import CMigtraceBPF
+import Foundation
+import MigtraceBPF
+import MigtraceCore
+import Testing
+
+@Suite(.serialized)
+struct LayoutTests {
+    @Test func recordLayoutMatchesSharedHeader() {
+        #expect(MemoryLayout<mt_event>.size == 96)
+        #expect(Int(mt_event_size()) == 96)
+        #expect(LiveEventDecoder.recordSize == 96)
+        #expect(MemoryLayout<mt_event>.offset(of: \mt_event.args) == 24)
+        #expect(MemoryLayout<mt_event>.offset(of: \mt_event.state) == 64)
+        #expect(MT_PROBE_MIGRATE_SET_STATE == Int32(ProbeKind.migrateSetState.rawValue))
+        #expect(MT_PROBE_COUNT == Int32(ProbeKind.allCases.count))
+    }
+
+    @Test func embeddedObjectIsBPFELF() {
+        let b = BPFObject.bytes
+        #expect(b.count > 1000)
+        #expect(Array(b.prefix(4)) == [0x7f, 0x45, 0x4c, 0x46])
+        #expect(b[4] == 2)  // ELFCLASS64
+        #expect(UInt16(b[18]) | UInt16(b[19]) << 8 == 247)  // EM_BPF
+    }
+
+    @Test func decodesARecord() {
+        var e = mt_event()
+        e.ts_ns = 123_456_789
+        e.pid = 4242
+        e.tid = 4243
+        e.probe = ProbeKind.migrateSetState.rawValue
+        e.arg_cnt = 1
+        e.args.0 = 0xdead_beef
+        withUnsafeMutableBytes(of: &e.state) { raw in
+            for (i, c) in "completed".utf8.enumerated() { raw[i] = c }
+        }
+        let ev = withUnsafeBytes(of: e) { LiveEventDecoder.decode($0.baseAddress!, size: $0.count) }
+        #expect(
+            ev
+                == TraceEvent(
+                    kind: .migrateSetState, arguments: ProbeArguments(count: 1, 0xdead_beef),
+                    timestampNanoseconds: 123_456_789, clock: .monotonic, threadID: 4243, processID: 4242,
+                    state: "completed", origin: .live))
+        e.probe = 200
+        #expect(withUnsafeBytes(of: e) { LiveEventDecoder.decode($0.baseAddress!, size: $0.count) } == nil)
+        #expect(withUnsafeBytes(of: e) { LiveEventDecoder.decode($0.baseAddress!, size: 95) } == nil)
+    }
+}
+
+@Suite(.serialized)
+struct USDTNotesTests {
+    /// `nm` address of a symbol in `binary`.
+    func symbol(_ name: String, in binary: String) throws -> UInt64 {
+        let out = try TestPrograms.run("/usr/bin/env", ["nm", binary])
+        for line in out.split(separator: "\n") {
+            let f = line.split(separator: " ")
+            if f.count == 3, f[2] == name, let v = UInt64(f[0], radix: 16) { return v }
+        }
+        throw TestPrograms.BuildError(description: "no symbol \(name)")
+    }
+
+    @Test func eraBNotes() throws {
+        let bin = try TestPrograms.path(.eraB)
+        let all = try USDTNotes.read(path: bin)
+        let qemu = USDTNotes.probes(all, provider: "qemu")
+        #expect(qemu.count == all.count)
+        let counts = Dictionary(qemu.map { ($0.name, $0.argumentCount) }, uniquingKeysWith: { a, _ in a })
+        #expect(
+            counts == [
+                "migrate_set_state": 1, "migrate_pending_estimate": 3, "migrate_pending_exact": 3,
+                "migration_bitmap_sync_start": 0, "migration_bitmap_sync_end": 1,
+                "migration_thread_low_pending": 1, "migrate_transferred": 5,
+            ])
+        for p in qemu {
+            #expect(p.hasSemaphore, "\(p.name) has no semaphore")
+            #expect(p.semaphore == (try symbol("qemu_\(p.name)_semaphore", in: bin)))
+            #expect(p.semaphoreFileOffset != nil)
+            #expect(p.pcFileOffset != nil)
+            #expect(p.arguments.allSatisfy { $0.size == 8 && !$0.isSigned && !$0.isFloat })
+        }
+        let t = try #require(qemu.first { $0.name == "migrate_transferred" })
+        #expect(t.argumentString.split(separator: " ").count == 5)
+        // The probe site is a nop inside main's code.
+        let main = try symbol("main", in: bin)
+        #expect(t.pc > main && t.pc < main + 4096)
+    }
+
+    @Test func eraANotes() throws {
+        let qemu = USDTNotes.probes(try USDTNotes.read(path: try TestPrograms.path(.eraA)), provider: "qemu")
+        let counts = Dictionary(qemu.map { ($0.name, $0.argumentCount) }, uniquingKeysWith: { a, _ in a })
+        #expect(
+            counts == [
+                "migrate_set_state": 1, "migrate_pending": 5, "migration_bitmap_sync_start": 0,
+                "migration_bitmap_sync_end": 1, "migration_thread_low_pending": 1, "migrate_transferred": 4,
+            ])
+        let allHaveSemaphores = qemu.allSatisfy { $0.hasSemaphore }
+        #expect(allHaveSemaphores)
+    }
+
+    @Test func binaryWithoutNotes() throws {
+        // A plain C program: ELF but no .note.stapsdt.
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("migtrace-plain-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let src = dir.appendingPathComponent("plain.c")
+        try "int main(void) { return 0; }\n".write(to: src, atomically: true, encoding: .utf8)
+        let bin = dir.appendingPathComponent("plain").path
+        try TestPrograms.run("/usr/bin/env", ["cc", src.path, "-o", bin])
+        #expect(try USDTNotes.read(path: bin) == [])
+        #expect(throws: USDTNotesError.notELF(path: src.path)) { try USDTNotes.read(path: src.path) }
+        #expect(throws: USDTNotesError.io(path: "/nonexistent/qemu", operation: "open", errno: ENOENT)) {
+            try USDTNotes.read(path: "/nonexistent/qemu")
+        }
+    }
+
+    @Test func argumentOperands() {
+        let p = try? USDTNotes.parse(bytes: [])
+        #expect(p == nil)  // too short to be ELF
+    }
+}

@@ -1,0 +1,200 @@
+// SPDX-License-Identifier: Apache-2.0
+
+import Foundation
+import MigtraceBPF
+import MigtraceCore
+import Testing
+
+/// Runs fake_qemu under a session: start (waiting), attach, go, wait for exit, stop, collect.
+func traceRun(
+    _ variant: TestPrograms.Variant, count: Int, extra: [String] = [],
+    configuration: LiveSession.Configuration = LiveSession.Configuration()
+) async throws -> (events: [TraceEvent], batches: Int, result: FakeQEMU.Result, session: LiveSession, pid: Int32,
+    seconds: Double)
+{
+    let child = try FakeQEMU(variant, count: count, extra: extra)
+    let session = try LiveSession(pid: child.pid, configuration: configuration)
+    let task = collect(try session.events())
+    let start = MonotonicClock.monotonicNanoseconds()
+    child.go()
+    let result = try child.finish()
+    let seconds = Double(MonotonicClock.monotonicNanoseconds() - start) / 1e9
+    session.stop()
+    let (events, batches) = try await task.value
+    return (events, batches, result, session, child.pid, seconds)
+}
+
+@Suite(.serialized, .requiresRoot)
+struct LiveSessionTests {
+    @Test func eraBExactValuesInOrder() async throws {
+        let n = 200
+        let run = try await traceRun(.eraB, count: n, extra: ["--context"])
+        defer { run.session.close() }
+
+        // Probe table: every probe of the binary attached, migrate_pending absent (a QEMU >= 8.0 binary).
+        let byKind = Dictionary(uniqueKeysWithValues: run.session.probes.map { ($0.kind, $0) })
+        #expect(run.session.attachedProbes.count == 7)
+        #expect(byKind[.migrateTransferred]?.noteArgumentCount == 5)
+        #expect(byKind[.migrateTransferred]?.hasSemaphore == true)
+        #expect(byKind[.migratePendingEstimate]?.noteArgumentCount == 3)
+        #expect(byKind[.bitmapSyncStart]?.noteArgumentCount == 0)
+        #expect(byKind[.migrateSetState]?.attached == true)
+        #expect(byKind[.migratePending]?.attached == false)
+        #expect(byKind[.migratePending]?.siteCount == 0)
+        #expect(byKind[.migratePending]?.reason == "not in binary")
+        // libbpf bumped the semaphore in the traced process (ref_ctr) before it fired.
+        #expect(run.result.semaphore >= 1)
+
+        // fired = 2 states + per i (estimate, exact if even, sync start, sync end, transferred) + low + completed
+        let expectedTotal = UInt64(2 + n * 4 + (n + 1) / 2 + 2)
+        #expect(run.result.fired == expectedTotal)
+        #expect(UInt64(run.events.count) == run.result.fired)
+        #expect(try run.session.kernelDrops() == 0)
+        #expect(run.session.consumerDrops == 0)
+        #expect(run.session.undecodableRecords == 0)
+
+        // Rebuild the exact expected sequence and compare event by event (kind, args, count).
+        var expected: [(ProbeKind, ProbeArguments, String?)] = [
+            (.migrateSetState, ProbeArguments(count: 1), "setup"), (.migrateSetState, ProbeArguments(count: 1), "active"),
+        ]
+        for i in 0..<UInt64(n) {
+            expected.append((.migratePendingEstimate, ProbeArguments(count: 3, 10000 - i, 9000 - i, 1000), nil))
+            if i % 2 == 0 {
+                expected.append((.migratePendingExact, ProbeArguments(count: 3, 20000 - i, 19000 - i, 1000), nil))
+            }
+            expected.append((.bitmapSyncStart, ProbeArguments(count: 0), nil))
+            expected.append((.bitmapSyncEnd, ProbeArguments(count: 1, 1000 + i), nil))
+            expected.append((.migrateTransferred, expectedTransferred(i, argCount: 5), nil))
+        }
+        expected.append((.migrationThreadLowPending, ProbeArguments(count: 1, 42), nil))
+        expected.append((.migrateSetState, ProbeArguments(count: 1), "completed"))
+        #expect(expected.count == run.events.count)
+        var mismatches = 0
+        var lastTS: UInt64 = 0
+        for (e, (kind, args, state)) in zip(run.events, expected) {
+            var got = e.arguments
+            if kind == .migrateSetState { got.a0 = 0 }  // a0 is the string pointer: not deterministic
+            if e.kind != kind || got != args || e.state != state { mismatches += 1 }
+            #expect(e.processID == UInt32(run.pid))
+            #expect(e.threadID == UInt32(run.pid))  // single-threaded program: tid == pid
+            #expect(e.clock == .monotonic && e.origin == .live)
+            #expect(e.timestampNanoseconds! >= lastTS)
+            lastTS = e.timestampNanoseconds!
+        }
+        #expect(mismatches == 0)
+        #expect(run.events.filter { $0.kind == .migrateSetState }.compactMap(\.state) == ["setup", "active", "completed"])
+        // Live timestamps are CLOCK_MONOTONIC: recent.
+        let now = MonotonicClock.monotonicNanoseconds()
+        #expect(lastTS <= now && now - lastTS < 10_000_000_000)
+    }
+
+    @Test func eraAFourArguments() async throws {
+        let n = 100
+        let run = try await traceRun(.eraA, count: n, extra: ["--context"])
+        defer { run.session.close() }
+        let byKind = Dictionary(uniqueKeysWithValues: run.session.probes.map { ($0.kind, $0) })
+        #expect(byKind[.migrateTransferred]?.noteArgumentCount == 4)
+        #expect(byKind[.migratePending]?.attached == true)
+        #expect(byKind[.migratePending]?.noteArgumentCount == 5)
+        #expect(byKind[.migratePendingEstimate]?.attached == false)
+        #expect(UInt64(run.events.count) == run.result.fired)
+        let transferred = run.events.filter { $0.kind == .migrateTransferred }
+        #expect(transferred.map(\.arguments) == (0..<UInt64(n)).map { expectedTransferred($0, argCount: 4) })
+        let pending = run.events.filter { $0.kind == .migratePending }
+        #expect(pending.map(\.arguments) == (0..<UInt64(n)).map { ProbeArguments(count: 5, 10000 - $0, 5000, 9000 - $0, 0, 1000) })
+        #expect(try run.session.kernelDrops() == 0)
+    }
+
+    @Test func burstWithZeroDrops() async throws {
+        let n = 200_000
+        var config = LiveSession.Configuration()
+        config.probes = [.migrateTransferred]
+        let run = try await traceRun(.eraB, count: n, configuration: config)
+        defer { run.session.close() }
+        let drops = try run.session.kernelDrops()
+        let rate = Double(n) / run.seconds
+        print("burst: \(n) events in \(run.seconds) s = \(Int(rate)) events/s, \(run.batches) batches, drops \(drops)")
+        #expect(drops == 0)
+        #expect(run.events.count == n)
+        #expect(run.events.map(\.arguments) == (0..<UInt64(n)).map { expectedTransferred($0, argCount: 5) })
+    }
+
+    @Test func tinyRingBufferCountsEveryDrop() async throws {
+        let n = 20_000
+        var config = LiveSession.Configuration()
+        config.ringBufferSize = 4096
+        config.probes = [.migrateTransferred]
+        let run = try await traceRun(.eraB, count: n, configuration: config)
+        defer { run.session.close() }
+        let drops = try run.session.kernelDrops()
+        print("tiny ring: fired \(run.result.fired), received \(run.events.count), dropped \(drops)")
+        #expect(run.result.fired == UInt64(n))
+        #expect(drops > 0)
+        #expect(UInt64(run.events.count) + drops == run.result.fired)
+        // What arrives is still exact and in order: a strictly increasing subsequence of the fired values.
+        let firsts = run.events.map(\.arguments.a0)
+        #expect(zip(firsts, firsts.dropFirst()).allSatisfy { $0 < $1 })
+        #expect(run.events.allSatisfy { $0.arguments == expectedTransferred($0.arguments.a0 - 0x1_0000_0000, argCount: 5) })
+    }
+
+    @Test(arguments: [LiveSession.AttachScope.process, .allProcessesFilteredInKernel])
+    func otherProcessesAreFiltered(scope: LiveSession.AttachScope) async throws {
+        let target = try FakeQEMU(.eraB, count: 300)
+        let other = try FakeQEMU(.eraB, count: 500)
+        var config = LiveSession.Configuration()
+        config.scope = scope
+        let session = try LiveSession(pid: target.pid, configuration: config)
+        defer { session.close() }
+        let task = collect(try session.events())
+        other.go()
+        target.go()
+        let otherResult = try other.finish()
+        let targetResult = try target.finish()
+        session.stop()
+        let (events, _) = try await task.value
+        #expect(otherResult.fired == 500)
+        #expect(targetResult.fired == 300)
+        #expect(events.count == 300)
+        #expect(events.allSatisfy { $0.processID == UInt32(target.pid) })
+        #expect(events.map(\.arguments) == (0..<UInt64(300)).map { expectedTransferred($0, argCount: 5) })
+        #expect(try session.kernelDrops() == 0)
+    }
+
+    @Test func missingRequiredProbeAndNoDtraceBackend() throws {
+        let child = try FakeQEMU(.noTransferred, count: 1)
+        defer { child.go(); _ = try? child.finish() }
+        let error = #expect(throws: LiveAttachError.self) { _ = try LiveSession(pid: child.pid) }
+        guard case .requiredProbeMissing(_, "migrate_transferred", nil) = error else {
+            Issue.record("unexpected error \(String(describing: error))")
+            return
+        }
+        #expect(error?.description.contains("has qemu USDT probes but no qemu:migrate_transferred") == true)
+
+        // A binary with no qemu notes at all: "built without the dtrace backend".
+        let sleeper = Process()
+        sleeper.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        sleeper.arguments = ["5"]
+        try sleeper.run()
+        defer { sleeper.terminate() }
+        let error2 = #expect(throws: LiveAttachError.self) { _ = try LiveSession(pid: sleeper.processIdentifier) }
+        guard case .noQEMUProbes = error2 else {
+            Issue.record("unexpected error \(String(describing: error2))")
+            return
+        }
+        #expect(error2?.description.contains("without the dtrace trace backend") == true)
+    }
+
+    @Test func closeIsIdempotentAndStopsPolling() async throws {
+        let child = try FakeQEMU(.eraB, count: 10)
+        let session = try LiveSession(pid: child.pid)
+        let task = collect(try session.events())
+        #expect(throws: LibbpfError.self) { _ = try session.events() }  // one stream per session
+        session.close()
+        session.close()
+        let (events, _) = try await task.value
+        #expect(events.isEmpty)
+        #expect(throws: LibbpfError(operation: "mt_read_drops", errno: EBADF)) { _ = try session.kernelDrops() }
+        child.go()
+        #expect(try child.finish().fired == 10)
+    }
+}

@@ -1,0 +1,178 @@
+// SPDX-License-Identifier: Apache-2.0
+
+import Foundation
+import MigtraceBPF
+import MigtraceCore
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension Trait where Self == ConditionTrait {
+    /// BPF load/attach needs root (CI runs as root); skipped, with the reason shown, only when not root.
+    static var requiresRoot: Self {
+        .enabled(if: geteuid() == 0, "needs root for BPF load and uprobe attach (run as root; CI does)")
+    }
+}
+
+/// The test programs in Tests/testprogs, built at test time like QEMU builds its dtrace backend.
+enum TestPrograms {
+    /// Which variant of fake_qemu.
+    enum Variant: String, CaseIterable {
+        /// migrate_transferred with 5 arguments (QEMU >= 8.2).
+        case eraB = "fake_qemu_era_b"
+        /// migrate_transferred with 4 arguments and pre-8.0 migrate_pending.
+        case eraA = "fake_qemu_era_a"
+        /// qemu probes but no migrate_transferred site.
+        case noTransferred = "fake_qemu_no_transferred"
+
+        var dFile: String { self == .eraA ? "fake_qemu_era_a.d" : "fake_qemu.d" }
+        var defines: [String] {
+            switch self {
+            case .eraB: []
+            case .eraA: ["-DMT_ERA_A"]
+            case .noTransferred: ["-DMT_NO_TRANSFERRED"]
+            }
+        }
+    }
+
+    static let sourceDir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("testprogs")
+
+    /// Built binaries by variant; the build runs once per test process.
+    static let built: Result<[Variant: String], BuildError> = build()
+
+    struct BuildError: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    static func path(_ v: Variant) throws -> String {
+        try built.get()[v]!
+    }
+
+    private static func build() -> Result<[Variant: String], BuildError> {
+        let out = FileManager.default.temporaryDirectory
+            .appendingPathComponent("migtrace-testprogs-\(getpid())")
+        do {
+            try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+            var result: [Variant: String] = [:]
+            for v in Variant.allCases {
+                let dir = out.appendingPathComponent(v.rawValue)
+                try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+                let d = sourceDir.appendingPathComponent(v.dFile).path
+                let header = dir.appendingPathComponent("fake_qemu_probes.h").path
+                let obj = dir.appendingPathComponent("probes.o").path
+                let bin = dir.appendingPathComponent("fake_qemu").path
+                try run("/usr/bin/env", ["dtrace", "-DSTAP_SDT_V2", "-h", "-s", d, "-o", header])
+                try run("/usr/bin/env", ["dtrace", "-DSTAP_SDT_V2", "-G", "-s", d, "-o", obj])
+                try run(
+                    "/usr/bin/env",
+                    ["cc", "-O2", "-Wall", "-DSTAP_SDT_V2"] + v.defines + [
+                        "-I", dir.path, sourceDir.appendingPathComponent("fake_qemu.c").path, obj, "-o", bin,
+                    ])
+                result[v] = bin
+            }
+            return .success(result)
+        } catch let e as BuildError {
+            return .failure(e)
+        } catch {
+            return .failure(BuildError(description: "building test programs: \(error)"))
+        }
+    }
+
+    @discardableResult
+    static func run(_ exe: String, _ args: [String]) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: exe)
+        p.arguments = args
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        guard p.terminationStatus == 0 else {
+            throw BuildError(description: "\(exe) \(args.joined(separator: " ")) failed (\(p.terminationStatus)): \(text)")
+        }
+        return text
+    }
+}
+
+/// A running fake_qemu started with --wait: it prints "ready <pid>" and fires on SIGUSR1.
+final class FakeQEMU {
+    let process = Process()
+    private let stdout = Pipe()
+    private var buffer = Data()
+    let pid: Int32
+
+    init(_ variant: TestPrograms.Variant, count: Int, extra: [String] = []) throws {
+        process.executableURL = URL(fileURLWithPath: try TestPrograms.path(variant))
+        process.arguments = [String(count), "--wait"] + extra
+        process.standardOutput = stdout
+        try process.run()
+        pid = process.processIdentifier
+        let line = try readLine()
+        guard line == "ready \(pid)" else { throw TestPrograms.BuildError(description: "unexpected: \(line)") }
+    }
+
+    private func readLine() throws -> String {
+        while true {
+            if let nl = buffer.firstIndex(of: 0x0a) {
+                let line = String(decoding: buffer[buffer.startIndex..<nl], as: UTF8.self)
+                buffer = Data(buffer[(nl + 1)...])
+                return line
+            }
+            let chunk = stdout.fileHandleForReading.availableData
+            if chunk.isEmpty { throw TestPrograms.BuildError(description: "fake_qemu closed stdout") }
+            buffer.append(chunk)
+        }
+    }
+
+    /// Result line: fired total, transferred count, semaphore value seen after the go signal.
+    struct Result: Equatable {
+        var fired: UInt64
+        var transferred: UInt64
+        var semaphore: UInt64
+    }
+
+    /// Sends SIGUSR1.
+    func go() { kill(pid, SIGUSR1) }
+
+    /// Waits for exit and parses "fired N transferred M semaphore S".
+    func finish() throws -> Result {
+        let line = try readLine()
+        process.waitUntilExit()
+        let f = line.split(separator: " ")
+        guard f.count == 6, f[0] == "fired", let fired = UInt64(f[1]), let t = UInt64(f[3]), let s = UInt64(f[5]),
+            process.terminationStatus == 0
+        else { throw TestPrograms.BuildError(description: "unexpected result line: \(line)") }
+        return Result(fired: fired, transferred: t, semaphore: s)
+    }
+
+    deinit {
+        if process.isRunning { kill(pid, SIGKILL) }
+    }
+}
+
+/// Collects every event of a session's stream until it finishes.
+func collect(_ stream: LiveEventStream) -> Task<([TraceEvent], Int), any Error> {
+    Task {
+        var all: [TraceEvent] = []
+        var batches = 0
+        for try await batch in stream {
+            batches += 1
+            all.append(contentsOf: batch)
+        }
+        return (all, batches)
+    }
+}
+
+/// The expected migrate_transferred arguments of event `i` (see fake_qemu.c).
+func expectedTransferred(_ i: UInt64, argCount: Int) -> ProbeArguments {
+    if argCount == 5 {
+        return ProbeArguments(count: 5, 0x1_0000_0000 + i, 100 + i, 3 * i, 5 * i + 7, UInt64.max - i)
+    }
+    return ProbeArguments(count: 4, 0x1_0000_0000 + i, 100 + i, 3 * i, 5 * i + 7)
+}

@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * fake_qemu: fires QEMU's migration USDT probes with known values.
+ *
+ * Built like QEMU's dtrace backend: `dtrace -DSTAP_SDT_V2 -h` for the
+ * header and `dtrace -DSTAP_SDT_V2 -G` for the semaphore object, so every
+ * probe has a semaphore. -DMT_ERA_A builds the 4-argument variant.
+ *
+ * usage: fake_qemu COUNT [--pace-us N] [--wait] [--context]
+ *   COUNT      number of migrate_transferred events
+ *   --pace-us  sleep N microseconds between events
+ *   --wait     print "ready <pid>" and wait for SIGUSR1 before firing
+ *   --context  also fire the context probes (states, pending, bitmap sync)
+ *
+ * Event i of migrate_transferred carries (values checked by the tests):
+ *   a0 = 0x100000000 + i, a1 = 100 + i, a2 = 3 * i, a3 = 5 * i + 7, [a4 = UINT64_MAX - i]
+ * Context (with --context): set_state("setup"), set_state("active"); per event
+ * i: pending (estimate, and exact when i is even), bitmap_sync_start,
+ * bitmap_sync_end(1000 + i); then low_pending(42), set_state("completed").
+ * -DMT_NO_TRANSFERRED leaves migrate_transferred out (no note), for the missing-probe test.
+ * At exit it prints "fired <total> transferred <count> semaphore <value>".
+ */
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fake_qemu_probes.h"
+
+/* QEMU passes every argument as a typed uint64_t parameter of _nocheck__trace_*: 8-byte operands. */
+#define U64(x) ((uint64_t)(x))
+
+static unsigned long long fired;
+
+static void set_state(const char *s)
+{
+	QEMU_MIGRATE_SET_STATE(s);
+	fired++;
+}
+
+int main(int argc, char **argv)
+{
+	unsigned long long count, i;
+	long pace_us = 0;
+	int wait = 0, context = 0, a;
+	unsigned short sem_seen;
+
+	if (argc < 2) {
+		fprintf(stderr, "usage: %s COUNT [--pace-us N] [--wait] [--context]\n", argv[0]);
+		return 2;
+	}
+	count = strtoull(argv[1], NULL, 10);
+	for (a = 2; a < argc; a++) {
+		if (strcmp(argv[a], "--pace-us") == 0 && a + 1 < argc)
+			pace_us = strtol(argv[++a], NULL, 10);
+		else if (strcmp(argv[a], "--wait") == 0)
+			wait = 1;
+		else if (strcmp(argv[a], "--context") == 0)
+			context = 1;
+		else {
+			fprintf(stderr, "unknown argument %s\n", argv[a]);
+			return 2;
+		}
+	}
+
+	if (wait) {
+		sigset_t set;
+		int sig;
+
+		sigemptyset(&set);
+		sigaddset(&set, SIGUSR1);
+		sigprocmask(SIG_BLOCK, &set, NULL);
+		printf("ready %d\n", (int)getpid());
+		fflush(stdout);
+		sigwait(&set, &sig);
+	}
+	sem_seen = qemu_migrate_transferred_semaphore;
+
+	if (context) {
+		set_state("setup");
+		set_state("active");
+	}
+	for (i = 0; i < count; i++) {
+		if (context) {
+#ifdef MT_ERA_A
+			QEMU_MIGRATE_PENDING(U64(10000 - i), U64(5000), U64(9000 - i), U64(0), U64(1000));
+			fired++;
+#else
+			QEMU_MIGRATE_PENDING_ESTIMATE(U64(10000 - i), U64(9000 - i), U64(1000));
+			fired++;
+			if (i % 2 == 0) {
+				QEMU_MIGRATE_PENDING_EXACT(U64(20000 - i), U64(19000 - i), U64(1000));
+				fired++;
+			}
+#endif
+			QEMU_MIGRATION_BITMAP_SYNC_START();
+			QEMU_MIGRATION_BITMAP_SYNC_END(U64(1000 + i));
+			fired += 2;
+		}
+#if defined(MT_NO_TRANSFERRED)
+		/* a binary with qemu probes but no migrate_transferred */
+#elif defined(MT_ERA_A)
+		QEMU_MIGRATE_TRANSFERRED(U64(0x100000000ULL + i), U64(100 + i), U64(3 * i), U64(5 * i + 7));
+		fired++;
+#else
+		QEMU_MIGRATE_TRANSFERRED(U64(0x100000000ULL + i), U64(100 + i), U64(3 * i), U64(5 * i + 7),
+				 U64(UINT64_MAX - i));
+		fired++;
+#endif
+		if (pace_us > 0)
+			usleep((useconds_t)pace_us);
+	}
+	if (context) {
+		QEMU_MIGRATION_THREAD_LOW_PENDING(U64(42));
+		fired++;
+		set_state("completed");
+	}
+	printf("fired %llu transferred %llu semaphore %u\n", fired, count, (unsigned)sem_seen);
+	fflush(stdout);
+	return 0;
+}
