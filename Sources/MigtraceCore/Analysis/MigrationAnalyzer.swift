@@ -1,0 +1,271 @@
+// SPDX-License-Identifier: Apache-2.0
+
+/// Receives the analysis as it streams: series, windows, findings, and the final report.
+public protocol AnalysisSink: AnyObject {
+    /// A new series begins (its first window follows).
+    func seriesStarted(_ info: SeriesInfo)
+    /// The next window of a series.
+    func window(_ window: AnalyzedWindow, in series: SeriesInfo)
+    /// A finding, as soon as a rule is sure of it.
+    func finding(_ finding: Finding)
+    /// A series is complete.
+    func seriesEnded(_ summary: SeriesSummary)
+    /// Everything is done.
+    func finished(_ report: AnalysisReport)
+}
+
+/// The whole analysis, once every input has been read.
+public struct AnalysisReport: Sendable {
+    /// One summary per series, in order.
+    public var series: [SeriesSummary]
+    /// Every finding, in the order rules made them.
+    public var findings: [Finding]
+    /// Rejected lines/events (the first `maxStoredDiagnostics`).
+    public var diagnostics: [Diagnostic]
+    /// How many lines/events were rejected in all.
+    public var rejectedCount: UInt64
+    /// Events accepted, by kind.
+    public var eventCounts: [ProbeKind: UInt64]
+    /// Findings a rule made beyond its per-series cap, by rule id.
+    public var suppressedFindings: [String: Int]
+
+    /// The most severe finding, if any.
+    public var worstSeverity: Severity? { findings.map(\.severity).max() }
+    /// Windows in all series.
+    public var windowCount: Int { series.reduce(0) { $0 + $1.windows } }
+    /// Windows whose threshold was rebuilt exactly, in all series.
+    public var exactCount: Int { series.reduce(0) { $0 + $1.exactThresholds } }
+}
+
+/// Turns a stream of trace events into series of analysed windows and findings.
+///
+/// Series are split by input, by migration thread id, and by migration (a `migrate_set_state` to
+/// `setup` starts a new one). State is bounded per open series, so memory does not grow with the input.
+public final class MigrationAnalyzer {
+    /// The configuration in force.
+    public let configuration: AnalysisConfiguration
+    private let sink: any AnalysisSink
+
+    private struct SeriesKey: Hashable {
+        var input: Int
+        var thread: UInt32?
+    }
+
+    private final class OpenSeries {
+        var info: SeriesInfo
+        var context: RuleContext
+        var rules: [any AnomalyRule]
+        var summary: SeriesSummary
+        var previous: AnalyzedWindow?
+        var limit: UInt64?
+        var cumulative: UInt64 = 0
+        var elapsedMs: UInt64 = 0
+        var pending: UInt64?
+        var pendingExact = false
+
+        init(info: SeriesInfo, context: RuleContext, rules: [any AnomalyRule]) {
+            self.info = info
+            self.context = context
+            self.rules = rules
+            summary = SeriesSummary(
+                info: info, windows: 0, exactThresholds: 0, exactBandwidths: 0, totalBytes: 0, totalTimeMs: 0,
+                startTime: 0, endTime: 0, downtimeLimits: [], finalState: nil)
+        }
+    }
+
+    private var open: [SeriesKey: OpenSeries] = [:]
+    private var lastSeriesOfInput: [Int: SeriesKey] = [:]
+    private var newMigrationPending: Set<Int> = []
+    private var pendingBeforeSeries: [SeriesKey: (UInt64, Bool)] = [:]
+    private var nextSeriesIndex = 0
+    private var summaries: [SeriesSummary] = []
+    private var findings: [Finding] = []
+    private var diagnostics: [Diagnostic] = []
+    private var rejected: UInt64 = 0
+    private var eventCounts: [ProbeKind: UInt64] = [:]
+    private var suppressed: [String: Int] = [:]
+    private var ruleTypes: [any AnomalyRule.Type]
+
+    /// An analyzer that reports to `sink`.
+    public init(configuration: AnalysisConfiguration = AnalysisConfiguration(), sink: any AnalysisSink) {
+        self.configuration = configuration
+        self.sink = sink
+        ruleTypes = RuleRegistry.all.filter { !configuration.disabledRules.contains($0.id) }
+    }
+
+    /// Record a line or event that could not be used.
+    public func reject(_ diagnostic: Diagnostic) {
+        rejected += 1
+        if diagnostics.count < configuration.maxStoredDiagnostics { diagnostics.append(diagnostic) }
+    }
+
+    /// Feed the next event.
+    public func consume(_ event: TraceEvent) {
+        switch event.kind {
+        case .migrateTransferred:
+            consumeWindow(event)
+        case .migratePendingEstimate, .migratePendingExact, .migratePending:
+            eventCounts[event.kind, default: 0] += 1
+            let key = SeriesKey(input: event.origin.input, thread: event.threadID)
+            let exact = event.kind != .migratePendingEstimate
+            if let s = open[key] {
+                s.pending = event.arguments.a0
+                s.pendingExact = exact
+            } else {
+                pendingBeforeSeries[key] = (event.arguments.a0, exact)
+            }
+        case .migrateSetState:
+            eventCounts[event.kind, default: 0] += 1
+            let state = event.state ?? ""
+            let input = event.origin.input
+            if state == "setup" {
+                // A new migration: close what this input has open, the next window starts a new series.
+                for key in open.keys where key.input == input { close(key) }
+                newMigrationPending.insert(input)
+            } else if let key = lastSeriesOfInput[input], let s = open[key] {
+                s.summary.finalState = state
+            } else if let key = lastSeriesOfInput[input], let i = summaries.lastIndex(where: { $0.info.index == seriesIndex(key) }) {
+                summaries[i].finalState = state
+            }
+        default:
+            eventCounts[event.kind, default: 0] += 1
+        }
+    }
+
+    private var closedIndexOfKey: [SeriesKey: Int] = [:]
+    private func seriesIndex(_ key: SeriesKey) -> Int? { closedIndexOfKey[key] }
+
+    private func consumeWindow(_ event: TraceEvent) {
+        let args = event.arguments
+        guard args.count == 4 || args.count == 5 else {
+            reject(Diagnostic(input: event.origin.input, line: event.origin.line,
+                              reason: "migrate_transferred has \(args.count) arguments; QEMU traces 4 or 5"))
+            return
+        }
+        guard args.a1 > 0 else {
+            reject(Diagnostic(input: event.origin.input, line: event.origin.line,
+                              reason: "time_spent is 0; QEMU never traces a window shorter than 100 ms"))
+            return
+        }
+        eventCounts[.migrateTransferred, default: 0] += 1
+        let key = SeriesKey(input: event.origin.input, thread: event.threadID)
+        if newMigrationPending.contains(key.input) {
+            newMigrationPending.remove(key.input)
+            for k in open.keys where k.input == key.input { close(k) }
+        }
+        let series = open[key] ?? start(key, event)
+        lastSeriesOfInput[key.input] = key
+
+        // Era: the window's own fit; an ambiguous window takes the series' era.
+        var fit = EraFit.classify(args)
+        if fit.ambiguous, let e = series.info.era { fit.era = e }
+        if !fit.ambiguous, series.info.era == nil, let e = fit.era {
+            series.info.era = e
+            series.context.series.era = e
+            series.summary.info.era = e
+        }
+        let bw = QEMUArithmetic.bandwidth(transferred: args.a0, timeSpent: args.a1)
+        let mb = QEMUArithmetic.mbps(transferred: args.a0, timeSpent: args.a1)
+        let traced = args[args.count - 1]
+        var rebuild = ThresholdRebuild(
+            basis: .measured, expectedPerMs: bw, downtimeLimitMs: series.limit, limitRange: nil,
+            switchoverBytesPerSecond: nil, threshold: 0, exact: false)
+        var bandwidthExact = false
+        if let era = fit.era {
+            rebuild = ThresholdRebuild.rebuild(
+                era: era, arguments: args, bandwidth: bw, mbps: mb, fixedLimit: configuration.downtimeLimitMs,
+                preferredLimit: series.limit)
+            bandwidthExact = args.a2 == QEMUArithmetic.truncate(era == .c ? mb : bw)
+        }
+
+        // Time line: the trace's own clock when it has one, else the running sum of time_spent.
+        let start: Double
+        let end: Double
+        if let ts = event.timestampNanoseconds, series.info.timeBase != .relative {
+            end = Double(ts / 1000) / 1_000_000 + Double(ts % 1000) / 1e9
+            start = end - Double(args.a1) / 1000
+        } else {
+            start = Double(series.elapsedMs) / 1000
+            end = Double(series.elapsedMs &+ args.a1) / 1000
+        }
+        series.elapsedMs &+= args.a1
+        series.cumulative &+= args.a0
+
+        let window = AnalyzedWindow(
+            series: series.info.index, index: series.summary.windows, origin: event.origin, threadID: event.threadID,
+            startTime: start, endTime: end, transferred: args.a0, timeSpentMs: args.a1, bandwidthTraced: args.a2,
+            switchoverTraced: args.count == 5 ? args.a3 : nil, thresholdTraced: traced, era: fit.era, bandwidth: bw,
+            mbps: mb, bandwidthTracedExact: bandwidthExact, rebuild: rebuild, cumulativeBytes: series.cumulative,
+            pendingBytes: series.pending, pendingExact: series.pendingExact)
+
+        // Summary bookkeeping.
+        if window.index == 0 { series.summary.startTime = start }
+        series.summary.endTime = end
+        series.summary.windows += 1
+        if rebuild.exact { series.summary.exactThresholds += 1 }
+        if bandwidthExact { series.summary.exactBandwidths += 1 }
+        series.summary.totalBytes &+= args.a0
+        series.summary.totalTimeMs &+= args.a1
+        if rebuild.exact, rebuild.expectedPerMs > 0, let limit = rebuild.downtimeLimitMs, limit != series.limit {
+            series.summary.downtimeLimits.append((window.index, limit))
+            series.limit = limit
+        }
+
+        sink.window(window, in: series.info)
+        for rule in series.rules { rule.observe(window, series.context) }
+        series.context.previous = window
+        series.previous = window
+    }
+
+    private func start(_ key: SeriesKey, _ event: TraceEvent) -> OpenSeries {
+        let base: TimeBase = event.timestampNanoseconds == nil ? .relative : (event.clock == .wall ? .epoch : .monotonic)
+        let info = SeriesInfo(
+            index: nextSeriesIndex, input: key.input, threadID: key.thread, processID: event.processID, era: nil,
+            timeBase: base)
+        nextSeriesIndex += 1
+        let context = RuleContext(series: info) { [unowned self] finding in
+            self.findings.append(finding)
+            self.sink.finding(finding)
+        }
+        let series = OpenSeries(info: info, context: context, rules: ruleTypes.map { $0.init(thresholds: configuration.thresholds) })
+        if let (p, exact) = pendingBeforeSeries.removeValue(forKey: key) {
+            series.pending = p
+            series.pendingExact = exact
+        }
+        open[key] = series
+        sink.seriesStarted(info)
+        return series
+    }
+
+    private func close(_ key: SeriesKey) {
+        guard let s = open.removeValue(forKey: key) else { return }
+        for rule in s.rules { rule.finish(s.context) }
+        for (id, n) in s.context.suppressed { suppressed[id, default: 0] += n }
+        s.summary.info = s.info
+        summaries.append(s.summary)
+        closedIndexOfKey[key] = s.info.index
+        sink.seriesEnded(s.summary)
+    }
+
+    /// End of input: close every series, summarise rejected lines, and deliver the report.
+    @discardableResult
+    public func finish() -> AnalysisReport {
+        for key in open.keys.sorted(by: { open[$0]!.info.index < open[$1]!.info.index }) { close(key) }
+        summaries.sort { $0.info.index < $1.info.index }
+        if rejected > 0, !configuration.disabledRules.contains(TraceIntegrityRule.id) {
+            let first = diagnostics.first
+            let f = Finding(
+                rule: TraceIntegrityRule.id, severity: .warning, series: -1, firstWindow: -1, lastWindow: -1,
+                startTime: 0, endTime: 0,
+                message: "\(rejected) line(s) or event(s) rejected; the first at input \(first?.input ?? 0) line \(first?.line ?? 0): \(first?.reason ?? "").",
+                evidence: [.count("rejected", rejected)], remedy: TraceIntegrityRule.remedy)
+            findings.append(f)
+            sink.finding(f)
+        }
+        let report = AnalysisReport(
+            series: summaries, findings: findings, diagnostics: diagnostics, rejectedCount: rejected,
+            eventCounts: eventCounts, suppressedFindings: suppressed)
+        sink.finished(report)
+        return report
+    }
+}

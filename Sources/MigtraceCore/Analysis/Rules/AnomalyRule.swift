@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: Apache-2.0
+
+/// A detector that watches one series window by window and reports findings.
+///
+/// Rules keep only bounded state, so memory does not grow with the trace. One instance serves one
+/// series. A new rule is one small file: a class conforming to this protocol, listed in ``RuleRegistry``.
+public protocol AnomalyRule: AnyObject {
+    /// The stable kebab-case id used in every output and in `--disable-rule`.
+    static var id: String { get }
+    /// The severities this rule can report, for the documentation.
+    static var severities: [Severity] { get }
+    /// One line saying what the rule detects, for `migtrace rules` and the README.
+    static var summary: String { get }
+    /// The QEMU knob that addresses it, as one sentence.
+    static var remedy: String { get }
+
+    /// A fresh rule for one series.
+    init(thresholds: RuleThresholds)
+    /// Look at the next window of the series.
+    func observe(_ window: AnalyzedWindow, _ context: RuleContext)
+    /// The series ended: report what is still open.
+    func finish(_ context: RuleContext)
+}
+
+extension AnomalyRule {
+    /// Most rules have nothing left to report at the end of a series.
+    public func finish(_ context: RuleContext) {}
+}
+
+/// What a rule sees of its series besides the window, and where it reports.
+public final class RuleContext {
+    /// The series being analysed.
+    public internal(set) var series: SeriesInfo
+    /// The previous window of the series, if any.
+    public internal(set) var previous: AnalyzedWindow?
+    /// Findings are delivered here as they are made.
+    let deliver: (Finding) -> Void
+    /// Findings reported so far per rule id, to cap floods from hostile input.
+    private var counts: [String: Int] = [:]
+    /// Findings dropped by the cap, per rule id.
+    public private(set) var suppressed: [String: Int] = [:]
+    /// At most this many findings of one rule per series.
+    static let maxFindingsPerRule = 100
+
+    init(series: SeriesInfo, deliver: @escaping (Finding) -> Void) {
+        self.series = series
+        self.deliver = deliver
+    }
+
+    /// Report a finding of `Rule` covering windows `first`...`last`.
+    public func report<Rule: AnomalyRule>(
+        _ rule: Rule.Type, _ severity: Severity, from first: AnalyzedWindow, to last: AnalyzedWindow,
+        _ message: String, evidence: [Evidence], remedy: String? = nil
+    ) {
+        let n = counts[Rule.id, default: 0]
+        guard n < Self.maxFindingsPerRule else {
+            suppressed[Rule.id, default: 0] += 1
+            return
+        }
+        counts[Rule.id] = n + 1
+        deliver(
+            Finding(
+                rule: Rule.id, severity: severity, series: series.index, firstWindow: first.index,
+                lastWindow: last.index, startTime: first.startTime, endTime: last.endTime, message: message,
+                evidence: evidence, remedy: remedy ?? Rule.remedy))
+    }
+}
+
+/// Every rule migtrace runs, in report order.
+public enum RuleRegistry {
+    /// The rule types.
+    public static let all: [any AnomalyRule.Type] = [
+        ThreadStallRule.self,
+        NoProgressRule.self,
+        BandwidthShiftRule.self,
+        ThresholdCollapseRule.self,
+        DowntimeLimitChangedRule.self,
+        SwitchoverBandwidthMismatchRule.self,
+        RateCappedRule.self,
+        NonConvergenceRule.self,
+        FormulaMismatchRule.self,
+        UnknownEraRule.self,
+        TraceIntegrityRule.self,
+    ]
+
+    /// The ids of every rule.
+    public static var ids: [String] { all.map { $0.id } }
+}
+
+/// Small numeric helpers shared by rules.
+enum RuleMath {
+    /// Median of a non-empty array (the mean of the two middle values for even counts).
+    static func median(_ values: [Double]) -> Double {
+        precondition(!values.isEmpty)
+        let s = values.sorted()
+        let m = s.count / 2
+        return s.count % 2 == 1 ? s[m] : (s[m - 1] + s[m]) / 2
+    }
+
+    /// A byte rate in bytes/ms shown as MB/s with two decimals.
+    static func rate(_ bytesPerMs: Double) -> String { "\(Format.fixed(bytesPerMs / 1000, 2)) MB/s" }
+
+    /// Milliseconds as seconds with one or two decimals.
+    static func seconds(_ ms: Double) -> String { "\(Format.fixed(ms / 1000, 2)) s" }
+}

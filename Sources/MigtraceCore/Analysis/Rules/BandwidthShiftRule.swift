@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: Apache-2.0
+
+/// `bandwidth-shift`: the bandwidth moved to a new level (≥ 30 %) and stayed there for ≥ 1 s.
+///
+/// The baseline is the median of the last windows of the current level; windows that deviate in the same
+/// direction form a candidate run, which becomes a shift once it lasts long enough. One finding per shift.
+public final class BandwidthShiftRule: AnomalyRule {
+    public static let id = "bandwidth-shift"
+    public static let severities: [Severity] = [.warning]
+    public static let summary =
+        "The bandwidth changed by ≥ 30 % against the median of the preceding windows and stayed there ≥ 1 s (one finding per shift)."
+    public static let remedy =
+        "If the change was not intended, check `max-bandwidth` (query-migrate-parameters) and competing traffic on the migration network; QEMU's threshold follows the measured bandwidth unless `avail-switchover-bandwidth` is set."
+
+    private let fraction: Double
+    private let minMs: UInt64
+    private let baselineSize: Int
+    private var baseline: [Double] = []
+    private var run: [AnalyzedWindow] = []
+    private var runMs: UInt64 = 0
+    private var runUp = false
+
+    public init(thresholds: RuleThresholds) {
+        fraction = thresholds.shiftFraction
+        minMs = thresholds.shiftMinMs
+        baselineSize = thresholds.baselineWindows
+    }
+
+    public func observe(_ window: AnalyzedWindow, _ context: RuleContext) {
+        // The first window includes setup; a no-progress window says nothing about the link.
+        guard window.index > 0, window.transferred >= 4096 else { return }
+        let bw = window.bandwidth
+        guard baseline.count >= 3 else {
+            baseline.append(bw)
+            return
+        }
+        let base = RuleMath.median(baseline)
+        let up = bw >= base * (1 + fraction)
+        let down = bw <= base * (1 - fraction)
+        guard up || down else {
+            // Back at the baseline: an earlier excursion was transient.
+            run.removeAll(keepingCapacity: true)
+            runMs = 0
+            push(bw)
+            return
+        }
+        if !run.isEmpty && up != runUp {
+            run.removeAll(keepingCapacity: true)
+            runMs = 0
+        }
+        runUp = up
+        if run.count < 512 { run.append(window) }
+        runMs += window.timeSpentMs
+        if run.count >= 3 && runMs >= minMs {
+            let newLevel = RuleMath.median(run.map(\.bandwidth))
+            let change = (newLevel - base) / base
+            context.report(
+                Self.self, .warning, from: run[0], to: window,
+                "Bandwidth \(up ? "rose" : "fell") \(Format.fixed(abs(change) * 100, 0)) % from \(RuleMath.rate(base)) to \(RuleMath.rate(newLevel)) at window \(run[0].index) and held for \(RuleMath.seconds(Double(runMs))).",
+                evidence: [
+                    .number("baseline_bytes_per_ms", base), .number("new_bytes_per_ms", newLevel),
+                    .number("change_fraction", change), .count("duration_ms", runMs),
+                ])
+            baseline = run.suffix(baselineSize).map(\.bandwidth)
+            run.removeAll(keepingCapacity: true)
+            runMs = 0
+        }
+    }
+
+    private func push(_ bw: Double) {
+        baseline.append(bw)
+        if baseline.count > baselineSize { baseline.removeFirst(baseline.count - baselineSize) }
+    }
+}

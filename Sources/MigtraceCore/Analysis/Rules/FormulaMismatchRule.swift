@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: Apache-2.0
+
+/// `formula-mismatch`: no downtime limit reproduces the traced threshold with QEMU's formulas.
+public final class FormulaMismatchRule: AnomalyRule {
+    public static let id = "formula-mismatch"
+    public static let severities: [Severity] = [.warning]
+    public static let summary =
+        "No downtime limit (or, with --downtime-limit, not the given one) reproduces the traced max_size with QEMU's arithmetic: a patched QEMU, a corrupted trace or a wrong --downtime-limit."
+    public static let remedy =
+        "Check the QEMU build (patches to migration_update_counters), the trace's integrity, and `downtime-limit` in query-migrate-parameters."
+
+    private var first: AnalyzedWindow?
+    private var last: AnalyzedWindow?
+    private var count: UInt64 = 0
+
+    public init(thresholds: RuleThresholds) {}
+
+    public func observe(_ window: AnalyzedWindow, _ context: RuleContext) {
+        guard window.era != nil else { return }
+        if window.rebuild.exact {
+            flush(context)
+            return
+        }
+        if first == nil { first = window }
+        last = window
+        count += 1
+    }
+
+    public func finish(_ context: RuleContext) { flush(context) }
+
+    private func flush(_ context: RuleContext) {
+        defer {
+            first = nil
+            last = nil
+            count = 0
+        }
+        guard let first, let last else { return }
+        let limit = first.rebuild.downtimeLimitMs.map { "\($0) ms" } ?? "no limit"
+        context.report(
+            Self.self, .warning, from: first, to: last,
+            "Window \(first.index): traced max_size \(first.thresholdTraced) but QEMU's formula gives \(first.rebuild.threshold) (\(limit)); \(count) window(s) mismatch.",
+            evidence: [
+                .count("threshold_traced_bytes", first.thresholdTraced),
+                .count("threshold_rebuilt_bytes", first.rebuild.threshold),
+                .text("basis", first.rebuild.basis.rawValue), .count("windows", count),
+            ])
+    }
+}

@@ -1,0 +1,32 @@
+// SPDX-License-Identifier: Apache-2.0
+
+/// `thread-stall`: a window far longer than QEMU's 100 ms, i.e. the migration thread was blocked.
+public final class ThreadStallRule: AnomalyRule {
+    public static let id = "thread-stall"
+    public static let severities: [Severity] = [.warning, .critical]
+    public static let summary =
+        "A window lasted ≥ 300 ms (warning) or ≥ 1000 ms (critical): the migration thread was blocked (BQL, bitmap sync, a stopped or starved process)."
+    public static let remedy =
+        "Find what blocks the migration thread (a long bitmap sync under the BQL, a stopped or CPU-starved QEMU); enabling dirty-bitmap-free options such as `dirty-limit` or reducing guest size per sync helps, and `downtime-limit` cannot compensate for it."
+
+    private let warningMs: UInt64
+    private let criticalMs: UInt64
+
+    public init(thresholds: RuleThresholds) {
+        warningMs = thresholds.stallWarningMs
+        criticalMs = thresholds.stallCriticalMs
+    }
+
+    public func observe(_ window: AnalyzedWindow, _ context: RuleContext) {
+        guard window.timeSpentMs >= warningMs else { return }
+        let severity: Severity = window.timeSpentMs >= criticalMs ? .critical : .warning
+        let setup = window.index == 0 ? " (the first window also covers migration setup)" : ""
+        context.report(
+            Self.self, severity, from: window, to: window,
+            "Window \(window.index) lasted \(window.timeSpentMs) ms instead of ~100 ms\(setup): the migration thread was blocked.",
+            evidence: [
+                .count("time_spent_ms", window.timeSpentMs), .count("transferred_bytes", window.transferred),
+                .count("threshold_ms", severity == .critical ? criticalMs : warningMs),
+            ])
+    }
+}

@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: Apache-2.0
+
+/// `unknown-era`: a window whose bandwidth argument fits none of QEMU's known layouts.
+public final class UnknownEraRule: AnomalyRule {
+    public static let id = "unknown-era"
+    public static let severities: [Severity] = [.warning]
+    public static let summary =
+        "A window's bandwidth argument fits neither bytes/ms (eras A/B) nor Mbit/s (era C): an unknown QEMU patch or a corrupted trace."
+    public static let remedy =
+        "Check which QEMU build produced the trace and whether migration_update_counters() was patched; the threshold of such windows is not rebuilt."
+
+    private var first: AnalyzedWindow?
+    private var last: AnalyzedWindow?
+    private var count: UInt64 = 0
+
+    public init(thresholds: RuleThresholds) {}
+
+    public func observe(_ window: AnalyzedWindow, _ context: RuleContext) {
+        if window.era != nil {
+            flush(context)
+            return
+        }
+        if first == nil { first = window }
+        last = window
+        count += 1
+    }
+
+    public func finish(_ context: RuleContext) { flush(context) }
+
+    private func flush(_ context: RuleContext) {
+        defer {
+            first = nil
+            last = nil
+            count = 0
+        }
+        guard let first, let last else { return }
+        let q = QEMUArithmetic.truncate(first.bandwidth)
+        let m = QEMUArithmetic.truncate(first.mbps)
+        context.report(
+            Self.self, .warning, from: first, to: last,
+            "Window \(first.index): bandwidth argument \(first.bandwidthTraced) is neither \(q) bytes/ms nor \(m) Mbit/s; \(count) window(s) fit no era.",
+            evidence: [
+                .count("bandwidth_traced", first.bandwidthTraced), .count("bytes_per_ms", q), .count("mbps", m),
+                .count("windows", count),
+            ])
+    }
+}

@@ -1,0 +1,209 @@
+// SPDX-License-Identifier: Apache-2.0
+
+/// Where the bandwidth that QEMU multiplied by the downtime limit came from.
+public enum SwitchoverBasis: String, Sendable, Equatable, Codable {
+    /// The window's measured bandwidth (era A; era B with avail-switchover-bandwidth unset).
+    case measured
+    /// avail-switchover-bandwidth with QEMU ≤ 10.0's integer division `switchover_bw / 1000`.
+    case userInteger = "user-integer"
+    /// avail-switchover-bandwidth with the later float division `(double)switchover_bw / 1000`.
+    case userFloat = "user-float"
+    /// Era C without a user value: the estimate `mbps / 8 * 1000 * 1000 / 1000`.
+    case estimated
+    /// Era B with 0 < avail-switchover-bandwidth < 1000 B/s: the integer division yields 0 and so does
+    /// the threshold (reference §1.7).
+    case userBelowResolution = "user-below-resolution"
+}
+
+/// Which era an individual window fits, from its values alone (reference §1.6).
+public struct EraFit: Sendable, Equatable {
+    /// The era that fits, `nil` when none does.
+    public var era: ProbeEra?
+    /// True when more than one era fits (almost no traffic); the series' era decides.
+    public var ambiguous: Bool
+
+    /// Classify one `migrate_transferred` argument list.
+    public static func classify(_ args: ProbeArguments) -> EraFit {
+        guard args.count == 4 || args.count == 5, args.a1 > 0 else { return EraFit(era: nil, ambiguous: false) }
+        let bw = QEMUArithmetic.truncate(QEMUArithmetic.bandwidth(transferred: args.a0, timeSpent: args.a1))
+        let fitsMeasured = args.a2 &+ 1 >= bw && args.a2 <= bw &+ 1
+        if args.count == 4 { return EraFit(era: fitsMeasured ? .a : nil, ambiguous: false) }
+        let mb = QEMUArithmetic.truncate(QEMUArithmetic.mbps(transferred: args.a0, timeSpent: args.a1))
+        let fitsMbps = args.a2 &+ 1 >= mb && args.a2 <= mb &+ 1
+        switch (fitsMeasured, fitsMbps) {
+        case (true, false): return EraFit(era: .b, ambiguous: false)
+        case (false, true): return EraFit(era: .c, ambiguous: false)
+        case (true, true): return EraFit(era: .b, ambiguous: true)
+        case (false, false): return EraFit(era: nil, ambiguous: false)
+        }
+    }
+}
+
+/// The threshold of one window rebuilt with QEMU's formulas, and the downtime limit that does it.
+public struct ThresholdRebuild: Sendable, Equatable {
+    /// Where the multiplied bandwidth came from.
+    public var basis: SwitchoverBasis
+    /// The bytes/ms value QEMU multiplied by the downtime limit.
+    public var expectedPerMs: Double
+    /// The downtime limit used (given, or inferred); `nil` when nothing determines it.
+    public var downtimeLimitMs: UInt64?
+    /// Every limit that reproduces the traced threshold with this basis (several when bytes/ms < 1).
+    public var limitRange: ClosedRange<UInt64>?
+    /// For a user-set switchover bandwidth, the bytes/s values consistent with the window.
+    public var switchoverBytesPerSecond: ClosedRange<UInt64>?
+    /// The rebuilt `threshold_size`.
+    public var threshold: UInt64
+    /// Whether the rebuilt threshold equals the traced `max_size`.
+    public var exact: Bool
+
+    /// Rebuild the threshold of a window of `era`.
+    ///
+    /// - Parameters:
+    ///   - fixedLimit: the downtime limit the user asserted (`--downtime-limit`); no inference.
+    ///   - preferredLimit: the limit in force in the previous window; kept when it still reproduces the threshold.
+    public static func rebuild(
+        era: ProbeEra, arguments args: ProbeArguments, bandwidth: Double, mbps: Double,
+        fixedLimit: UInt64?, preferredLimit: UInt64?
+    ) -> ThresholdRebuild {
+        let traced = args[args.count - 1]
+        var candidates: [ThresholdRebuild] = []
+        func fixed(_ basis: SwitchoverBasis, _ expected: Double) -> ThresholdRebuild {
+            solveFixedExpected(basis: basis, expected: expected, traced: traced, fixedLimit: fixedLimit, preferredLimit: preferredLimit)
+        }
+        switch era {
+        case .a:
+            return fixed(.measured, bandwidth)
+        case .b:
+            if args.a3 == 0 {
+                let measured = fixed(.measured, bandwidth)
+                if measured.exact || traced != 0 || bandwidth == 0 { return measured }
+                var below = measured
+                below.basis = .userBelowResolution
+                below.expectedPerMs = 0
+                below.threshold = 0
+                below.exact = true
+                below.limitRange = nil
+                below.downtimeLimitMs = fixedLimit ?? preferredLimit
+                below.switchoverBytesPerSecond = 1...999
+                return below
+            }
+            let integer = fixed(.userInteger, Double(args.a3))
+            if integer.exact { return integer }
+            candidates.append(integer)
+        case .c:
+            let estimate = QEMUArithmetic.estimatedSwitchoverPerMs(mbps: mbps)
+            if QEMUArithmetic.truncate(estimate) == args.a3 {
+                let estimated = fixed(.estimated, estimate)
+                if estimated.exact { return estimated }
+                candidates.append(estimated)
+            }
+        }
+        let float = solveUserFloat(perMsTraced: args.a3, traced: traced, fixedLimit: fixedLimit, preferredLimit: preferredLimit)
+        if float.exact { return float }
+        return candidates.first ?? float
+    }
+
+    private static func solveFixedExpected(
+        basis: SwitchoverBasis, expected: Double, traced: UInt64, fixedLimit: UInt64?, preferredLimit: UInt64?
+    ) -> ThresholdRebuild {
+        var result = ThresholdRebuild(
+            basis: basis, expectedPerMs: expected, downtimeLimitMs: nil, limitRange: nil,
+            switchoverBytesPerSecond: nil, threshold: 0, exact: false)
+        if basis == .userInteger { result.switchoverBytesPerSecond = userRange(perMs: UInt64(expected)) }
+        if let limit = fixedLimit {
+            result.downtimeLimitMs = limit
+            result.threshold = QEMUArithmetic.threshold(expectedPerMs: expected, downtimeLimitMs: limit)
+            result.exact = result.threshold == traced
+            return result
+        }
+        // Fast path: the limit of the previous window usually still holds.
+        if let limit = preferredLimit, QEMUArithmetic.threshold(expectedPerMs: expected, downtimeLimitMs: limit) == traced {
+            result.downtimeLimitMs = limit
+            result.threshold = traced
+            result.exact = true
+            if expected > 0 { result.limitRange = QEMUArithmetic.downtimeLimits(reproducing: traced, expectedPerMs: expected) }
+            return result
+        }
+        guard let range = QEMUArithmetic.downtimeLimits(reproducing: traced, expectedPerMs: expected) else {
+            result.downtimeLimitMs = preferredLimit
+            result.threshold = QEMUArithmetic.threshold(expectedPerMs: expected, downtimeLimitMs: preferredLimit ?? 0)
+            return result
+        }
+        result.exact = true
+        result.threshold = traced
+        if expected > 0 {
+            result.limitRange = range
+            result.downtimeLimitMs = preferredLimit.flatMap { range.contains($0) ? $0 : nil } ?? range.lowerBound
+        } else {
+            // Nothing was sent: every limit gives 0, so the window says nothing about the limit.
+            result.downtimeLimitMs = preferredLimit
+        }
+        return result
+    }
+
+    private static func userRange(perMs: UInt64) -> ClosedRange<UInt64> {
+        let (low, overflow) = perMs.multipliedReportingOverflow(by: 1000)
+        if overflow { return UInt64.max...UInt64.max }
+        let (high, overflowHigh) = low.addingReportingOverflow(999)
+        return low...(overflowHigh ? .max : high)
+    }
+
+    /// User-set switchover bandwidth with the float division: the bytes/s value `S` is known only to
+    /// within `[1000·a4, 1000·a4 + 999]`, so search the limits `L` and values `S` that reproduce the threshold.
+    private static func solveUserFloat(perMsTraced: UInt64, traced: UInt64, fixedLimit: UInt64?, preferredLimit: UInt64?)
+        -> ThresholdRebuild
+    {
+        let range = userRange(perMs: perMsTraced)
+        var result = ThresholdRebuild(
+            basis: .userFloat, expectedPerMs: QEMUArithmetic.userSwitchoverPerMs(bytesPerSecond: range.lowerBound),
+            downtimeLimitMs: fixedLimit ?? preferredLimit, limitRange: nil, switchoverBytesPerSecond: range,
+            threshold: 0, exact: false)
+        /// The values of S in `range` for which the product with `limit` truncates to `traced`.
+        func values(for limit: UInt64) -> ClosedRange<UInt64>? {
+            func product(_ s: UInt64) -> UInt64 {
+                QEMUArithmetic.threshold(expectedPerMs: QEMUArithmetic.userSwitchoverPerMs(bytesPerSecond: s), downtimeLimitMs: limit)
+            }
+            func first(reaching target: UInt64) -> UInt64 {
+                var lo = range.lowerBound
+                var hi = range.upperBound
+                if product(hi) < target { return hi == .max ? hi : hi + 1 }
+                while lo < hi {
+                    let mid = lo + (hi - lo) / 2
+                    if product(mid) >= target { hi = mid } else { lo = mid + 1 }
+                }
+                return lo
+            }
+            let low = first(reaching: traced)
+            guard low <= range.upperBound, product(low) == traced else { return nil }
+            let past = traced == .max ? range.upperBound + 1 : first(reaching: traced + 1)
+            return low...(past - 1)
+        }
+        func accept(_ limit: UInt64, _ s: ClosedRange<UInt64>) -> ThresholdRebuild {
+            var r = result
+            r.downtimeLimitMs = limit
+            r.switchoverBytesPerSecond = s
+            r.expectedPerMs = QEMUArithmetic.userSwitchoverPerMs(bytesPerSecond: s.lowerBound)
+            r.threshold = traced
+            r.exact = true
+            return r
+        }
+        if let limit = fixedLimit {
+            if let s = values(for: limit) { return accept(limit, s) }
+            result.threshold = QEMUArithmetic.threshold(expectedPerMs: result.expectedPerMs, downtimeLimitMs: limit)
+            return result
+        }
+        if let limit = preferredLimit, let s = values(for: limit) { return accept(limit, s) }
+        guard range.lowerBound > 0 else { return result }
+        // L ≈ traced / (S / 1000): scan the few limits the S interval allows.
+        let lowest = UInt64(Double(traced) / (Double(range.upperBound) / 1000)) &- 1
+        let highest = min(QEMUArithmetic.maxDowntimeLimitMs, UInt64(Double(traced &+ 1) / (Double(range.lowerBound) / 1000)) &+ 1)
+        var limit = lowest > highest ? 0 : lowest
+        var scanned = 0
+        while limit <= highest && scanned < 100_000 {
+            if let s = values(for: limit) { return accept(limit, s) }
+            limit += 1
+            scanned += 1
+        }
+        return result
+    }
+}

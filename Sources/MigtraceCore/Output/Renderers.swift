@@ -1,0 +1,138 @@
+// SPDX-License-Identifier: Apache-2.0
+
+/// Where rendered bytes go (a buffered file descriptor in the CLI, an array in tests).
+public protocol ByteOutput: AnyObject {
+    /// Append bytes.
+    func write(_ bytes: [UInt8])
+    /// Push buffered bytes out (at the end, and after each live line).
+    func flush()
+}
+
+/// Collects output in memory (tests, golden files).
+public final class MemoryOutput: ByteOutput {
+    /// Everything written so far.
+    public private(set) var bytes: [UInt8] = []
+    /// An empty buffer.
+    public init() {}
+    public func write(_ b: [UInt8]) { bytes.append(contentsOf: b) }
+    public func flush() {}
+    /// The output as text.
+    public var text: String { String(decoding: bytes, as: UTF8.self) }
+}
+
+/// The output formats of `analyze` and `attach`.
+public enum OutputFormat: String, Sendable, CaseIterable {
+    case text, csv, json
+}
+
+/// Names of the inputs, for locating windows and diagnostics.
+public struct InputNames: Sendable {
+    public var names: [String]
+    public init(_ names: [String]) { self.names = names }
+    public subscript(i: Int) -> String { i >= 0 && i < names.count ? names[i] : "input\(i)" }
+}
+
+/// The JSON fields of one window, shared by `analyze --format json` and `attach --format json`.
+public enum WindowJSON {
+    /// Append the window's fields (without braces) to `o`.
+    public static func fields(_ w: AnalyzedWindow, _ o: inout JSONWriter) {
+        o.raw("\"index\":"); o.unsigned(UInt64(w.index))
+        if w.origin.line > 0 { o.raw(",\"line\":"); o.unsigned(w.origin.line) }
+        o.raw(",\"start_time\":"); o.number(w.startTime)
+        o.raw(",\"end_time\":"); o.number(w.endTime)
+        o.raw(",\"era\":"); if let e = w.era { o.string(e.rawValue) } else { o.raw("null") }
+        o.raw(",\"transferred_bytes\":"); o.unsigned(w.transferred)
+        o.raw(",\"time_spent_ms\":"); o.unsigned(w.timeSpentMs)
+        o.raw(",\"bandwidth_traced\":"); o.unsigned(w.bandwidthTraced)
+        o.raw(",\"switchover_bw_traced\":"); if let s = w.switchoverTraced { o.unsigned(s) } else { o.raw("null") }
+        o.raw(",\"threshold_traced_bytes\":"); o.unsigned(w.thresholdTraced)
+        o.raw(",\"bandwidth_bytes_per_ms\":"); o.number(w.bandwidth)
+        o.raw(",\"mbps\":"); o.number(w.mbps)
+        o.raw(",\"megabytes_per_second\":"); o.number(w.megabytesPerSecond)
+        o.raw(",\"bandwidth_exact\":"); o.raw(w.bandwidthTracedExact ? "true" : "false")
+        o.raw(",\"switchover_basis\":"); o.string(w.rebuild.basis.rawValue)
+        o.raw(",\"switchover_bytes_per_ms\":"); o.number(w.rebuild.expectedPerMs)
+        if let r = w.rebuild.switchoverBytesPerSecond {
+            o.raw(",\"avail_switchover_bandwidth_range\":["); o.unsigned(r.lowerBound); o.raw(","); o.unsigned(r.upperBound); o.raw("]")
+        }
+        o.raw(",\"threshold_rebuilt_bytes\":"); o.unsigned(w.rebuild.threshold)
+        o.raw(",\"threshold_megabytes\":"); o.number(w.thresholdMegabytes)
+        o.raw(",\"downtime_limit_ms\":"); if let l = w.rebuild.downtimeLimitMs { o.unsigned(l) } else { o.raw("null") }
+        if let r = w.rebuild.limitRange, r.lowerBound != r.upperBound {
+            o.raw(",\"downtime_limit_range_ms\":["); o.unsigned(r.lowerBound); o.raw(","); o.unsigned(r.upperBound); o.raw("]")
+        }
+        o.raw(",\"threshold_exact\":"); o.raw(w.rebuild.exact ? "true" : "false")
+        o.raw(",\"cumulative_bytes\":"); o.unsigned(w.cumulativeBytes)
+        o.raw(",\"pending_bytes\":"); if let p = w.pendingBytes { o.unsigned(p) } else { o.raw("null") }
+        o.raw(",\"pending_exact\":"); o.raw(w.pendingBytes == nil ? "null" : (w.pendingExact ? "true" : "false"))
+    }
+
+    /// Append a finding as a JSON object.
+    public static func finding(_ f: Finding, _ o: inout JSONWriter) {
+        o.raw("{\"rule\":"); o.string(f.rule)
+        o.raw(",\"severity\":"); o.string(f.severity.description)
+        o.raw(",\"series\":"); if f.series >= 0 { o.unsigned(UInt64(f.series)) } else { o.raw("null") }
+        o.raw(",\"first_window\":"); if f.firstWindow >= 0 { o.unsigned(UInt64(f.firstWindow)) } else { o.raw("null") }
+        o.raw(",\"last_window\":"); if f.lastWindow >= 0 { o.unsigned(UInt64(f.lastWindow)) } else { o.raw("null") }
+        o.raw(",\"start_time\":"); if f.series >= 0 { o.number(f.startTime) } else { o.raw("null") }
+        o.raw(",\"end_time\":"); if f.series >= 0 { o.number(f.endTime) } else { o.raw("null") }
+        o.raw(",\"message\":"); o.string(f.message)
+        o.raw(",\"evidence\":{")
+        for (i, e) in f.evidence.enumerated() {
+            if i > 0 { o.raw(",") }
+            o.string(e.name)
+            o.raw(":")
+            switch e.value {
+            case .integer(let v): o.signed(v)
+            case .unsigned(let v): o.unsigned(v)
+            case .number(let v): o.number(v)
+            case .text(let t): o.string(t)
+            }
+        }
+        o.raw("},\"remedy\":"); o.string(f.remedy)
+        o.raw("}")
+    }
+
+    /// Append a series summary's fields (without braces).
+    public static func seriesSummary(_ s: SeriesSummary, _ o: inout JSONWriter) {
+        o.raw("\"windows\":"); o.unsigned(UInt64(s.windows))
+        o.raw(",\"threshold_exact_windows\":"); o.unsigned(UInt64(s.exactThresholds))
+        o.raw(",\"bandwidth_exact_windows\":"); o.unsigned(UInt64(s.exactBandwidths))
+        o.raw(",\"total_bytes\":"); o.unsigned(s.totalBytes)
+        o.raw(",\"total_time_ms\":"); o.unsigned(s.totalTimeMs)
+        o.raw(",\"mean_bandwidth_bytes_per_ms\":"); o.number(s.meanBandwidth)
+        o.raw(",\"start_time\":"); o.number(s.startTime)
+        o.raw(",\"end_time\":"); o.number(s.endTime)
+        o.raw(",\"downtime_limits\":[")
+        for (i, d) in s.downtimeLimits.enumerated() {
+            if i > 0 { o.raw(",") }
+            o.raw("{\"from_window\":"); o.unsigned(UInt64(d.window)); o.raw(",\"limit_ms\":"); o.unsigned(d.limitMs); o.raw("}")
+        }
+        o.raw("],\"final_state\":"); if let st = s.finalState { o.string(st) } else { o.raw("null") }
+    }
+
+    /// Append the series identity fields (without braces).
+    public static func seriesInfo(_ s: SeriesInfo, _ o: inout JSONWriter) {
+        o.raw("\"index\":"); o.unsigned(UInt64(s.index))
+        o.raw(",\"input\":"); o.unsigned(UInt64(s.input))
+        o.raw(",\"thread_id\":"); if let t = s.threadID { o.unsigned(UInt64(t)) } else { o.raw("null") }
+        o.raw(",\"process_id\":"); if let p = s.processID { o.unsigned(UInt64(p)) } else { o.raw("null") }
+        o.raw(",\"era\":"); if let e = s.era { o.string(e.rawValue) } else { o.raw("null") }
+        o.raw(",\"time_base\":"); o.string(s.timeBase.rawValue)
+    }
+
+    /// Append the report's top-level summary object.
+    public static func reportSummary(_ r: AnalysisReport, _ o: inout JSONWriter) {
+        o.raw("{\"series\":"); o.unsigned(UInt64(r.series.count))
+        o.raw(",\"windows\":"); o.unsigned(UInt64(r.windowCount))
+        o.raw(",\"threshold_exact_windows\":"); o.unsigned(UInt64(r.exactCount))
+        o.raw(",\"threshold_exact_percent\":"); o.number(r.windowCount == 0 ? 0 : Double(r.exactCount) * 100 / Double(r.windowCount))
+        o.raw(",\"rejected_lines\":"); o.unsigned(r.rejectedCount)
+        for sev in Severity.allCases {
+            o.raw(",\"\(sev.description)_findings\":")
+            o.unsigned(UInt64(r.findings.filter { $0.severity == sev }.count))
+        }
+        o.raw(",\"worst_severity\":"); if let w = r.worstSeverity { o.string(w.description) } else { o.raw("null") }
+        o.raw("}")
+    }
+}

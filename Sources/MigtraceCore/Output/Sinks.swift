@@ -1,0 +1,294 @@
+// SPDX-License-Identifier: Apache-2.0
+
+/// One CSV row per window; findings and the summary are left to stderr by the caller.
+public final class CSVSink: AnalysisSink {
+    /// The header row's columns, in order.
+    public static let columns = [
+        "series", "index", "line", "era", "start_time", "end_time", "transferred_bytes", "time_spent_ms",
+        "bandwidth_traced", "switchover_bw_traced", "threshold_traced_bytes", "bandwidth_bytes_per_ms", "mbps",
+        "megabytes_per_second", "bandwidth_exact", "switchover_basis", "threshold_rebuilt_bytes", "threshold_megabytes",
+        "downtime_limit_ms", "threshold_exact", "cumulative_bytes", "pending_bytes",
+    ]
+    private let out: any ByteOutput
+    private var row: [UInt8] = []
+    /// The finished report.
+    public private(set) var report: AnalysisReport?
+
+    /// A CSV writer; the header row is written at once.
+    public init(out: any ByteOutput) {
+        self.out = out
+        out.write(Array((Self.columns.joined(separator: ",") + "\n").utf8))
+        row.reserveCapacity(256)
+    }
+
+    public func seriesStarted(_ info: SeriesInfo) {}
+
+    public func window(_ w: AnalyzedWindow, in series: SeriesInfo) {
+        row.removeAll(keepingCapacity: true)
+        func u(_ v: UInt64) { Format.appendUnsigned(v, to: &row); row.append(44) }
+        func d(_ v: Double) { Format.appendExact(v, to: &row); row.append(44) }
+        func s(_ t: String) { row.append(contentsOf: t.utf8); row.append(44) }
+        u(UInt64(w.series)); u(UInt64(w.index)); u(w.origin.line)
+        s(w.era?.rawValue ?? "")
+        Format.appendFixed(w.startTime, 6, to: &row); row.append(44)
+        Format.appendFixed(w.endTime, 6, to: &row); row.append(44)
+        u(w.transferred); u(w.timeSpentMs); u(w.bandwidthTraced)
+        if let sw = w.switchoverTraced { u(sw) } else { row.append(44) }
+        u(w.thresholdTraced)
+        d(w.bandwidth); d(w.mbps); d(w.megabytesPerSecond)
+        s(w.bandwidthTracedExact ? "true" : "false")
+        s(w.rebuild.basis.rawValue)
+        u(w.rebuild.threshold)
+        d(w.thresholdMegabytes)
+        if let l = w.rebuild.downtimeLimitMs { u(l) } else { row.append(44) }
+        s(w.rebuild.exact ? "true" : "false")
+        u(w.cumulativeBytes)
+        if let p = w.pendingBytes { Format.appendUnsigned(p, to: &row) }
+        row.append(10)
+        out.write(row)
+    }
+
+    public func finding(_ finding: Finding) {}
+    public func seriesEnded(_ summary: SeriesSummary) {}
+    public func finished(_ report: AnalysisReport) {
+        self.report = report
+        out.flush()
+    }
+}
+
+/// One JSON document: `series[]` (each with `windows[]`), `anomalies[]`, `diagnostics[]`, `summary`.
+///
+/// Windows are streamed as they come for the series being written; a series whose windows interleave
+/// with it is buffered until its turn, so a single-migration trace needs constant memory.
+public final class JSONSink: AnalysisSink {
+    private let out: any ByteOutput
+    private let names: InputNames
+    private let version: String
+    private var current: Int?
+    private var firstSeries = true
+    private var buffered: [Int: [UInt8]] = [:]
+    private var bufferedOrder: [Int] = []
+    private var finishedBuffered: Set<Int> = []
+    private var windowCount: [Int: Int] = [:]
+    /// Statistics of each input, filled in by the caller before `finish`.
+    public var inputs: [(name: String, stats: TraceReader.Statistics)] = []
+    /// The finished report.
+    public private(set) var report: AnalysisReport?
+
+    /// A JSON writer; the document's opening is written at once.
+    public init(out: any ByteOutput, names: InputNames, version: String) {
+        self.out = out
+        self.names = names
+        self.version = version
+        var o = JSONWriter()
+        o.raw("{\"migtrace_version\":")
+        o.string(version)
+        o.raw(",\"series\":[")
+        out.write(o.bytes)
+    }
+
+    private func emit(_ index: Int, _ bytes: [UInt8]) {
+        if current == nil { current = index }
+        if current == index {
+            out.write(bytes)
+        } else {
+            if buffered[index] == nil { bufferedOrder.append(index) }
+            buffered[index, default: []].append(contentsOf: bytes)
+        }
+    }
+
+    public func seriesStarted(_ info: SeriesInfo) {
+        var o = JSONWriter()
+        if current == nil || current == info.index {
+            if !firstSeries { o.raw(",") }
+            firstSeries = false
+        }
+        o.raw("{")
+        WindowJSON.seriesInfo(info, &o)
+        o.raw(",\"input_name\":")
+        o.string(names[info.input])
+        o.raw(",\"windows\":[")
+        emit(info.index, o.bytes)
+    }
+
+    public func window(_ w: AnalyzedWindow, in series: SeriesInfo) {
+        var o = JSONWriter()
+        let n = windowCount[series.index, default: 0]
+        o.raw(n == 0 ? "{" : ",{")
+        windowCount[series.index] = n + 1
+        WindowJSON.fields(w, &o)
+        o.raw("}")
+        emit(series.index, o.bytes)
+    }
+
+    public func finding(_ finding: Finding) {}
+
+    public func seriesEnded(_ s: SeriesSummary) {
+        var o = JSONWriter()
+        o.raw("],\"era_final\":")
+        if let e = s.info.era { o.string(e.rawValue) } else { o.raw("null") }
+        o.raw(",\"summary\":{")
+        WindowJSON.seriesSummary(s, &o)
+        o.raw("}}")
+        emit(s.info.index, o.bytes)
+        if current == s.info.index {
+            current = nil
+            // Series buffered meanwhile follow, in order of first appearance.
+            while let next = bufferedOrder.first {
+                bufferedOrder.removeFirst()
+                var bytes = buffered.removeValue(forKey: next) ?? []
+                if !firstSeries { bytes.insert(44, at: 0) }
+                firstSeries = false
+                out.write(bytes)
+                if !finishedBuffered.contains(next) {
+                    current = next
+                    break
+                }
+            }
+        } else {
+            finishedBuffered.insert(s.info.index)
+        }
+    }
+
+    public func finished(_ r: AnalysisReport) {
+        report = r
+        var o = JSONWriter()
+        o.raw("],\"anomalies\":[")
+        for (i, f) in r.findings.enumerated() {
+            if i > 0 { o.raw(",") }
+            WindowJSON.finding(f, &o)
+        }
+        o.raw("],\"inputs\":[")
+        for (i, input) in inputs.enumerated() {
+            if i > 0 { o.raw(",") }
+            o.raw("{\"name\":"); o.string(input.name)
+            o.raw(",\"format\":"); o.string(input.stats.format.rawValue)
+            o.raw(",\"lines\":"); o.unsigned(input.stats.lines)
+            o.raw(",\"events\":"); o.unsigned(input.stats.events)
+            o.raw(",\"rejected\":"); o.unsigned(input.stats.rejected)
+            o.raw("}")
+        }
+        o.raw("],\"diagnostics\":[")
+        for (i, d) in r.diagnostics.enumerated() {
+            if i > 0 { o.raw(",") }
+            o.raw("{\"input\":"); o.string(names[d.input])
+            o.raw(",\"line\":"); o.unsigned(d.line)
+            o.raw(",\"reason\":"); o.string(d.reason)
+            o.raw("}")
+        }
+        o.raw("],\"summary\":")
+        WindowJSON.reportSummary(r, &o)
+        o.raw("}\n")
+        out.write(o.bytes)
+        out.flush()
+    }
+}
+
+/// The human view: a table per series, findings as they are made, a summary at the end.
+public final class TextSink: AnalysisSink {
+    private let out: any ByteOutput
+    private let names: InputNames
+    private let showWindows: Bool
+    private let flushEachLine: Bool
+    private var seriesStart: [Int: Double] = [:]
+    private var line: [UInt8] = []
+    /// The finished report.
+    public private(set) var report: AnalysisReport?
+
+    /// A text renderer. `flushEachLine` is for live use.
+    public init(out: any ByteOutput, names: InputNames, showWindows: Bool = true, flushEachLine: Bool = false) {
+        self.out = out
+        self.names = names
+        self.showWindows = showWindows
+        self.flushEachLine = flushEachLine
+    }
+
+    private func put(_ s: String) {
+        out.write(Array(s.utf8))
+        if flushEachLine { out.flush() }
+    }
+
+    static func eraName(_ e: ProbeEra?) -> String {
+        switch e {
+        case .a: "A (QEMU ≤ 8.1, 4 args)"
+        case .b: "B (QEMU 8.2–10.x, 5 args)"
+        case .c: "C (switchover-helper patch, arg 3 in Mbit/s)"
+        case nil: "undetermined"
+        }
+    }
+
+    private static func pad(_ s: String, _ w: Int, left: Bool = false) -> String {
+        let n = s.count
+        if n >= w { return s }
+        let p = String(repeating: " ", count: w - n)
+        return left ? s + p : p + s
+    }
+
+    public static let tableHeader =
+        "   win    t(s)     sent(B)     ms   bw(B/ms)    MB/s  Mbit/s   sw(B/ms)   max_size(tr)    rebuilt  limit ok  pending(B)\n"
+
+    public func seriesStarted(_ info: SeriesInfo) {
+        var s = "\nseries \(info.index) · \(names[info.input])"
+        if let t = info.threadID { s += " · thread \(t)" }
+        if let p = info.processID { s += " · pid \(p)" }
+        s += "\n"
+        if showWindows { s += Self.tableHeader }
+        put(s)
+    }
+
+    public func window(_ w: AnalyzedWindow, in series: SeriesInfo) {
+        if w.index == 0 { seriesStart[w.series] = w.startTime }
+        guard showWindows else { return }
+        let t0 = seriesStart[w.series] ?? 0
+        var s = Self.pad(String(w.index), 6)
+        s += Self.pad(Format.fixed(w.endTime - t0, 2), 8)
+        s += Self.pad(String(w.transferred), 12)
+        s += Self.pad(String(w.timeSpentMs), 7)
+        s += Self.pad(String(w.bandwidthTraced), 11)
+        s += Self.pad(Format.fixed(w.megabytesPerSecond, 2), 8)
+        s += Self.pad(Format.fixed(w.mbps, 1), 8)
+        s += Self.pad(w.switchoverTraced.map(String.init) ?? "-", 11)
+        s += Self.pad(String(w.thresholdTraced), 15)
+        s += Self.pad(String(w.rebuild.threshold), 11)
+        s += Self.pad(w.rebuild.downtimeLimitMs.map(String.init) ?? "?", 7)
+        s += w.rebuild.exact ? "  =" : " ≠!"
+        s += Self.pad(w.pendingBytes.map(String.init) ?? "", 12)
+        s += "\n"
+        put(s)
+    }
+
+    public func finding(_ f: Finding) {
+        var s = "  ▲ \(f.severity.description.uppercased()) \(f.rule)"
+        if f.series >= 0 {
+            s += f.firstWindow == f.lastWindow ? " [series \(f.series) window \(f.firstWindow)]" : " [series \(f.series) windows \(f.firstWindow)–\(f.lastWindow)]"
+        }
+        s += ": \(f.message)\n    → \(f.remedy)\n"
+        put(s)
+    }
+
+    public func seriesEnded(_ s: SeriesSummary) {
+        let pct = s.windows == 0 ? 0 : Double(s.exactThresholds) * 100 / Double(s.windows)
+        var t = "series \(s.info.index): era \(Self.eraName(s.info.era)), \(s.windows) windows, "
+        t += "\(Format.fixed(Double(s.totalBytes) / 1_000_000, 1)) MB in \(Format.fixed(Double(s.totalTimeMs) / 1000, 2)) s "
+        t += "(mean \(Format.fixed(s.meanBandwidth / 1000, 2)) MB/s); threshold rebuilt exactly in \(s.exactThresholds)/\(s.windows) windows (\(Format.fixed(pct, 1)) %)"
+        if !s.downtimeLimits.isEmpty {
+            t += "; downtime limit " + s.downtimeLimits.map { "\($0.limitMs) ms from window \($0.window)" }.joined(separator: ", ")
+        }
+        if let st = s.finalState { t += "; final state \(st)" }
+        put(t + "\n")
+    }
+
+    public func finished(_ r: AnalysisReport) {
+        report = r
+        var t = "\nsummary: \(r.series.count) series, \(r.windowCount) windows, thresholds exact in \(r.exactCount)/\(r.windowCount)"
+        let counts = Severity.allCases.reversed().map { sev in "\(r.findings.filter { $0.severity == sev }.count) \(sev)" }
+        t += "; findings: " + counts.joined(separator: ", ")
+        if r.rejectedCount > 0 { t += "; \(r.rejectedCount) line(s) rejected" }
+        t += "\n"
+        if r.windowCount == 0 {
+            t += "no migrate_transferred events found: trace the source QEMU with `-trace migrate_transferred -D FILE` (or QMP trace-event-set-state) and analyse FILE\n"
+        }
+        put(t)
+        out.flush()
+    }
+}

@@ -1,0 +1,386 @@
+// SPDX-License-Identifier: Apache-2.0
+
+/// What one line of a QEMU log turned out to be.
+public enum LineResult: Sendable, Equatable {
+    /// A migration trace event.
+    case event(TraceEvent)
+    /// Not a migration event (other trace events, libvirt chatter, blank lines).
+    case ignored
+    /// A migration event that cannot be read, with the reason.
+    case malformed(String)
+}
+
+/// Parses QEMU log-backend lines (any version 6.x–10.x and later) byte by byte, without allocating
+/// for lines that are not migration events.
+///
+/// Prefixes understood: none; `tid@sec.usec:` (≤ 10.0, `-msg timestamp=on`); ISO-8601 `…Z ` (10.1+);
+/// `pid@ns ` (qemu-trace-stap); `name(tid:thread): ` (proposed); and, as a fall-back, the event body
+/// anywhere in the line (syslog, ftrace's trace_marker).
+public struct QEMULogParser: Sendable {
+    /// Index of the input the lines come from, stored in each event's origin.
+    public var input: Int
+
+    /// A parser for input number `input`.
+    public init(input: Int) {
+        self.input = input
+    }
+
+    /// Parse a line given without its newline (a trailing `\r` is ignored).
+    public func parse(_ bytes: UnsafeBufferPointer<UInt8>, line: UInt64) -> LineResult {
+        var c = Cursor(bytes)
+        while c.end > 0 && (bytes[c.end - 1] == 13 || bytes[c.end - 1] == 32) { c.end -= 1 }
+        guard c.end > 0 else { return .ignored }
+        var prefix = Prefix()
+        prefix.parse(&c)
+        var kind = c.eventName()
+        if kind == nil {
+            // Fall back: the body of migrate_transferred anywhere in the line (syslog, ftrace).
+            guard let at = c.find(Self.transferredBody) else { return .ignored }
+            prefix = Prefix()
+            c.pos = at
+            kind = c.eventName()
+        }
+        guard let kind else { return .ignored }
+        var event = TraceEvent(
+            kind: kind, arguments: ProbeArguments(count: 0), timestampNanoseconds: prefix.timestamp, clock: .wall,
+            threadID: prefix.thread, processID: prefix.process, origin: EventOrigin(input: input, line: line))
+        do {
+            try Self.parseBody(kind, &c, into: &event)
+        } catch {
+            return .malformed("\(kind.eventName): \(error.reason)")
+        }
+        return .event(event)
+    }
+
+    static let transferredBody: [UInt8] = Array("migrate_transferred transferred ".utf8)
+
+    private static func parseBody(_ kind: ProbeKind, _ c: inout Cursor, into e: inout TraceEvent) throws(ParseError) {
+        switch kind {
+        case .migrateTransferred:
+            let transferred = try c.labelled("transferred")
+            let timeSpent = try c.labelled("time_spent")
+            let bandwidth = try c.labelled("bandwidth")
+            c.skipSpaces()
+            if c.atWord("switchover_bw") {
+                let sw = try c.labelled("switchover_bw")
+                let max = try c.labelled("max_size", signed: true)
+                e.arguments = ProbeArguments(count: 5, transferred, timeSpent, bandwidth, sw, max)
+            } else {
+                let max = try c.labelled("max_size", signed: true)
+                e.arguments = ProbeArguments(count: 4, transferred, timeSpent, bandwidth, max)
+            }
+        case .migratePendingEstimate, .migratePendingExact:
+            try c.word(kind == .migratePendingExact ? "exact" : "estimate")
+            try c.word("pending")
+            let size = try c.labelled("size")
+            try c.literal("(pre = ")
+            let pre = try c.number(after: "pre")
+            try c.literal(" post=")
+            let post = try c.number(after: "post")
+            try c.literal(")")
+            e.arguments = ProbeArguments(count: 3, size, pre, post)
+        case .migratePending:
+            try c.word("pending")
+            let size = try c.labelled("size")
+            let max = try c.labelled("max")
+            try c.literal(" (pre = ")
+            let pre = try c.number(after: "pre")
+            try c.literal(" compat=")
+            let compat = try c.number(after: "compat")
+            try c.literal(" post=")
+            let post = try c.number(after: "post")
+            try c.literal(")")
+            e.arguments = ProbeArguments(count: 5, size, max, pre, compat, post)
+        case .migrationThreadLowPending:
+            c.skipSpaces()
+            e.arguments = ProbeArguments(count: 1, try c.number(after: "migration_thread_low_pending"))
+        case .bitmapSyncStart:
+            e.arguments = ProbeArguments(count: 0)
+        case .bitmapSyncEnd:
+            e.arguments = ProbeArguments(count: 1, try c.labelled("dirty_pages"))
+        case .migrateSetState:
+            try c.word("new")
+            try c.word("state")
+            c.skipSpaces()
+            guard c.pos < c.end else { throw ParseError("missing the new state") }
+            e.state = String(decoding: UnsafeBufferPointer(rebasing: c.bytes[c.pos..<c.end]), as: UTF8.self)
+            e.arguments = ProbeArguments(count: 0)
+            c.pos = c.end
+        }
+        c.skipSpaces()
+        guard c.pos >= c.end else {
+            throw ParseError("unexpected text after the last field at column \(c.pos + 1)")
+        }
+    }
+}
+
+/// Why a line could not be parsed.
+struct ParseError: Error {
+    var reason: String
+    init(_ reason: String) { self.reason = reason }
+}
+
+/// The prefix of a log line: timestamp (wall ns), thread and process ids when present.
+struct Prefix {
+    var timestamp: UInt64?
+    var thread: UInt32?
+    var process: UInt32?
+
+    mutating func parse(_ c: inout Cursor) {
+        let start = c.pos
+        if c.peekDigit() {
+            if c.looksLikeISODate(), let ns = c.isoTimestamp() {
+                timestamp = ns
+                c.skipSpaces()
+                if c.peek() == UInt8(ascii: "[") {  // "[guest name] " of the proposed format
+                    while c.pos < c.end && c.peek() != UInt8(ascii: "]") { c.pos += 1 }
+                    c.pos += 1
+                    c.skipSpaces()
+                }
+                parseThreadName(&c)
+                return
+            }
+            c.pos = start
+            guard let first = c.digits(), c.peek() == UInt8(ascii: "@") else {
+                c.pos = start
+                return
+            }
+            c.pos += 1
+            guard let seconds = c.digits() else {
+                c.pos = start
+                return
+            }
+            if c.peek() == UInt8(ascii: "."), c.pos + 1 < c.end {
+                // tid@sec.usec:
+                c.pos += 1
+                let fracStart = c.pos
+                guard let frac = c.digits(), c.peek() == UInt8(ascii: ":") else {
+                    c.pos = start
+                    return
+                }
+                var ns = frac
+                var digits = c.pos - fracStart
+                while digits < 9 { ns = ns &* 10; digits += 1 }
+                while digits > 9 { ns /= 10; digits -= 1 }
+                c.pos += 1
+                timestamp = seconds &* 1_000_000_000 &+ ns
+                thread = UInt32(truncatingIfNeeded: first)
+            } else if c.peek() == UInt8(ascii: " ") {
+                // pid@ns (qemu-trace-stap)
+                c.pos += 1
+                timestamp = seconds
+                process = UInt32(truncatingIfNeeded: first)
+            } else {
+                c.pos = start
+            }
+            return
+        }
+        parseThreadName(&c)
+    }
+
+    /// `qemu-system-x86_64(<tid>:<thread name>): ` (the proposed prefix).
+    private mutating func parseThreadName(_ c: inout Cursor) {
+        let start = c.pos
+        while c.pos < c.end, c.bytes[c.pos] != UInt8(ascii: "("), c.bytes[c.pos] != UInt8(ascii: " ") { c.pos += 1 }
+        guard c.pos < c.end, c.bytes[c.pos] == UInt8(ascii: "("), c.pos > start else {
+            c.pos = start
+            return
+        }
+        c.pos += 1
+        guard let tid = c.digits(), c.peek() == UInt8(ascii: ":") else {
+            c.pos = start
+            return
+        }
+        while c.pos + 1 < c.end, !(c.bytes[c.pos] == UInt8(ascii: ")") && c.bytes[c.pos + 1] == UInt8(ascii: ":")) {
+            c.pos += 1
+        }
+        guard c.pos + 1 < c.end else {
+            c.pos = start
+            return
+        }
+        c.pos += 2
+        c.skipSpaces()
+        thread = UInt32(truncatingIfNeeded: tid)
+    }
+}
+
+/// A read position over one line's bytes.
+struct Cursor {
+    let bytes: UnsafeBufferPointer<UInt8>
+    var pos = 0
+    var end: Int
+
+    init(_ bytes: UnsafeBufferPointer<UInt8>) {
+        self.bytes = bytes
+        end = bytes.count
+    }
+
+    @inline(__always) func peek() -> UInt8? { pos < end ? bytes[pos] : nil }
+    @inline(__always) func peekDigit() -> Bool { pos < end && bytes[pos] &- 48 < 10 }
+
+    @inline(__always) mutating func skipSpaces() {
+        while pos < end && bytes[pos] == 32 { pos += 1 }
+    }
+
+    /// Unsigned decimal digits; `nil` when there are none or they overflow.
+    mutating func digits() -> UInt64? {
+        var v: UInt64 = 0
+        let start = pos
+        while pos < end {
+            let d = bytes[pos] &- 48
+            guard d < 10 else { break }
+            let (m, o1) = v.multipliedReportingOverflow(by: 10)
+            let (a, o2) = m.addingReportingOverflow(UInt64(d))
+            if o1 || o2 { return nil }
+            v = a
+            pos += 1
+        }
+        return pos > start ? v : nil
+    }
+
+    /// A number after `label`, with a reason when it is missing, negative or too large.
+    mutating func number(after label: String, signed: Bool = false) throws(ParseError) -> UInt64 {
+        guard pos < end else { throw ParseError("line ends before the value of '\(label)'") }
+        if bytes[pos] == UInt8(ascii: "-") {
+            throw ParseError(signed ? "negative value for '\(label)'" : "negative value for unsigned '\(label)'")
+        }
+        let start = pos
+        guard let v = digits() else {
+            if pos > start || (pos < end && bytes[pos] &- 48 < 10) {
+                throw ParseError("value of '\(label)' does not fit in 64 bits")
+            }
+            throw ParseError("expected a number after '\(label)'")
+        }
+        if signed && v > UInt64(Int64.max) { throw ParseError("value of '\(label)' does not fit in a signed 64-bit integer") }
+        if pos < end && bytes[pos] != 32 && bytes[pos] != UInt8(ascii: ")") {
+            throw ParseError("unexpected character after the value of '\(label)'")
+        }
+        return v
+    }
+
+    /// `label N` after optional spaces.
+    mutating func labelled(_ label: String, signed: Bool = false) throws(ParseError) -> UInt64 {
+        try word(label)
+        skipSpaces()
+        return try number(after: label, signed: signed)
+    }
+
+    /// Whether the next word is `w`.
+    func atWord(_ w: String) -> Bool {
+        var i = pos
+        for b in w.utf8 {
+            guard i < end, bytes[i] == b else { return false }
+            i += 1
+        }
+        return i == end || bytes[i] == 32
+    }
+
+    /// Consume the word `w` (after optional spaces).
+    mutating func word(_ w: String) throws(ParseError) {
+        skipSpaces()
+        guard pos < end else { throw ParseError("line ends where '\(w)' was expected") }
+        guard atWord(w) else { throw ParseError("expected '\(w)' at column \(pos + 1)") }
+        pos += w.utf8.count
+    }
+
+    /// Consume exactly `s`.
+    mutating func literal(_ s: String) throws(ParseError) {
+        var i = pos
+        for b in s.utf8 {
+            guard i < end else { throw ParseError("line ends where '\(s)' was expected") }
+            guard bytes[i] == b else { throw ParseError("expected '\(s)' at column \(pos + 1)") }
+            i += 1
+        }
+        pos = i
+    }
+
+    /// Position of `needle` in the rest of the line.
+    func find(_ needle: [UInt8]) -> Int? {
+        guard needle.count <= end - pos else { return nil }
+        let first = needle[0]
+        var i = pos
+        let last = end - needle.count
+        while i <= last {
+            if bytes[i] == first {
+                var j = 1
+                while j < needle.count && bytes[i + j] == needle[j] { j += 1 }
+                if j == needle.count { return i }
+            }
+            i += 1
+        }
+        return nil
+    }
+
+    /// The event name at the cursor, consuming it, if it is one migtrace reads.
+    mutating func eventName() -> ProbeKind? {
+        let start = pos
+        var i = pos
+        while i < end && bytes[i] != 32 && bytes[i] != UInt8(ascii: ":") { i += 1 }
+        let len = i - start
+        guard len >= 15, len <= 28, bytes[start] == UInt8(ascii: "m") else { return nil }
+        for (name, kind) in EventNames.table where name.count == len {
+            var k = 0
+            while k < len && bytes[start + k] == name[k] { k += 1 }
+            if k == len {
+                pos = i
+                return kind
+            }
+        }
+        return nil
+    }
+
+    func looksLikeISODate() -> Bool {
+        pos + 10 < end && bytes[pos + 4] == UInt8(ascii: "-") && bytes[pos + 7] == UInt8(ascii: "-")
+            && bytes[pos + 10] == UInt8(ascii: "T")
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SS[.ffffff]Z` → ns since the epoch (UTC).
+    mutating func isoTimestamp() -> UInt64? {
+        func fixed(_ n: Int) -> Int? {
+            guard pos + n <= end else { return nil }
+            var v = 0
+            for k in 0..<n {
+                let d = bytes[pos + k] &- 48
+                guard d < 10 else { return nil }
+                v = v * 10 + Int(d)
+            }
+            pos += n
+            return v
+        }
+        func expect(_ ch: Character) -> Bool {
+            guard pos < end, bytes[pos] == ch.asciiValue! else { return false }
+            pos += 1
+            return true
+        }
+        guard let y = fixed(4), expect("-"), let mo = fixed(2), expect("-"), let d = fixed(2), expect("T"),
+            let h = fixed(2), expect(":"), let mi = fixed(2), expect(":"), let s = fixed(2),
+            (1...12).contains(mo), (1...31).contains(d), h < 24, mi < 60, s < 61
+        else { return nil }
+        var ns: UInt64 = 0
+        if pos < end && bytes[pos] == UInt8(ascii: ".") {
+            pos += 1
+            let fracStart = pos
+            guard let frac = digits() else { return nil }
+            var digits = pos - fracStart
+            ns = frac
+            while digits < 9 { ns = ns &* 10; digits += 1 }
+            while digits > 9 { ns /= 10; digits -= 1 }
+        }
+        guard expect("Z") else { return nil }
+        // Days from civil (Howard Hinnant's algorithm).
+        let yy = mo <= 2 ? y - 1 : y
+        let era = (yy >= 0 ? yy : yy - 399) / 400
+        let yoe = yy - era * 400
+        let doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        let days = era * 146_097 + doe - 719_468
+        guard days >= 0 else { return nil }
+        let secs = UInt64(days) * 86_400 + UInt64(h * 3600 + mi * 60 + s)
+        return secs * 1_000_000_000 + ns
+    }
+}
+
+/// The event names migtrace reads, as bytes.
+enum EventNames {
+    static let table: [([UInt8], ProbeKind)] = ProbeKind.allCases.map { (Array($0.eventName.utf8), $0) }
+}

@@ -1,0 +1,116 @@
+// SPDX-License-Identifier: Apache-2.0
+import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
+import MigtraceCore
+
+/// `migtrace analyze FILE...`: post-mortem analysis of QEMU logs and migtrace recordings.
+struct AnalyzeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "analyze",
+        abstract: "Analyse recorded traces: QEMU log-backend output or migtrace recordings.",
+        discussion: """
+            Reads QEMU's log trace output of any version (no prefix, tid@sec.usec:, ISO-8601 of 10.1+,
+            mixed with other lines, CRLF) and migtrace's own recordings. Memory stays flat whatever the
+            file size. Malformed lines are reported as FILE:LINE: reason and skipped.
+
+            EXAMPLES:
+              qemu-system-x86_64 ... -trace migrate_transferred -trace 'migrate_pending*' -D /tmp/mig.log
+              migtrace analyze /tmp/mig.log
+              migtrace analyze --format csv /tmp/mig.log > windows.csv
+              migtrace analyze --format json --fail-on warning /tmp/mig.log
+              journalctl -u libvirtd | migtrace analyze -
+            """
+    )
+
+    @Argument(help: ArgumentHelp("Trace files; `-` reads standard input.", valueName: "file"), completion: .file())
+    var files: [String] = []
+
+    @Option(name: .shortAndLong, help: "Output format: text, csv (one row per window) or json.")
+    var format: OutputFormat = .text
+
+    @Flag(help: "Text format: print only series summaries and findings, not every window.")
+    var noWindows = false
+
+    @OptionGroup var analysis: AnalysisOptions
+
+    func validate() throws {
+        if files.isEmpty {
+            throw ValidationError("Give at least one trace file (or - for standard input). Record one with `-trace migrate_transferred -D FILE` on the source QEMU.")
+        }
+    }
+
+    func run() throws {
+        let names = InputNames(files.map { $0 == "-" ? "<stdin>" : $0 })
+        let out = FileDescriptorOutput.standardOutput
+        let sink: any AnalysisSink
+        var jsonSink: JSONSink?
+        switch format {
+        case .text: sink = TextSink(out: out, names: names, showWindows: !noWindows)
+        case .csv: sink = CSVSink(out: out)
+        case .json:
+            let j = JSONSink(out: out, names: names, version: Migtrace.version)
+            jsonSink = j
+            sink = j
+        }
+        let analyzer = MigrationAnalyzer(configuration: analysis.configuration, sink: sink)
+        var inputs: [(String, TraceReader.Statistics)] = []
+        var failed = false
+        for (index, path) in files.enumerated() {
+            let fd: Int32 = path == "-" ? 0 : open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else {
+                printError("migtrace: cannot open \(path): \(String(cString: strerror(errno))); check the path and permissions")
+                failed = true
+                continue
+            }
+            defer { if fd != 0 { close(fd) } }
+            do {
+                let stats = try TraceReader.read(fd: fd, input: index, into: analyzer)
+                inputs.append((names[index], stats))
+                if stats.format == .recording, stats.endReason == nil, stats.header != nil {
+                    printError("migtrace: \(path): recording has no end record (the recorder was killed); analysed up to its last complete event")
+                }
+            } catch {
+                printError("migtrace: \(path): \(error)")
+                failed = true
+            }
+            if out.closed { break }
+        }
+        jsonSink?.inputs = inputs
+        let report = analyzer.finish()
+        for d in report.diagnostics.prefix(50) {
+            printError("\(names[d.input]):\(d.line): \(d.reason)")
+        }
+        if report.rejectedCount > 50 {
+            printError("migtrace: … and \(report.rejectedCount - 50) more rejected line(s)")
+        }
+        if format != .text {
+            for f in report.findings where format == .csv {
+                printError("\(f.severity) \(f.rule): \(f.message)")
+            }
+        }
+        if report.windowCount == 0 && !failed && format != .text {
+            printError("migtrace: no migrate_transferred events found; trace the source QEMU with `-trace migrate_transferred -D FILE`")
+        }
+        if failed { throw MigtraceExit.error }
+        let code = analysis.exitCode(for: report)
+        if code != .success { throw code }
+    }
+}
+
+/// `migtrace rules`: every anomaly rule, its severities and its remedy.
+struct RulesCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rules", abstract: "List the anomaly rules, their severities and the QEMU knob for each.")
+
+    func run() throws {
+        var s = ""
+        for rule in RuleRegistry.all {
+            s += "\(rule.id) (\(rule.severities.map(\.description).joined(separator: ", ")))\n"
+            s += "  \(rule.summary)\n  remedy: \(rule.remedy)\n\n"
+        }
+        FileDescriptorOutput.standardOutput.write(Array(s.utf8))
+        FileDescriptorOutput.standardOutput.flush()
+    }
+}

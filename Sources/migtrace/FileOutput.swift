@@ -1,0 +1,56 @@
+// SPDX-License-Identifier: Apache-2.0
+#if canImport(Glibc)
+import Glibc
+#endif
+import MigtraceCore
+
+/// Buffered writes to a file descriptor. A closed pipe (EPIPE, e.g. `| head`) ends output quietly:
+/// the flag `closed` lets the caller stop early instead of dying on SIGPIPE.
+final class FileDescriptorOutput: ByteOutput {
+    private let fd: Int32
+    private var buffer: [UInt8] = []
+    private let capacity: Int
+    /// Set once the reader went away.
+    private(set) var closed = false
+
+    init(fd: Int32, capacity: Int = 1 << 16) {
+        self.fd = fd
+        self.capacity = capacity
+        buffer.reserveCapacity(capacity)
+    }
+
+    func write(_ bytes: [UInt8]) {
+        guard !closed else { return }
+        buffer.append(contentsOf: bytes)
+        if buffer.count >= capacity { flush() }
+    }
+
+    func flush() {
+        guard !closed, !buffer.isEmpty else { return }
+        buffer.withUnsafeBytes { raw in
+            var off = 0
+            while off < raw.count {
+                let n = Glibc.write(fd, raw.baseAddress! + off, raw.count - off)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    closed = true
+                    return
+                }
+                off += n
+            }
+        }
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    // SAFETY: the CLI writes to these from one task at a time (the command's run loop).
+    /// Standard output.
+    nonisolated(unsafe) static let standardOutput = FileDescriptorOutput(fd: 1)
+    /// Standard error, unbuffered in practice (flushed per message).
+    nonisolated(unsafe) static let standardError = FileDescriptorOutput(fd: 2, capacity: 1)
+}
+
+/// Print a line to standard error.
+func printError(_ message: String) {
+    FileDescriptorOutput.standardError.write(Array((message + "\n").utf8))
+    FileDescriptorOutput.standardError.flush()
+}

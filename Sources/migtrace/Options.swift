@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: Apache-2.0
+import ArgumentParser
+import MigtraceCore
+
+/// Options shared by `analyze` and `attach`: downtime limit, rule thresholds, failure gate.
+struct AnalysisOptions: ParsableArguments {
+    @Option(help: "Rebuild thresholds with this downtime-limit (ms) instead of inferring it per window.")
+    var downtimeLimit: UInt64?
+
+    @Option(help: ArgumentHelp("Exit with code 2 when a finding at or above this severity is reported.", valueName: "info|warning|critical|none"))
+    var failOn: String = "none"
+
+    @Option(name: .customLong("disable-rule"), help: "Do not run this rule (repeatable). See `migtrace rules`.")
+    var disabledRules: [String] = []
+
+    @Option(help: "thread-stall: warning at a window of at least this many ms.")
+    var stallWarningMs: UInt64 = 300
+    @Option(help: "thread-stall: critical at a window of at least this many ms.")
+    var stallCriticalMs: UInt64 = 1000
+    @Option(help: "bandwidth-shift: relative change that counts as a shift, in percent.")
+    var shiftPercent: Double = 30
+    @Option(help: "bandwidth-shift: how long the new level must last, ms.")
+    var shiftMinMs: UInt64 = 1000
+    @Option(help: "threshold-collapse: a window below this percentage of the baseline bandwidth.")
+    var collapsePercent: Double = 25
+    @Option(help: "no-progress: how long windows sending less than a page must last, ms.")
+    var noProgressMs: UInt64 = 1000
+    @Option(help: "switchover-bandwidth-mismatch: declared/measured ratio (and its inverse) that counts.")
+    var switchoverRatio: Double = 2
+    @Option(help: "rate-capped: tolerance around the common transfer size, in percent.")
+    var rateCapPercent: Double = 2
+    @Option(help: "non-convergence: how long pending must stay above the threshold, ms.")
+    var nonConvergenceMs: UInt64 = 10_000
+
+    func validate() throws {
+        if failOn != "none" && Severity(name: failOn) == nil {
+            throw ValidationError("--fail-on takes info, warning, critical or none, not '\(failOn)'.")
+        }
+        for id in disabledRules where !RuleRegistry.ids.contains(id) {
+            throw ValidationError("Unknown rule '\(id)' in --disable-rule; `migtrace rules` lists them.")
+        }
+        if let l = downtimeLimit, l > QEMUArithmetic.maxDowntimeLimitMs {
+            throw ValidationError("--downtime-limit \(l) exceeds QEMU's maximum of \(QEMUArithmetic.maxDowntimeLimitMs) ms.")
+        }
+        guard stallWarningMs <= stallCriticalMs else {
+            throw ValidationError("--stall-warning-ms must not exceed --stall-critical-ms.")
+        }
+        guard shiftPercent > 0, collapsePercent > 0, collapsePercent < 100, switchoverRatio > 1, rateCapPercent > 0 else {
+            throw ValidationError("Percentages must be positive (collapse below 100) and --switchover-ratio above 1.")
+        }
+    }
+
+    /// The analysis configuration these options describe.
+    var configuration: AnalysisConfiguration {
+        var c = AnalysisConfiguration(downtimeLimitMs: downtimeLimit)
+        c.disabledRules = Set(disabledRules)
+        c.thresholds.stallWarningMs = stallWarningMs
+        c.thresholds.stallCriticalMs = stallCriticalMs
+        c.thresholds.shiftFraction = shiftPercent / 100
+        c.thresholds.shiftMinMs = shiftMinMs
+        c.thresholds.collapseFraction = collapsePercent / 100
+        c.thresholds.noProgressMinMs = noProgressMs
+        c.thresholds.switchoverMismatchRatio = switchoverRatio
+        c.thresholds.rateCapTolerance = rateCapPercent / 100
+        c.thresholds.nonConvergenceMs = nonConvergenceMs
+        return c
+    }
+
+    /// The exit code for a finished report.
+    func exitCode(for report: AnalysisReport) -> ExitCode {
+        guard let gate = Severity(name: failOn), let worst = report.worstSeverity, worst >= gate else { return .success }
+        return MigtraceExit.findings
+    }
+}
+
+extension OutputFormat: ExpressibleByArgument {}
