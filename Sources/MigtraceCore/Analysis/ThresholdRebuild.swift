@@ -76,7 +76,9 @@ public struct ThresholdRebuild: Sendable, Equatable {
         case .b:
             if args.a3 == 0 {
                 let measured = fixed(.measured, bandwidth)
-                if measured.exact || traced != 0 || bandwidth == 0 { return measured }
+                // A zero threshold while data flowed means a limit of 0 ms or, far likelier, a user value
+                // below 1000 B/s that the integer division turned into 0.
+                if traced != 0 || bandwidth == 0 || fixedLimit == 0 { return measured }
                 var below = measured
                 below.basis = .userBelowResolution
                 below.expectedPerMs = 0

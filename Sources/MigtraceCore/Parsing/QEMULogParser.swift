@@ -73,7 +73,7 @@ public struct QEMULogParser: Sendable {
             try c.word(kind == .migratePendingExact ? "exact" : "estimate")
             try c.word("pending")
             let size = try c.labelled("size")
-            try c.literal("(pre = ")
+            try c.literal(" (pre = ")
             let pre = try c.number(after: "pre")
             try c.literal(" post=")
             let post = try c.number(after: "post")
