@@ -25,9 +25,12 @@ let package = Package(
             name: "migtrace",
             dependencies: [
                 "MigtraceCore",
+                "MigtraceBPF",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // A stand-in source QEMU with QEMU's USDT probes, replaying a recorded migration for `migtrace demo`.
+        .executableTarget(name: "migtrace-demo-target"),
         .testTarget(
             name: "MigtraceCoreTests",
             dependencies: ["MigtraceCore"],

@@ -27,7 +27,7 @@ struct Migtrace: AsyncParsableCommand {
               64 usage error
             """,
         version: version,
-        subcommands: [AnalyzeCommand.self, RulesCommand.self]
+        subcommands: [AnalyzeCommand.self, AttachCommand.self, ProbesCommand.self, DemoCommand.self, RulesCommand.self]
     )
 }
 

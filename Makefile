@@ -1,0 +1,36 @@
+# migtrace — the two commands of README.md, plus the rest.
+#   make demo   set up this machine, build, and run migtrace on its bundled demo (no QEMU of yours needed)
+#   make test   set up this machine, build, and run every test (root tests included when run as root)
+# Quiet unless V=1.
+.DELETE_ON_ERROR:
+Q := $(if $(V),,@)
+SWIFT ?= swift
+
+.PHONY: all setup build release demo test bench fuzz clean
+
+all: build
+
+setup:
+	$(Q)bash scripts/setup
+
+build: setup
+	$(Q)$(SWIFT) build
+
+release: setup
+	$(Q)$(SWIFT) build -c release
+
+demo: release
+	$(Q).build/release/migtrace demo
+
+test: setup
+	$(Q)$(SWIFT) build --build-tests
+	$(Q)$(SWIFT) test --skip-build
+
+bench: setup
+	$(Q)bash bench/run
+
+fuzz: setup
+	$(Q)bash fuzz/run
+
+clean:
+	$(Q)rm -rf .build .cache/guest

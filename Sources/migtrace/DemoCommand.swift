@@ -1,0 +1,184 @@
+// SPDX-License-Identifier: Apache-2.0
+import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
+import MigtraceCore
+
+/// `migtrace demo`: attach live to a bundled stand-in QEMU that replays a real recorded migration.
+struct DemoCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo",
+        abstract: "Watch a real recorded migration replayed live through USDT probes (no QEMU of yours needed).",
+        discussion: """
+            Starts migtrace-demo-target (built with migtrace; it carries QEMU's migration USDT probes with
+            semaphores, as QEMU's dtrace backend builds them), attaches to it exactly as `migtrace attach`
+            does, and lets it replay a migration recorded from a real QEMU \(DemoTrace.qemuVersion) at its real
+            pace. Needs root (or CAP_BPF+CAP_PERFMON), like attach.
+
+            EXAMPLES:
+              sudo migtrace demo
+              sudo migtrace demo --speed 4 --format json
+            """
+    )
+
+    @Option(help: "Replay this many times faster than recorded.")
+    var speed: Double = 1
+
+    @Option(name: .shortAndLong, help: "Output format: text or json (JSON Lines).")
+    var format: OutputFormat = .text
+
+    @Option(help: ArgumentHelp("Also record the live events to this file.", valueName: "file"))
+    var record: String?
+
+    @Flag(help: "Overwrite an existing --record file.")
+    var force = false
+
+    @OptionGroup var analysis: AnalysisOptions
+
+    func validate() throws {
+        guard speed > 0, speed <= 1000 else { throw ValidationError("--speed must be between 0 and 1000.") }
+        guard format != .csv else { throw ValidationError("demo writes text or json.") }
+    }
+
+    func run() async throws {
+        let target = try DemoTarget.start()
+        let script = DemoTrace.replayScript(speed: speed)
+        let run = LiveRun(
+            pid: target.pid, format: format, record: record, force: force, untilComplete: false,
+            ringBufferSize: 4 << 20, verbose: false, analysis: analysis,
+            onAttached: { target.feed(script) })
+        let code: ExitCode
+        do {
+            code = try await run.run()
+        } catch {
+            target.kill()
+            throw error
+        }
+        target.reap()
+        if code != .success { throw code }
+    }
+}
+
+/// The stand-in QEMU process: spawned with a pipe on its standard input.
+struct DemoTarget: Sendable {
+    let pid: Int32
+    let input: Int32
+
+    /// Start `migtrace-demo-target` from next to this executable and wait for its "ready" line.
+    static func start() throws -> DemoTarget {
+        var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+        guard n > 0 else { throw ValidationError("cannot find migtrace's own executable (/proc/self/exe)") }
+        var dir = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        if let slash = dir.lastIndex(of: "/") { dir = String(dir[..<slash]) }
+        let path = dir + "/migtrace-demo-target"
+        guard access(path, X_OK) == 0 else {
+            printError("migtrace: \(path) is missing; build everything with `swift build -c release` (or `make demo`)")
+            throw MigtraceExit.error
+        }
+        var toChild: [Int32] = [0, 0]
+        var fromChild: [Int32] = [0, 0]
+        guard pipe(&toChild) == 0, pipe(&fromChild) == 0 else { throw MigtraceExit.error }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, toChild[0], 0)
+        posix_spawn_file_actions_adddup2(&actions, fromChild[1], 1)
+        posix_spawn_file_actions_addclose(&actions, toChild[1])
+        posix_spawn_file_actions_addclose(&actions, fromChild[0])
+        var pid: pid_t = 0
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup(path), nil]
+        defer { for a in argv { free(a) } }
+        let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
+        close(toChild[0])
+        close(fromChild[1])
+        guard rc == 0 else {
+            printError("migtrace: cannot start \(path): \(String(cString: strerror(rc)))")
+            throw MigtraceExit.error
+        }
+        // Wait for "ready <pid>\n": the probes are in place once main() runs.
+        var line: [UInt8] = []
+        var byte: UInt8 = 0
+        while read(fromChild[0], &byte, 1) == 1 && byte != 10 { line.append(byte) }
+        close(fromChild[0])
+        guard String(decoding: line, as: UTF8.self).hasPrefix("ready") else {
+            printError("migtrace: \(path) did not start properly")
+            throw MigtraceExit.error
+        }
+        return DemoTarget(pid: pid, input: toChild[1])
+    }
+
+    /// Hand the replay script to the target (it fires the events at their pace) and close its input.
+    func feed(_ script: [UInt8]) {
+        let fd = input
+        // A pthread writes, since the script may exceed the pipe buffer while the target sleeps between events.
+        final class Box: @unchecked Sendable {  // SAFETY: handed over to one thread, read only there.
+            let fd: Int32
+            let bytes: [UInt8]
+            init(_ fd: Int32, _ bytes: [UInt8]) { self.fd = fd; self.bytes = bytes }
+        }
+        let box = Unmanaged.passRetained(Box(fd, script)).toOpaque()
+        var thread = pthread_t()
+        let rc = pthread_create(&thread, nil, { ctx in
+            // SAFETY: balanced with passRetained above; this thread is the only consumer.
+            let b = Unmanaged<Box>.fromOpaque(ctx!).takeRetainedValue()
+            b.bytes.withUnsafeBytes { raw in
+                var off = 0
+                while off < raw.count {
+                    let n = write(b.fd, raw.baseAddress! + off, raw.count - off)
+                    if n <= 0 { break }
+                    off += n
+                }
+            }
+            close(b.fd)
+            return nil
+        }, box)
+        if rc == 0 { pthread_detach(thread) } else { close(fd) }
+    }
+
+    func kill() { _ = Glibc.kill(pid, SIGKILL); reap() }
+
+    func reap() {
+        var status: Int32 = 0
+        _ = waitpid(pid, &status, 0)
+    }
+}
+
+extension DemoTrace {
+    /// The embedded trace turned into the target's replay script, paced by the recorded timestamps
+    /// (or by time_spent where the trace has none), divided by `speed`.
+    static func replayScript(speed: Double) -> [UInt8] {
+        let parser = QEMULogParser(input: 0)
+        var out: [UInt8] = []
+        var lastTs: UInt64?
+        var n: UInt64 = 0
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            n += 1
+            var bytes = Array(line.utf8)
+            let result = bytes.withUnsafeMutableBufferPointer { parser.parse(UnsafeBufferPointer($0), line: n) }
+            guard case .event(let e) = result else { continue }
+            var waitUs: UInt64 = 0
+            if let ts = e.timestampNanoseconds {
+                if let last = lastTs, ts > last { waitUs = (ts - last) / 1000 }
+                lastTs = ts
+            } else if e.kind == .migrateTransferred {
+                waitUs = e.arguments.a1 * 1000
+            }
+            if waitUs > 0 { out.append(contentsOf: "W \(UInt64(Double(waitUs) / speed))\n".utf8) }
+            let a = e.arguments
+            switch e.kind {
+            case .migrateTransferred:
+                // The target's probe has era B's five arguments; an era-A trace gets switchover_bw 0.
+                let five = a.count == 5 ? a : ProbeArguments(count: 5, a.a0, a.a1, a.a2, 0, a.a3)
+                out.append(contentsOf: "T \(five.a0) \(five.a1) \(five.a2) \(five.a3) \(five.a4)\n".utf8)
+            case .migratePendingEstimate: out.append(contentsOf: "E \(a.a0) \(a.a1) \(a.a2)\n".utf8)
+            case .migratePendingExact: out.append(contentsOf: "X \(a.a0) \(a.a1) \(a.a2)\n".utf8)
+            case .migrateSetState: out.append(contentsOf: "S \(e.state ?? "")\n".utf8)
+            case .migrationThreadLowPending: out.append(contentsOf: "L \(a.a0)\n".utf8)
+            default: break
+            }
+        }
+        return out
+    }
+}
