@@ -55,7 +55,6 @@ struct DemoCommand: AsyncParsableCommand {
             target.kill()
             throw error
         }
-        target.reap()
         if code != .success { throw code }
     }
 }
@@ -106,7 +105,22 @@ struct DemoTarget: Sendable {
             printError("migtrace: \(path) did not start properly")
             throw MigtraceExit.error
         }
-        return DemoTarget(pid: pid, input: toChild[1])
+        let target = DemoTarget(pid: pid, input: toChild[1])
+        target.reapInBackground()
+        return target
+    }
+
+    /// Reap the target as soon as it exits, so that /proc/<pid> disappears and the live session ends
+    /// as it does for a real QEMU (a zombie child would keep it "alive").
+    private func reapInBackground() {
+        var thread = pthread_t()
+        let rc = pthread_create(&thread, nil, { ctx in
+            let pid = Int32(Int(bitPattern: ctx))
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            return nil
+        }, UnsafeMutableRawPointer(bitPattern: Int(pid)))
+        if rc == 0 { pthread_detach(thread) }
     }
 
     /// Hand the replay script to the target (it fires the events at their pace) and close its input.
@@ -137,12 +151,7 @@ struct DemoTarget: Sendable {
         if rc == 0 { pthread_detach(thread) } else { close(fd) }
     }
 
-    func kill() { _ = Glibc.kill(pid, SIGKILL); reap() }
-
-    func reap() {
-        var status: Int32 = 0
-        _ = waitpid(pid, &status, 0)
-    }
+    func kill() { _ = Glibc.kill(pid, SIGKILL) }
 }
 
 extension DemoTrace {
