@@ -1,24 +1,27 @@
 // SPDX-License-Identifier: Apache-2.0
 
-/// `non-convergence`: pending data stays above the threshold, with no downward trend, for ≥ 10 s.
+/// `non-convergence`: pending data stays above the threshold for ≥ 10 s and the RAM dirty syncs in that
+/// time do not bring it down.
 ///
-/// Needs the pending events in the trace (`-trace 'migrate_pending*'`). Keeps the minimum pending of
-/// each second of the current episode, only as many seconds as the rule looks back.
+/// Needs the pending events in the trace (`-trace 'migrate_pending*'`). Pending falls as pages are sent
+/// and jumps back up at each bitmap sync; the level it jumps back to is what tells convergence. The
+/// rule keeps the first and the latest post-sync level of the episode, so its state is constant.
 public final class NonConvergenceRule: AnomalyRule {
     public static let id = "non-convergence"
     public static let severities: [Severity] = [.warning]
     public static let summary =
-        "With pending events in the trace: pending data stays above the threshold with no downward trend for ≥ 10 s; the guest dirties memory faster than it is sent."
+        "With pending events in the trace: pending stays above the threshold for ≥ 10 s and, over at least two RAM dirty syncs, the post-sync pending does not fall by 10 %: the guest dirties memory as fast as it is sent."
     public static let remedy =
         "Raise `max-bandwidth` or `downtime-limit`, enable the `auto-converge` or `dirty-limit` capability, or switch to postcopy (`postcopy-ram` + migrate-start-postcopy)."
 
     private let minMs: Double
     private var start: AnalyzedWindow?
     private var last: AnalyzedWindow?
+    private var previousPending: UInt64?
+    private var firstLevel: UInt64?
+    private var latestLevel: UInt64?
+    private var levels = 0
     private var reported = false
-    /// (second index since episode start, minimum pending in that second)
-    private var seconds: [(second: Int, min: UInt64)] = []
-    private var startPending: UInt64 = 0
 
     public init(thresholds: RuleThresholds) {
         minMs = Double(thresholds.nonConvergenceMs)
@@ -26,32 +29,22 @@ public final class NonConvergenceRule: AnomalyRule {
 
     public func observe(_ window: AnalyzedWindow, _ context: RuleContext) {
         guard let pending = window.pendingBytes else { return }
+        defer { previousPending = pending }
         guard pending > window.thresholdTraced else {
             flush(context)
             return
         }
-        if start == nil {
-            start = window
-            startPending = pending
-            seconds.removeAll()
-        }
+        if start == nil { start = window }
         last = window
-        let elapsedMs = (window.endTime - start!.startTime) * 1000
-        let second = Int(elapsedMs / 1000)
-        if let tail = seconds.last, tail.second == second {
-            seconds[seconds.count - 1].min = min(tail.min, pending)
-        } else {
-            seconds.append((second, pending))
-            let keep = Int(minMs / 1000) + 1
-            if seconds.count > keep { seconds.removeFirst(seconds.count - keep) }
+        if let before = previousPending, pending > before {
+            // Pending rose: a bitmap sync found newly dirtied pages; this is the post-sync level.
+            if firstLevel == nil { firstLevel = pending }
+            latestLevel = pending
+            levels += 1
         }
-        guard !reported, elapsedMs >= minMs, seconds.count >= 4 else { return }
-        // Downward trend: the recent half's minimum is clearly below the older half's.
-        let half = seconds.count / 2
-        let older = seconds[..<half].map(\.min).min()!
-        let recent = seconds[half...].map(\.min).min()!
-        if Double(recent) < 0.9 * Double(older) { return }
-        reported = true
+        let elapsedMs = (window.endTime - start!.startTime) * 1000
+        guard !reported, elapsedMs >= minMs, levels >= 2, let first = firstLevel, let latest = latestLevel else { return }
+        if Double(latest) >= 0.9 * Double(first) { reported = true }
     }
 
     public func finish(_ context: RuleContext) { flush(context) }
@@ -60,16 +53,19 @@ public final class NonConvergenceRule: AnomalyRule {
         defer {
             start = nil
             last = nil
+            firstLevel = nil
+            latestLevel = nil
+            levels = 0
             reported = false
-            seconds.removeAll()
         }
         guard reported, let start, let last, let pending = last.pendingBytes else { return }
         let durationMs = (last.endTime - start.startTime) * 1000
         context.report(
             Self.self, .warning, from: start, to: last,
-            "Pending data stayed above the threshold for \(RuleMath.seconds(durationMs)) (windows \(start.index)–\(last.index)) without falling: \(pending) bytes pending against a \(last.thresholdTraced)-byte threshold.",
+            "Pending data stayed above the threshold for \(RuleMath.seconds(durationMs)) (windows \(start.index)–\(last.index)); after \(levels) dirty syncs it is back at \(latestLevel ?? 0) bytes (first post-sync level \(firstLevel ?? 0)) against a \(last.thresholdTraced)-byte threshold.",
             evidence: [
-                .count("pending_start_bytes", startPending), .count("pending_end_bytes", pending),
+                .count("first_post_sync_pending_bytes", firstLevel ?? 0), .count("latest_post_sync_pending_bytes", latestLevel ?? 0),
+                .count("syncs", UInt64(levels)), .count("pending_end_bytes", pending),
                 .count("threshold_bytes", last.thresholdTraced), .number("duration_ms", durationMs),
             ])
     }

@@ -7,7 +7,7 @@ public final class ThreadStallRule: AnomalyRule {
     public static let summary =
         "A window lasted ≥ 300 ms (warning) or ≥ 1000 ms (critical): the migration thread was blocked (BQL, bitmap sync, a stopped or starved process)."
     public static let remedy =
-        "Find what blocks the migration thread (a long bitmap sync under the BQL, a stopped or CPU-starved QEMU); enabling dirty-bitmap-free options such as `dirty-limit` or reducing guest size per sync helps, and `downtime-limit` cannot compensate for it."
+        "Find what blocks the migration thread: a long RAM bitmap sync under the BQL (large guests; `dirty-limit` or `auto-converge` shrink the dirty set), or a stopped or CPU-starved QEMU (cgroup CPU quota); raising `downtime-limit` cannot compensate."
 
     private let warningMs: UInt64
     private let criticalMs: UInt64
