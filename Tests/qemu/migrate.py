@@ -81,7 +81,7 @@ SCENARIOS = {
         params={"max-bandwidth": 16 * MiB},
         steps=[(1.5, "stop", 1.5)], limit=10.0, expect="completed"),
     "bandwidth-change": dict(
-        ram=128, append="span=56 dirty=1 delay=400000",
+        ram=128, append="span=72 dirty=1 delay=400000",
         params={"max-bandwidth": 24 * MiB},
         steps=[(2.0, "set", {"max-bandwidth": 8 * MiB})], limit=9.0,
         expect="completed"),
@@ -92,9 +92,12 @@ SCENARIOS = {
         expect="completed"),
     "switchover-bw": dict(
         ram=128, append="span=64 dirty=1 delay=200000",
+        # first a sane value (= max-bandwidth, about the measured rate),
+        # then 4x the measured rate: the threshold jumps 4x
         params={"max-bandwidth": 16 * MiB,
-                "avail-switchover-bandwidth": 64 * MiB},
-        steps=[], limit=9.0, expect="completed", only=("10.0",)),
+                "avail-switchover-bandwidth": 16 * MiB},
+        steps=[(2.0, "set", {"avail-switchover-bandwidth": 64 * MiB})],
+        limit=9.0, expect="completed", only=("10.0",)),
     "demo": dict(
         ram=192, append="span=128 dirty=1 delay=200000",
         params={"max-bandwidth": 24 * MiB},
@@ -375,6 +378,7 @@ class Runner:
 
         steps = sorted(sc["steps"], key=lambda s: s[0])
         last = None
+        last_ram = None
         status = None
         limit_hit = False
         while True:
@@ -417,13 +421,19 @@ class Runner:
             self.check_alive("source")
             last = sq.cmd("query-migrate")
             status = last.get("status")
+            if "ram" in last:
+                last_ram = last
             if status in FINAL:
                 break
             time.sleep(0.1)
         F["end_time"] = time.time()
         F["final_query_migrate"] = last
         F["final_status"] = status
-        F["ram_transferred"] = last.get("ram", {}).get("transferred")
+        # a cancelled migration reports no "ram": keep the last one that did
+        if last_ram is not None and last_ram is not last:
+            F["last_query_migrate_with_ram"] = last_ram
+        F["ram_transferred"] = (last_ram or {}).get("ram", {}).get("transferred")
+        F["ram_transferred_from_status"] = (last_ram or {}).get("status")
         F["time_limit_hit"] = limit_hit
         F["parameters_final"] = sq.cmd("query-migrate-parameters")
         if status == "completed":
