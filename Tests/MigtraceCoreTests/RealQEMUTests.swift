@@ -1,0 +1,219 @@
+// SPDX-License-Identifier: Apache-2.0
+import Foundation
+import Testing
+@testable import MigtraceCore
+
+/// What the driver (Tests/qemu/migrate.py) did during a migration: its `--facts` sidecar.
+struct MigrationFacts {
+    var qemu: String
+    var scenario: String
+    var finalStatus: String
+    var migrateTime: Double
+    var ramTransferred: UInt64
+    var msgTimestamp: Bool
+    /// (wall time, downtime-limit) for every change, the initial value first.
+    var downtimeLimits: [(Double, UInt64)]
+    /// (wall time, max-bandwidth) changes after the migration started.
+    var bandwidthChanges: [(Double, UInt64)]
+    /// SIGSTOP and SIGCONT wall times.
+    var stop: (Double, Double)?
+
+    init(url: URL) throws {
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        qemu = json["qemu"] as? String ?? ""
+        scenario = json["scenario"] as? String ?? ""
+        finalStatus = json["final_status"] as? String ?? ""
+        migrateTime = json["migrate_command_time"] as? Double ?? 0
+        ramTransferred = (json["ram_transferred"] as? NSNumber)?.uint64Value ?? 0
+        msgTimestamp = json["msg_timestamp"] as? Bool ?? false
+        let initial = json["parameters_initial"] as? [String: Any] ?? [:]
+        downtimeLimits = []
+        bandwidthChanges = []
+        var limit = (initial["downtime-limit"] as? NSNumber)?.uint64Value ?? 300
+        for change in json["parameter_changes"] as? [[String: Any]] ?? [] {
+            let params = change["params"] as? [String: Any] ?? [:]
+            let t = change["time"] as? Double ?? 0
+            let before = (change["when"] as? String) == "before-migrate"
+            if let d = (params["downtime-limit"] as? NSNumber)?.uint64Value {
+                if before { limit = d } else { downtimeLimits.append((t, d)) }
+            }
+            if !before, let b = (params["max-bandwidth"] as? NSNumber)?.uint64Value { bandwidthChanges.append((t, b)) }
+        }
+        downtimeLimits.insert((migrateTime, limit), at: 0)
+        let signals = json["signals"] as? [[String: Any]] ?? []
+        if let s = signals.first(where: { $0["signal"] as? String == "SIGSTOP" })?["time"] as? Double,
+            let c = signals.first(where: { $0["signal"] as? String == "SIGCONT" })?["time"] as? Double
+        {
+            stop = (s, c)
+        }
+    }
+}
+
+/// The findings each scenario must produce, and the only others it may produce.
+enum ScenarioExpectations {
+    static let required: [String: [(String, Severity)]] = [
+        "converge": [],
+        "nonconverge": [("non-convergence", .warning)],
+        "stall": [("thread-stall", .critical)],
+        "bandwidth-change": [("bandwidth-shift", .warning)],
+        "downtime-change": [("downtime-limit-changed", .info)],
+        "switchover-bw": [("switchover-bandwidth-mismatch", .warning)],
+        "demo": [("bandwidth-shift", .warning)],
+    ]
+    /// Besides the required ones. `rate-capped` is true of every run here (max-bandwidth is set low on
+    /// purpose); a stall collapses the threshold of its window.
+    static let allowed: [String: Set<String>] = [
+        "stall": ["rate-capped", "threshold-collapse"],
+        "demo": ["rate-capped"],
+    ]
+
+    /// Check an analysed real migration against what the driver did.
+    static func check(_ sink: CollectingSink, _ facts: MigrationFacts, file: String) throws {
+        let report = try #require(sink.report)
+        try #require(report.series.count == 1, "\(file): one migration, one series")
+        let series = report.series[0]
+        // 100 % bit-exact rebuild of QEMU's threshold and bandwidth.
+        #expect(series.windows >= 10, "\(file)")
+        #expect(series.exactThresholds == series.windows, "\(file): \(series.exactThresholds)/\(series.windows) exact")
+        #expect(series.exactBandwidths == series.windows, "\(file)")
+        #expect(report.rejectedCount == 0, "\(file)")
+        #expect(series.info.era == (facts.qemu == "7.2" ? .a : .b), "\(file)")
+        #expect(series.finalState == facts.finalStatus, "\(file)")
+        // The sum of windows is what the migration thread counted before the last window; QEMU's own
+        // ram.transferred also counts the final stop-and-copy.
+        #expect(series.totalBytes <= facts.ramTransferred && series.totalBytes * 10 >= facts.ramTransferred * 5, "\(file)")
+        // The inferred downtime limits are exactly the ones the driver set, in order.
+        #expect(series.downtimeLimits.map(\.limitMs) == facts.downtimeLimits.map(\.1), "\(file): \(series.downtimeLimits)")
+        // Findings: every required one, nothing unexpected, nothing above info in a clean run.
+        let required = Self.required[facts.scenario] ?? []
+        let allowed = (Self.allowed[facts.scenario] ?? ["rate-capped"]).union(required.map(\.0))
+        for (rule, severity) in required {
+            #expect(sink.findings.contains { $0.rule == rule && $0.severity == severity }, "\(file): expected \(rule) \(severity)")
+        }
+        for f in sink.findings {
+            #expect(allowed.contains(f.rule), "\(file): unexpected \(f.rule): \(f.message)")
+        }
+        if facts.scenario == "converge" {
+            #expect(!sink.findings.contains { $0.severity >= .warning }, "\(file): a clean migration has no warning")
+        }
+        try checkTiming(sink, facts, file: file)
+    }
+
+    /// Where the trace has no clock, window times are the running sum of time_spent from the migration start.
+    static func wallTime(_ t: Double, _ sink: CollectingSink, _ facts: MigrationFacts) -> Double {
+        sink.series[0].timeBase == .epoch ? t : facts.migrateTime + t
+    }
+
+    static func checkTiming(_ sink: CollectingSink, _ facts: MigrationFacts, file: String) throws {
+        let tolerance = sink.series[0].timeBase == .epoch ? 0.25 : 0.6
+        if let (stopped, continued) = facts.stop {
+            let f = try #require(sink.findings.first { $0.rule == "thread-stall" && $0.severity == .critical })
+            let w = sink.windows[f.firstWindow]
+            #expect(w.timeSpentMs >= 1000, "\(file)")
+            // The stalled window spans the SIGSTOP…SIGCONT interval.
+            #expect(wallTime(w.startTime, sink, facts) <= stopped + tolerance, "\(file): window \(w.index) starts after SIGSTOP")
+            #expect(wallTime(w.endTime, sink, facts) >= continued - tolerance, "\(file): window \(w.index) ends before SIGCONT")
+            #expect(sink.findings.filter { $0.rule == "thread-stall" }.count == 1, "\(file)")
+        }
+        if facts.scenario == "bandwidth-change", let (t, newRate) = facts.bandwidthChanges.first {
+            let f = try #require(sink.findings.first { $0.rule == "bandwidth-shift" })
+            let w = sink.windows[f.firstWindow]
+            #expect(abs(wallTime(w.startTime, sink, facts) - t) <= tolerance + 0.2, "\(file): shift starts at window \(w.index)")
+            // The new level is the new max-bandwidth (bytes/s → bytes/ms), within 10 %.
+            let level = sink.windows[f.firstWindow...f.lastWindow].map(\.bandwidth).sorted()[(f.lastWindow - f.firstWindow) / 2]
+            #expect(abs(level - Double(newRate) / 1000) <= Double(newRate) / 1000 * 0.10, "\(file): new level \(level)")
+        }
+        if facts.downtimeLimits.count > 1 {
+            let (t, newLimit) = facts.downtimeLimits[1]
+            let f = try #require(sink.findings.first { $0.rule == "downtime-limit-changed" })
+            let w = sink.windows[f.firstWindow]
+            #expect(f.evidence.contains(.count("new_limit_ms", newLimit)), "\(file)")
+            // The first window computed after the change.
+            #expect(wallTime(w.endTime, sink, facts) >= t - tolerance, "\(file)")
+            #expect(wallTime(w.endTime, sink, facts) <= t + Double(w.timeSpentMs) / 1000 + tolerance, "\(file)")
+        }
+    }
+}
+
+/// The analysis of committed traces of real QEMU 7.2 and 10.0 migrations (made by Tests/qemu/make_fixtures.sh).
+@Suite struct RealTraceFixtureTests {
+    static let fixtures: [String] = {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: Paths.qemuFixtures.path)) ?? []
+        return names.filter { $0.hasSuffix(".log") && FileManager.default.fileExists(atPath: Paths.qemuFixtures.appendingPathComponent($0.replacingOccurrences(of: ".log", with: ".facts.json")).path) }.sorted()
+    }()
+
+    @Test func everyEraAndScenarioHasAFixture() {
+        for qemu in ["7.2", "10.0"] {
+            for scenario in ["converge", "converge-ts", "nonconverge", "stall", "bandwidth-change", "downtime-change", "demo"] {
+                #expect(Self.fixtures.contains("\(qemu)-\(scenario).log"), "missing \(qemu)-\(scenario).log")
+            }
+        }
+        #expect(Self.fixtures.contains("10.0-switchover-bw.log"))
+    }
+
+    @Test(arguments: fixtures)
+    func fixtureMatchesWhatTheDriverDid(_ name: String) throws {
+        let log = Paths.qemuFixtures.appendingPathComponent(name)
+        let facts = try MigrationFacts(url: log.deletingPathExtension().appendingPathExtension("facts.json"))
+        let sink = try analyze([log.path])
+        try ScenarioExpectations.check(sink, facts, file: name)
+        #expect(sink.series[0].timeBase == (facts.msgTimestamp ? .epoch : .relative))
+        if facts.msgTimestamp { #expect(sink.series[0].threadID != nil) }
+    }
+
+    @Test func switchoverBandwidthIsRebuiltFromTheUserValue() throws {
+        let sink = try analyze([Paths.qemuFixtures.appendingPathComponent("10.0-switchover-bw.log").path])
+        #expect(sink.windows.allSatisfy { $0.rebuild.basis == .userInteger && $0.switchoverTraced! > 0 })
+        #expect(sink.windows.allSatisfy { $0.rebuild.threshold == $0.switchoverTraced! * $0.rebuild.downtimeLimitMs! })
+    }
+
+    @Test func libvirtDomainLogWithCRLFAndNoise() throws {
+        let sink = try analyze([Paths.qemuFixtures.appendingPathComponent("libvirt-domain.log").path])
+        let report = try #require(sink.report)
+        #expect(report.series.count == 1)
+        #expect(report.rejectedCount == 0)
+        #expect(report.exactCount == report.windowCount && report.windowCount >= 10)
+    }
+
+    @Test func twoFilesAreTwoSeries() throws {
+        let a = Paths.qemuFixtures.appendingPathComponent("7.2-converge.log").path
+        let b = Paths.qemuFixtures.appendingPathComponent("10.0-converge.log").path
+        let sink = try analyze([a, b])
+        let series = try #require(sink.report).series
+        #expect(series.map(\.info.era) == [.a, .b])
+        #expect(series.map(\.info.input) == [0, 1])
+    }
+}
+
+/// Real migrations run now, on loopback, with Debian's QEMU 7.2 and bookworm-backports' 10.0.
+@Suite(.serialized) struct RealQEMUMigrationTests {
+    static let scenarios: [(String, String, Bool)] = [
+        ("7.2", "converge", false), ("10.0", "converge", false),
+        ("7.2", "converge", true), ("10.0", "converge", true),
+        ("7.2", "stall", true), ("10.0", "stall", true),
+        ("7.2", "bandwidth-change", true), ("10.0", "bandwidth-change", true),
+        ("7.2", "downtime-change", true), ("10.0", "downtime-change", true),
+        ("10.0", "switchover-bw", true),
+        ("7.2", "nonconverge", true), ("10.0", "nonconverge", false),
+    ]
+
+    @Test(arguments: 0..<scenarios.count)
+    func migrateAndAnalyse(_ i: Int) throws {
+        let (qemu, scenario, timestamps) = Self.scenarios[i]
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("migtrace-qemu-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let trace = dir.appendingPathComponent("trace.log")
+        let factsURL = dir.appendingPathComponent("facts.json")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", Paths.repository.appendingPathComponent("Tests/qemu/migrate.py").path, "--qemu", qemu,
+                       "--scenario", scenario, "--out", trace.path, "--facts", factsURL.path] + (timestamps ? ["--msg-timestamp"] : [])
+        try p.run()
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0, "migrate.py \(qemu) \(scenario) failed; run `scripts/setup` first if QEMU 10.0 is missing")
+        let facts = try MigrationFacts(url: factsURL)
+        let sink = try analyze([trace.path])
+        try ScenarioExpectations.check(sink, facts, file: "\(qemu)-\(scenario)\(timestamps ? "-ts" : "")")
+    }
+}
