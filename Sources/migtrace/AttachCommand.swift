@@ -118,11 +118,13 @@ struct LiveRun {
         } catch {
             switch error {
             case .noQEMUProbes(let path):
-                let what = path.contains("qemu") ? "this QEMU was built without the dtrace trace backend (Debian and Ubuntu build only the log backend)" : "it is not a QEMU with USDT probes"
+                guard path.contains("qemu") else {
+                    return fail("pid \(pid) (\(path)) is not a QEMU: it has no qemu USDT probes. Give the pid of the source qemu-system-* / qemu-kvm process (`pgrep -a qemu`).", AttachExit.notQEMUWithProbe)
+                }
                 return fail("""
-                    pid \(pid) (\(path)) has no qemu USDT probes: \(what). Two ways forward:
+                    pid \(pid) (\(path)) has no qemu USDT probes: this QEMU was built without the dtrace trace backend (Debian and Ubuntu build only the log backend). Two ways forward:
                       1. start QEMU with `-trace migrate_transferred -trace 'migrate_pending*' -D FILE`, then `migtrace analyze FILE`;
-                      2. on a running QEMU: QMP {"execute":"trace-event-set-state","arguments":{"name":"migrate_transferred","enable":true}} (HMP: `trace-event migrate_transferred on`, output goes to its -D log file or stderr), then `migtrace analyze` that log.
+                      2. on a running QEMU: QMP {"execute":"trace-event-set-state","arguments":{"name":"migrate_transferred","enable":true}} (HMP: `trace-event migrate_transferred on`; it logs to the -D file or stderr), then `migtrace analyze` that log.
                     """, AttachExit.notQEMUWithProbe)
             case .requiredProbeMissing:
                 return fail("\(error); this QEMU has USDT probes but not migrate_transferred: use its log output with `migtrace analyze`", AttachExit.notQEMUWithProbe)
