@@ -11,6 +11,8 @@ public final class CSVSink: AnalysisSink {
     ]
     private let out: any ByteOutput
     private var row: [UInt8] = []
+    /// Scratch memory the row is formatted into (a row takes < 600 bytes).
+    private let scratch = UnsafeMutablePointer<UInt8>.allocate(capacity: 1024)
     /// The finished report.
     public private(set) var report: AnalysisReport?
 
@@ -18,33 +20,45 @@ public final class CSVSink: AnalysisSink {
     public init(out: any ByteOutput) {
         self.out = out
         out.write(Array((Self.columns.joined(separator: ",") + "\n").utf8))
-        row.reserveCapacity(256)
+        row.reserveCapacity(1024)
     }
+
+    deinit { scratch.deallocate() }
 
     public func seriesStarted(_ info: SeriesInfo) {}
 
     public func window(_ w: AnalyzedWindow, in series: SeriesInfo) {
+        // Formatted with plain stores into scratch memory: no allocation, no exclusivity checks.
+        var o = ASCIIWriter(scratch)
+        let comma = UInt8(ascii: ",")
+        o.unsigned(UInt64(w.series)); o.byte(comma)
+        o.unsigned(UInt64(w.index)); o.byte(comma)
+        o.unsigned(w.origin.line); o.byte(comma)
+        if let era = w.era { o.write(era.rawValue) }
+        o.byte(comma)
+        o.fixed(w.startTime, 6); o.byte(comma)
+        o.fixed(w.endTime, 6); o.byte(comma)
+        o.unsigned(w.transferred); o.byte(comma)
+        o.unsigned(w.timeSpentMs); o.byte(comma)
+        o.unsigned(w.bandwidthTraced); o.byte(comma)
+        if let sw = w.switchoverTraced { o.unsigned(sw) }
+        o.byte(comma)
+        o.unsigned(w.thresholdTraced); o.byte(comma)
+        o.exact(w.bandwidth); o.byte(comma)
+        o.exact(w.mbps); o.byte(comma)
+        o.exact(w.megabytesPerSecond); o.byte(comma)
+        if w.bandwidthTracedExact { o.bytes("true,") } else { o.bytes("false,") }
+        o.write(w.rebuild.basis.rawValue); o.byte(comma)
+        o.unsigned(w.rebuild.threshold); o.byte(comma)
+        o.exact(w.thresholdMegabytes); o.byte(comma)
+        if let l = w.rebuild.downtimeLimitMs { o.unsigned(l) }
+        o.byte(comma)
+        if w.rebuild.exact { o.bytes("true,") } else { o.bytes("false,") }
+        o.unsigned(w.cumulativeBytes); o.byte(comma)
+        if let p = w.pendingBytes { o.unsigned(p) }
+        o.byte(10)
         row.removeAll(keepingCapacity: true)
-        func u(_ v: UInt64) { Format.appendUnsigned(v, to: &row); row.append(44) }
-        func d(_ v: Double) { Format.appendExact(v, to: &row); row.append(44) }
-        func s(_ t: String) { row.append(contentsOf: t.utf8); row.append(44) }
-        u(UInt64(w.series)); u(UInt64(w.index)); u(w.origin.line)
-        s(w.era?.rawValue ?? "")
-        Format.appendFixed(w.startTime, 6, to: &row); row.append(44)
-        Format.appendFixed(w.endTime, 6, to: &row); row.append(44)
-        u(w.transferred); u(w.timeSpentMs); u(w.bandwidthTraced)
-        if let sw = w.switchoverTraced { u(sw) } else { row.append(44) }
-        u(w.thresholdTraced)
-        d(w.bandwidth); d(w.mbps); d(w.megabytesPerSecond)
-        s(w.bandwidthTracedExact ? "true" : "false")
-        s(w.rebuild.basis.rawValue)
-        u(w.rebuild.threshold)
-        d(w.thresholdMegabytes)
-        if let l = w.rebuild.downtimeLimitMs { u(l) } else { row.append(44) }
-        s(w.rebuild.exact ? "true" : "false")
-        u(w.cumulativeBytes)
-        if let p = w.pendingBytes { Format.appendUnsigned(p, to: &row) }
-        row.append(10)
+        row.append(contentsOf: UnsafeBufferPointer(start: scratch, count: o.count))
         out.write(row)
     }
 

@@ -226,6 +226,14 @@ struct Cursor {
     mutating func digits() -> UInt64? {
         var v: UInt64 = 0
         let start = pos
+        // Up to 19 digits cannot overflow: no overflow checks for them.
+        let fastEnd = min(end, pos &+ 19)
+        while pos < fastEnd {
+            let d = bytes[pos] &- 48
+            guard d < 10 else { return pos > start ? v : nil }
+            v = v &* 10 &+ UInt64(d)
+            pos &+= 1
+        }
         while pos < end {
             let d = bytes[pos] &- 48
             guard d < 10 else { break }
@@ -239,7 +247,7 @@ struct Cursor {
     }
 
     /// A number after `label`, with a reason when it is missing, negative or too large.
-    mutating func number(after label: String, signed: Bool = false) throws(ParseError) -> UInt64 {
+    mutating func number(after label: StaticString, signed: Bool = false) throws(ParseError) -> UInt64 {
         guard pos < end else { throw ParseError("line ends before the value of '\(label)'") }
         if bytes[pos] == UInt8(ascii: "-") {
             throw ParseError(signed ? "negative value for '\(label)'" : "negative value for unsigned '\(label)'")
@@ -259,37 +267,42 @@ struct Cursor {
     }
 
     /// `label N` after optional spaces.
-    mutating func labelled(_ label: String, signed: Bool = false) throws(ParseError) -> UInt64 {
+    mutating func labelled(_ label: StaticString, signed: Bool = false) throws(ParseError) -> UInt64 {
         try word(label)
         skipSpaces()
         return try number(after: label, signed: signed)
     }
 
     /// Whether the next word is `w`.
-    func atWord(_ w: String) -> Bool {
-        var i = pos
-        for b in w.utf8 {
-            guard i < end, bytes[i] == b else { return false }
-            i += 1
+    func atWord(_ w: StaticString) -> Bool {
+        let n = w.utf8CodeUnitCount
+        guard n <= end &- pos else { return false }
+        let p = w.utf8Start
+        var k = 0
+        while k < n {
+            guard bytes[pos &+ k] == p[k] else { return false }
+            k &+= 1
         }
+        let i = pos &+ n
         return i == end || bytes[i] == 32
     }
 
     /// Consume the word `w` (after optional spaces).
-    mutating func word(_ w: String) throws(ParseError) {
+    mutating func word(_ w: StaticString) throws(ParseError) {
         skipSpaces()
         guard pos < end else { throw ParseError("line ends where '\(w)' was expected") }
         guard atWord(w) else { throw ParseError("expected '\(w)' at column \(pos + 1)") }
-        pos += w.utf8.count
+        pos += w.utf8CodeUnitCount
     }
 
     /// Consume exactly `s`.
-    mutating func literal(_ s: String) throws(ParseError) {
+    mutating func literal(_ s: StaticString) throws(ParseError) {
         var i = pos
-        for b in s.utf8 {
+        let p = s.utf8Start
+        for k in 0..<s.utf8CodeUnitCount {
             guard i < end else { throw ParseError("line ends where '\(s)' was expected") }
-            guard bytes[i] == b else { throw ParseError("expected '\(s)' at column \(pos + 1)") }
-            i += 1
+            guard bytes[i] == p[k] else { throw ParseError("expected '\(s)' at column \(pos + 1)") }
+            i &+= 1
         }
         pos = i
     }
@@ -318,6 +331,28 @@ struct Cursor {
         while i < end && bytes[i] != 32 && bytes[i] != UInt8(ascii: ":") { i += 1 }
         let len = i - start
         guard len >= 15, len <= 28, bytes[start] == UInt8(ascii: "m") else { return nil }
+        // Fast path: the names have distinct lengths, so the length picks the one candidate.
+        let candidate: (StaticString, ProbeKind)? =
+            switch len {
+            case 19: ("migrate_transferred", .migrateTransferred)
+            case 15: ("migrate_pending", .migratePending)
+            case 24: ("migrate_pending_estimate", .migratePendingEstimate)
+            case 21: ("migrate_pending_exact", .migratePendingExact)
+            case 17: ("migrate_set_state", .migrateSetState)
+            case 28: ("migration_thread_low_pending", .migrationThreadLowPending)
+            case 27: ("migration_bitmap_sync_start", .bitmapSyncStart)
+            case 25: ("migration_bitmap_sync_end", .bitmapSyncEnd)
+            default: nil
+            }
+        if let (name, kind) = candidate, name.utf8CodeUnitCount == len {
+            let p = name.utf8Start
+            var k = 0
+            while k < len && bytes[start &+ k] == p[k] { k &+= 1 }
+            if k == len {
+                pos = i
+                return kind
+            }
+        }
         for (name, kind) in EventNames.table where name.count == len {
             var k = 0
             while k < len && bytes[start + k] == name[k] { k += 1 }
