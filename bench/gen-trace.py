@@ -11,7 +11,8 @@ The output looks like `qemu-system-x86_64 -msg timestamp=on -trace migrate_trans
 
 max_size is computed as QEMU computes threshold_size (`bandwidth * downtime_limit` in IEEE doubles,
 truncated), with the default 300 ms downtime limit, so `migtrace analyze` rebuilds every threshold
-exactly. Between windows come 1-6 `migrate_pending` lines (`--pending estimate` writes QEMU 8.0's
+exactly. Between windows come 1-6 `migrate_pending` lines and, now and then, a
+`migration_bitmap_sync_start`/`_end` pair (`--pending estimate` writes QEMU 8.0's
 `migrate_pending_estimate` / `migrate_pending_exact` lines instead, `--pending both` mixes them).
 
 Usage: gen-trace.py [--seed N] [--pending pending|estimate|both] [--limit MS] SIZE OUTPUT
@@ -66,10 +67,12 @@ def main():
     def ts():
         return "%d@%d.%06d:" % (tid, t_us // 1_000_000, t_us % 1_000_000)
 
-    head = [
-        ts() + "migrate_set_state new state setup\n",
-        ts() + "migrate_set_state new state active\n",
-    ]
+    # As in real 7.2 traces: `setup` from the main thread, then the migration thread's first sync.
+    head = ["%d@%d.%06d:migrate_set_state new state setup\n" % (tid - 24, t_us // 1_000_000, t_us % 1_000_000)]
+    t_us += 800
+    head.append(ts() + "migration_bitmap_sync_start \n")
+    t_us += 2100
+    head += [ts() + "migration_bitmap_sync_end dirty_pages 0\n", ts() + "migrate_set_state new state active\n"]
     for s in head:
         parts.append(s)
         size += len(s)
@@ -98,6 +101,13 @@ def main():
             size += len(s)
             lines += 1
         t_us += time_spent * 1000 - step * n_pending + randint(0, 999)
+        if rand() < 0.05:  # a RAM dirty-bitmap sync now and then
+            s = "%smigration_bitmap_sync_start \n" % ts()
+            t_us += randint(200, 3000)
+            s += "%smigration_bitmap_sync_end dirty_pages %d\n" % (ts(), randint(0, 400_000))
+            parts.append(s)
+            size += len(s)
+            lines += 2
         # A window: 1-40 MB, mostly 8-20 MB (a ~1 Gbit/s link), now and then almost idle.
         r = rand()
         if r < 0.8:
