@@ -411,7 +411,11 @@ struct Cursor {
         let days = era * 146_097 + doe - 719_468
         guard days >= 0 else { return nil }
         let secs = UInt64(days) * 86_400 + UInt64(h * 3600 + mi * 60 + s)
-        return secs * 1_000_000_000 + ns
+        // Years after 2554 do not fit in 64-bit nanoseconds: not a timestamp QEMU writes.
+        let (whole, o1) = secs.multipliedReportingOverflow(by: 1_000_000_000)
+        let (total, o2) = whole.addingReportingOverflow(ns)
+        guard !o1, !o2 else { return nil }
+        return total
     }
 }
 

@@ -117,14 +117,16 @@ public struct TraceReader {
                 let rest = filled - start
                 guard let nl = memchr(buffer + start, 10, rest) else { break }
                 let end = buffer.distance(to: nl.assumingMemoryBound(to: UInt8.self))
-                if skipping {
+                if skipping || end - start > maxLineLength {
+                    // Too long, whether it began in an earlier read or lies whole in this one.
+                    let length = (skipping ? skippedLength : 0) + end - start
                     skipping = false
                     lineNumber += 1
                     stats.lines += 1
                     stats.rejected += 1
                     analyzer.reject(Diagnostic(
                         input: input, line: lineNumber,
-                        reason: "line of \(skippedLength + end - start) bytes exceeds \(maxLineLength) bytes; skipped"))
+                        reason: "line of \(length) bytes exceeds \(maxLineLength) bytes; skipped"))
                 } else {
                     handle(UnsafeBufferPointer(start: buffer + start, count: end - start))
                 }
@@ -132,7 +134,7 @@ public struct TraceReader {
             }
             // Keep the partial line, or skip it when it is too long to be a trace line.
             let remaining = filled - start
-            if remaining >= maxLineLength || (skipping && remaining > 0) {
+            if remaining > maxLineLength || (skipping && remaining > 0) {
                 if !skipping { skippedLength = 0 }
                 skipping = true
                 skippedLength += remaining

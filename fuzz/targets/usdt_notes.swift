@@ -1,0 +1,13 @@
+// SPDX-License-Identifier: Apache-2.0
+// libFuzzer target: an ELF image through USDTNotes.parse(bytes:), then each argument string.
+import MigtraceCore
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    let bytes = Array(UnsafeBufferPointer(start: data, count: data == nil ? 0 : size))
+    if let probes = try? USDTNotes.parse(bytes: bytes) {
+        for p in probes { _ = USDTNotes.parseArguments(p.argumentString) }
+    }
+    _ = USDTNotes.parseArguments(String(decoding: bytes, as: UTF8.self))
+    return 0
+}
