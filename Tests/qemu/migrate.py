@@ -77,7 +77,7 @@ SCENARIOS = {
         params={"max-bandwidth": 16 * MiB, "downtime-limit": 20},
         steps=[(12.5, "cancel", None)], limit=14.0, expect="cancelled"),
     "stall": dict(
-        ram=128, append="span=64 dirty=1 delay=200000",
+        ram=128, append="span=56 dirty=1 delay=200000",
         params={"max-bandwidth": 16 * MiB},
         steps=[(1.5, "stop", 1.5)], limit=10.0, expect="completed"),
     "bandwidth-change": dict(
@@ -271,6 +271,11 @@ class Runner:
                            % (p.migtrace_name, p.returncode, self.stderr_of(p)))
 
     def cleanup(self):
+        for p in self.procs:
+            try:
+                os.kill(p.pid, signal.SIGCONT)  # a stopped QEMU cannot quit
+            except OSError:
+                pass
         for q in self.qmps:
             try:
                 q.cmd("quit", timeout=2.0)
@@ -278,10 +283,6 @@ class Runner:
                 pass
         deadline = time.monotonic() + 3.0
         for p in self.procs:
-            try:
-                os.kill(p.pid, signal.SIGCONT)  # in case it is stopped
-            except OSError:
-                pass
             try:
                 p.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -458,8 +459,8 @@ def main():
     ap.add_argument("--msg-timestamp", action="store_true",
                     help="run the source with -msg timestamp=on")
     ap.add_argument("--facts", help="write a JSON sidecar here")
-    ap.add_argument("--warmup", type=float, default=1.0,
-                    help="seconds the guest runs before `migrate` (default 1.0)")
+    ap.add_argument("--warmup", type=float, default=0.5,
+                    help="seconds the guest runs before `migrate` (default 0.5)")
     ap.add_argument("--append", help="tuning aid: override the guest command line")
     ap.add_argument("--ram", type=int, help="tuning aid: override guest RAM (MiB)")
     ap.add_argument("--verbose", "-v", action="store_true")
