@@ -331,4 +331,28 @@ import Testing
         }
         #expect(ev.timestampNanoseconds == 18_446_744_073_709_551_000)
     }
+
+    @Test func recordingHeaderWithProbeArgumentCountOver64BitIntDoesNotTrap() throws {
+        // recording target crash: Int(UInt64) of a header's probe_args entry trapped above Int.max.
+        let bytes = Array(#"{"format":"migtrace-recording","version":1,"probes":["migrate_transferred"],"probe_args":[18446744073709551615]}"#.utf8)
+        let line = bytes.withUnsafeBufferPointer { RecordingFormat.parse($0, input: 0, line: 1) }
+        guard case .success(.header(let h)) = line else {
+            Issue.record("not a header: \(line)")
+            return
+        }
+        #expect(h.probes.map(\.name) == ["migrate_transferred"] && h.probes.map(\.args) == [Int.max])
+    }
+
+    @Test func recordedThresholdNear2To64DoesNotTrap() throws {
+        // trace_file crash: ThresholdRebuild converted traced / (S / 1000) ≥ 2^64 to UInt64 (a recording carries
+        // max_size as u64, so a negative max_size arrives as 2^64 − n).
+        var text = #"{"format":"migtrace-recording","version":1}"# + "\n"
+        for a2 in [0, 83, 10485] {
+            text += #"{"type":"event","probe":"migrate_transferred","args":[1048576,100,\#(a2),1,18446744073709551614]}"# + "\n"
+        }
+        let r = try Self.analyze(bytes: Array(text.utf8))
+        #expect(r.diagnostics == [])
+        #expect(r.windows.map(\.line) == [2, 3, 4])
+        #expect(r.windows.map(\.threshold) == [18_446_744_073_709_551_614, 18_446_744_073_709_551_614, 18_446_744_073_709_551_614])
+    }
 }

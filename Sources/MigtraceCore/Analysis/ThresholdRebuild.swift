@@ -111,7 +111,7 @@ public struct ThresholdRebuild: Sendable, Equatable {
         var result = ThresholdRebuild(
             basis: basis, expectedPerMs: expected, downtimeLimitMs: nil, limitRange: nil,
             switchoverBytesPerSecond: nil, threshold: 0, exact: false)
-        if basis == .userInteger { result.switchoverBytesPerSecond = userRange(perMs: UInt64(expected)) }
+        if basis == .userInteger { result.switchoverBytesPerSecond = userRange(perMs: QEMUArithmetic.truncate(expected)) }
         if let limit = fixedLimit {
             result.downtimeLimitMs = limit
             result.threshold = QEMUArithmetic.threshold(expectedPerMs: expected, downtimeLimitMs: limit)
@@ -197,8 +197,11 @@ public struct ThresholdRebuild: Sendable, Equatable {
         if let limit = preferredLimit, let s = values(for: limit) { return accept(limit, s) }
         guard range.lowerBound > 0 else { return result }
         // L ≈ traced / (S / 1000): scan the few limits the S interval allows.
-        let lowest = UInt64(Double(traced) / (Double(range.upperBound) / 1000)) &- 1
-        let highest = min(QEMUArithmetic.maxDowntimeLimitMs, UInt64(Double(traced &+ 1) / (Double(range.lowerBound) / 1000)) &+ 1)
+        // Saturating conversions: a recorded threshold near 2^64 (a negative max_size read as u64) must not trap.
+        let lowest = QEMUArithmetic.truncate(Double(traced) / (Double(range.upperBound) / 1000)) &- 1
+        let highest = min(
+            QEMUArithmetic.maxDowntimeLimitMs,
+            min(QEMUArithmetic.truncate(Double(traced &+ 1) / (Double(range.lowerBound) / 1000)), QEMUArithmetic.maxDowntimeLimitMs) + 1)
         var limit = lowest > highest ? 0 : lowest
         var scanned = 0
         while limit <= highest && scanned < 100_000 {

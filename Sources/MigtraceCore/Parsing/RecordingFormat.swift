@@ -168,7 +168,7 @@ public enum RecordingFormat {
             }
             let names: [String] = if case .strings(let s)? = fields["probes"] { s } else { [] }
             let counts: [UInt64] = if case .numbers(let n)? = fields["probe_args"] { n } else { [] }
-            let probes = names.enumerated().map { (i, n) in (name: n, args: i < counts.count ? Int(counts[i]) : 0) }
+            let probes = names.enumerated().map { (i, n) in (name: n, args: i < counts.count ? Int(clamping: counts[i]) : 0) }
             return .success(.header(Header(
                 migtraceVersion: fields.string("migtrace_version"), host: fields.string("host"), kernel: fields.string("kernel"),
                 pid: UInt32(truncatingIfNeeded: fields.number("pid")), binary: fields.string("binary"),
