@@ -355,4 +355,29 @@ import Testing
         #expect(r.windows.map(\.line) == [2, 3, 4])
         #expect(r.windows.map(\.threshold) == [18_446_744_073_709_551_614, 18_446_744_073_709_551_614, 18_446_744_073_709_551_614])
     }
+
+    @Test func usdtArgumentSizeOfIntMinDoesNotTrap() {
+        // Found by review while fuzzing usdt_notes: abs(Int.min) trapped on a size of -2^63.
+        let args = USDTNotes.parseArguments("-9223372036854775808@%rax -4@$5 99999999999999999999@%rbx 8@-8(%rbp)")
+        #expect(args == [
+            .init(size: 8, isSigned: false, isFloat: false, location: "%rax"),
+            .init(size: 4, isSigned: true, isFloat: false, location: "$5"),
+            .init(size: 8, isSigned: false, isFloat: false, location: "%rbx"),
+            .init(size: 8, isSigned: false, isFloat: false, location: "-8(%rbp)"),
+        ])
+    }
+
+    @Test func usdtSectionOffsetNear2To64DoesNotTrap() throws {
+        // A section whose sh_offset is near 2^64 holding the probe's pc: address − sh_addr + sh_offset overflowed.
+        var elf = Array(try Data(contentsOf: URL(fileURLWithPath: try Self.fixture("stapsdt-static.elf"))))
+        let probes = try USDTNotes.parse(bytes: elf)
+        #expect(probes.map(\.name) == ["migrate_transferred"] && probes.first?.pcFileOffset == 0xba)
+        // Section headers start at 4512, 64 bytes each; .text is [1], .probes (the semaphore) is [3].
+        for header in [1, 3] { for k in 0..<8 { elf[4512 + 64 * header + 24 + k] = 0xff } }
+        let broken = try USDTNotes.parse(bytes: elf)
+        #expect(broken.map(\.name) == ["migrate_transferred"])
+        // pc is 0xa into .text: the sum overflows, so no file offset; the semaphore is at .probes' start: 0 + 2^64 − 1.
+        #expect(broken.first?.pcFileOffset == nil && broken.first?.semaphoreFileOffset == UInt64.max)
+        #expect(broken.first?.arguments.count == 5)
+    }
 }

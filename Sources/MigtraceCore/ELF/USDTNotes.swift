@@ -237,7 +237,8 @@ public enum USDTNotes {
                 isFloat = true
                 spec = spec.dropLast()
             }
-            let signedSize = Int(spec) ?? 8
+            // A size outside ±16 bytes is not one a compiler emits (and abs(Int.min) traps): read it as the default.
+            let signedSize = Int(spec).flatMap { (-16...16).contains($0) ? $0 : nil } ?? 8
             return .init(size: abs(signedSize), isSigned: signedSize < 0, isFloat: isFloat, location: location)
         }
     }
@@ -254,7 +255,8 @@ public enum USDTNotes {
 
     private static func fileOffset(of address: UInt64, in sections: [Section]) -> UInt64? {
         for s in sections where s.addr != 0 && s.type != shtNobits && address >= s.addr && address - s.addr < s.size {
-            return address - s.addr + s.offset
+            let (offset, overflow) = (address - s.addr).addingReportingOverflow(s.offset)
+            return overflow ? nil : offset
         }
         return nil
     }
