@@ -16,6 +16,8 @@ public enum LiveAttachError: Error, Sendable, CustomStringConvertible {
     case libbpf(LibbpfError)
     /// The binary's USDT notes could not be read.
     case notes(USDTNotesError)
+    /// The process or its executable cannot be found.
+    case precondition(LivePreconditionError)
     /// The binary has no `qemu` USDT probes at all: QEMU was built without the dtrace trace backend.
     case noQEMUProbes(binaryPath: String)
     /// The binary has `qemu` probes but not `migrate_transferred` (or attaching it failed).
@@ -27,6 +29,7 @@ public enum LiveAttachError: Error, Sendable, CustomStringConvertible {
         switch self {
         case let .libbpf(e): e.description
         case let .notes(e): e.description
+        case let .precondition(e): e.description
         case let .noQEMUProbes(path):
             "\(path) has no qemu USDT probes: QEMU was built without the dtrace trace backend "
                 + "(--enable-trace-backends=dtrace); use its log output instead"
@@ -72,6 +75,8 @@ public final class LiveSession: @unchecked Sendable {
         public var verbose = false
         /// Maximum number of events per batch handed to the consumer.
         public var maxBatchSize = 4096
+        /// Finish the stream by itself (after draining) once the traced process has exited.
+        public var finishWhenProcessExits = true
 
         /// Default settings.
         public init() {}
@@ -121,13 +126,17 @@ public final class LiveSession: @unchecked Sendable {
         var streamStarted = false
     }
 
+    // SAFETY: nonisolated(unsafe): see the type's SAFETY note (written under `state`'s lock only).
     private nonisolated(unsafe) var handle: OpaquePointer?  // mt_session *
     private let state = Mutex(State())
     private let stopRequested = Atomic<Bool>(false)
     private let consumerDropCount = Atomic<UInt64>(0)
     private let undecodableCount = Atomic<UInt64>(0)
     private let receivedCount = Atomic<UInt64>(0)
+    // SAFETY: nonisolated(unsafe): only the poll thread reads or writes `pending`.
     private nonisolated(unsafe) var pending: [TraceEvent] = []
+    // SAFETY: nonisolated(unsafe): written once in events() under the lock before the poll thread starts
+    // (pthread_create orders it), then used only by the poll thread; Continuation itself is Sendable.
     private nonisolated(unsafe) var continuation: AsyncThrowingStream<[TraceEvent], any Error>.Continuation?
 
     /// Opens the embedded BPF object, sets the ring-buffer size and tgid filter, loads it and attaches every
@@ -152,9 +161,7 @@ public final class LiveSession: @unchecked Sendable {
         if let binaryPath {
             path = binaryPath
         } else {
-            do { path = try LivePreconditions.executablePath(pid: pid) } catch {
-                throw .libbpf(LibbpfError(operation: "readlink /proc/\(pid)/exe", errno: ENOENT))
-            }
+            do { path = try LivePreconditions.executablePath(pid: pid) } catch { throw .precondition(error) }
         }
 
         // Which probes does the binary have? (Also tells "no dtrace backend" apart from other failures.)
@@ -253,8 +260,8 @@ public final class LiveSession: @unchecked Sendable {
     /// The poll thread (not the Swift cooperative pool) runs `ring_buffer__poll` with a 100 ms timeout, decodes
     /// records into ``TraceEvent`` values (`origin: .live`, `clock: .monotonic`) and yields one batch per poll.
     /// The stream buffers without bound (no consumer-side drops). It finishes after ``stop()``/``close()`` once
-    /// the ring buffer is drained, or throws ``LibbpfError`` if polling fails. Cancelling the consumer stops the
-    /// thread.
+    /// the ring buffer is drained, or when the traced process has exited (``Configuration/finishWhenProcessExits``),
+    /// or throws ``LibbpfError`` if polling fails. Cancelling the consumer stops the thread.
     public func events() throws(LibbpfError) -> LiveEventStream {
         let (stream, continuation) = AsyncThrowingStream.makeStream(
             of: [TraceEvent].self, throwing: (any Error).self, bufferingPolicy: .unbounded)
@@ -336,6 +343,7 @@ public final class LiveSession: @unchecked Sendable {
                 break
             }
             flush()
+            if configuration.finishWhenProcessExits && !processAlive() { break }
         }
         if failure == nil {
             // Drain what the producer submitted before the stop.
@@ -344,6 +352,11 @@ public final class LiveSession: @unchecked Sendable {
         }
         flush()
         if let failure { continuation?.finish(throwing: failure) } else { continuation?.finish() }
+    }
+
+    /// Whether the traced process still exists (a zombie counts as alive until reaped).
+    private func processAlive() -> Bool {
+        kill(pid, 0) == 0 || errno != ESRCH
     }
 
     fileprivate func onSample(_ data: UnsafeRawPointer, _ size: Int) {

@@ -115,8 +115,37 @@ struct USDTNotesTests {
         }
     }
 
-    @Test func argumentOperands() {
-        let p = try? USDTNotes.parse(bytes: [])
-        #expect(p == nil)  // too short to be ELF
+    @Test func prelinkBaseAdjustment() throws {
+        // Rewrite the noted _.stapsdt.base of the migrate_transferred note to 0x1000 below the section's address,
+        // as prelink would leave it: pc and semaphore must both move up by 0x1000.
+        let bin = try TestPrograms.path(.eraB)
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: bin)))
+        let before = try #require(try USDTNotes.parse(bytes: bytes).first { $0.name == "migrate_transferred" })
+        let le: (UInt64) -> [UInt8] = { v in (0..<8).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
+        let pcBytes = le(before.pc)
+        let semBytes = le(before.semaphore)
+        func matches(_ i: Int) -> Bool {
+            bytes[i..<i + 8].elementsEqual(pcBytes) && bytes[i + 16..<i + 24].elementsEqual(semBytes)
+        }
+        let found: Int? = (0..<(bytes.count - 24)).first(where: matches)
+        let at = try #require(found)
+        var base: UInt64 = 0
+        for k in 0..<8 { base |= UInt64(bytes[at + 8 + k]) << (8 * UInt64(k)) }
+        bytes.replaceSubrange(at + 8..<at + 16, with: le(base - 0x1000))
+        let after = try #require(try USDTNotes.parse(bytes: bytes).first { $0.name == "migrate_transferred" })
+        #expect(after.pc == before.pc + 0x1000)
+        #expect(after.semaphore == before.semaphore + 0x1000)
+        #expect(after.argumentCount == 5)
+    }
+
+    @Test func argumentOperands() throws {
+        #expect(throws: USDTNotesError.notELF(path: "<memory>")) { try USDTNotes.parse(bytes: []) }
+        let args = USDTNotes.parseArguments("8@%rdi -4@-20(%rbp) 8f@%xmm0  1@$5")
+        #expect(args.count == 4)
+        #expect(args[0] == .init(size: 8, isSigned: false, isFloat: false, location: "%rdi"))
+        #expect(args[1] == .init(size: 4, isSigned: true, isFloat: false, location: "-20(%rbp)"))
+        #expect(args[2] == .init(size: 8, isSigned: false, isFloat: true, location: "%xmm0"))
+        #expect(args[3] == .init(size: 1, isSigned: false, isFloat: false, location: "$5"))
+        #expect(USDTNotes.parseArguments("").isEmpty)
     }
 }

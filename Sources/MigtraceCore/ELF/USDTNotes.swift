@@ -23,6 +23,14 @@ public struct USDTProbe: Sendable, Equatable {
         public var isFloat: Bool
         /// The operand after `@` (register, memory or `$constant`).
         public var location: String
+
+        /// An operand with every field given.
+        public init(size: Int, isSigned: Bool, isFloat: Bool, location: String) {
+            self.size = size
+            self.isSigned = isSigned
+            self.isFloat = isFloat
+            self.location = location
+        }
     }
 
     /// The provider (`qemu` for QEMU's dtrace backend).
@@ -224,8 +232,8 @@ public enum USDTNotes {
         return probes
     }
 
-    /// Operands are separated by spaces: `[-]N[f]@operand`.
-    static func parseArguments(_ s: String) -> [USDTProbe.Argument] {
+    /// Parses a note's argument string: operands separated by spaces, each `[-]N[f]@operand`.
+    public static func parseArguments(_ s: String) -> [USDTProbe.Argument] {
         s.split(separator: " ", omittingEmptySubsequences: true).map { token in
             guard let at = token.firstIndex(of: "@") else {
                 return .init(size: 8, isSigned: false, isFloat: false, location: String(token))
