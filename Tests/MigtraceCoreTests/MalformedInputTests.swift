@@ -380,4 +380,18 @@ import Testing
         #expect(broken.first?.pcFileOffset == nil && broken.first?.semaphoreFileOffset == UInt64.max)
         #expect(broken.first?.arguments.count == 5)
     }
+
+    @Test func hugeTimeSpentSumsDoNotTrapInRules() throws {
+        // trace_file crash: NoProgressRule summed time_spent with a trapping +=; BandwidthShiftRule and
+        // SwitchoverBandwidthMismatchRule had the same sum. 10^19 ms twice exceeds 2^64.
+        var text = ""
+        for (t, b) in [(0, 0), (1, 0), (4095, 0), (2, 0)] {
+            text += "migrate_transferred transferred \(t) time_spent 10000000000000000000 bandwidth \(b) switchover_bw 125000 max_size 0\n"
+        }
+        let r = try Self.analyze(bytes: Array(text.utf8))
+        #expect(r.diagnostics == [])
+        #expect(r.windows.map(\.transferred) == [0, 1, 4095, 2])
+        #expect(r.windows.allSatisfy { $0.timeSpent == 10_000_000_000_000_000_000 })
+        #expect(r.sink.findings.contains { $0.rule == NoProgressRule.id && $0.firstWindow == 0 && $0.lastWindow == 3 })
+    }
 }

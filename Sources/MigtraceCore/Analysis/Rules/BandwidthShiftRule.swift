@@ -50,7 +50,9 @@ public final class BandwidthShiftRule: AnomalyRule {
         }
         runUp = up
         if run.count < 512 { run.append(window) }
-        runMs += window.timeSpentMs
+        // Saturating: time_spent is whatever the trace says, and a sum of huge values must not trap.
+        let (ms, overflow) = runMs.addingReportingOverflow(window.timeSpentMs)
+        runMs = overflow ? .max : ms
         if run.count >= 3 && runMs >= minMs {
             let newLevel = RuleMath.median(run.map(\.bandwidth))
             let change = (newLevel - base) / base

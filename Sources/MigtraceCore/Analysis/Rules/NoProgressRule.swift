@@ -25,7 +25,9 @@ public final class NoProgressRule: AnomalyRule {
         if window.transferred < minBytes {
             if first == nil { first = window }
             last = window
-            runMs += window.timeSpentMs
+            // Saturating: time_spent is whatever the trace says, and a sum of huge values must not trap.
+            let (ms, overflow) = runMs.addingReportingOverflow(window.timeSpentMs)
+            runMs = overflow ? .max : ms
             runWindows += 1
         } else {
             flush(context)

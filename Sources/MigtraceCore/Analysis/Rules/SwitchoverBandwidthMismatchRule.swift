@@ -40,7 +40,9 @@ public final class SwitchoverBandwidthMismatchRule: AnomalyRule {
             over = isOver
         }
         last = window
-        runMs += window.timeSpentMs
+        // Saturating: time_spent is whatever the trace says, and a sum of huge values must not trap.
+        let (ms, overflow) = runMs.addingReportingOverflow(window.timeSpentMs)
+        runMs = overflow ? .max : ms
         runWindows += 1
         declared = window.rebuild.expectedPerMs
         measuredSum += window.bandwidth
