@@ -157,6 +157,9 @@ public final class LiveSession: @unchecked Sendable {
             throw .invalidConfiguration("ring buffer size \(size) is not a power of two")
         }
         guard configuration.maxBatchSize > 0 else { throw .invalidConfiguration("maxBatchSize must be positive") }
+        guard configuration.probes.contains(.migrateTransferred) else {
+            throw .invalidConfiguration("migrate_transferred must be among the probes")
+        }
         let path: String
         if let binaryPath {
             path = binaryPath
@@ -208,10 +211,6 @@ public final class LiveSession: @unchecked Sendable {
                 throw .requiredProbeMissing(binaryPath: path, probe: kind.eventName, error: status.error)
             }
             statuses.append(status)
-        }
-        if !configuration.probes.contains(.migrateTransferred) {
-            mt_session_free(h)
-            throw .invalidConfiguration("migrate_transferred must be among the probes")
         }
 
         self.pid = pid
