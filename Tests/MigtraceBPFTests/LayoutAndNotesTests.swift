@@ -138,6 +138,15 @@ struct USDTNotesTests {
         #expect(after.argumentCount == 5)
     }
 
+    @Test func buildID() throws {
+        let bin = try TestPrograms.path(.eraB)
+        let readelf = try TestPrograms.run("/usr/bin/env", ["readelf", "-n", bin])
+        let line = try #require(readelf.split(separator: "\n").first { $0.contains("Build ID:") })
+        let expected = String(line.split(separator: " ").last!)
+        #expect(expected.count == 40)
+        #expect(try USDTNotes.buildID(path: bin) == expected)
+    }
+
     @Test func argumentOperands() throws {
         #expect(throws: USDTNotesError.notELF(path: "<memory>")) { try USDTNotes.parse(bytes: []) }
         let args = USDTNotes.parseArguments("8@%rdi -4@-20(%rbp) 8f@%xmm0  1@$5")

@@ -141,9 +141,51 @@ public enum USDTNotes {
     private static let shtNobits: UInt32 = 8
     private static let ntStapsdt: UInt32 = 3
 
+    /// The GNU build ID (`.note.gnu.build-id`, lowercase hex) of the ELF file at `path`, or `nil` if it has none.
+    ///
+    /// Recordings can store it so that a trace names the exact QEMU build it came from.
+    public static func buildID(path: String) throws(USDTNotesError) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { throw .io(path: path, operation: "open", errno: errno) }
+        defer { close(fd) }
+        var st = stat()
+        if fstat(fd, &st) != 0 { throw .io(path: path, operation: "fstat", errno: errno) }
+        let read = { (offset: UInt64, count: Int) throws(USDTNotesError) -> [UInt8] in
+            var bytes = [UInt8](repeating: 0, count: count)
+            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, count, off_t(offset)) }
+            if n < 0 { throw .io(path: path, operation: "pread", errno: errno) }
+            if n != count { throw .malformed(path: path, reason: "unexpected end of file at \(offset)") }
+            return bytes
+        }
+        let fileSize = UInt64(st.st_size)
+        let sections = try loadSections(path: path, fileSize: fileSize, read: read)
+        guard let sec = sections.first(where: { $0.name == ".note.gnu.build-id" }) else { return nil }
+        let data = try readSection(sec, path: path, fileSize: fileSize, read: read)
+        guard data.count >= 16 else { return nil }
+        let namesz = Int(u32(data, 0))
+        let descsz = Int(u32(data, 4))
+        let descStart = 12 + align4(namesz)
+        guard u32(data, 8) == 3, descStart + descsz <= data.count else { return nil }  // NT_GNU_BUILD_ID
+        let hex = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        for b in data[descStart..<descStart + descsz] {
+            out.append(hex[Int(b >> 4)])
+            out.append(hex[Int(b & 0xf)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
     private static func parse(
         path: String, fileSize: UInt64, read: (UInt64, Int) throws(USDTNotesError) -> [UInt8]
     ) throws(USDTNotesError) -> [USDTProbe] {
+        let sections = try loadSections(path: path, fileSize: fileSize, read: read)
+        return try parseNotes(path: path, fileSize: fileSize, sections: sections, read: read)
+    }
+
+    /// The section table with names resolved; empty when the file has no section headers.
+    private static func loadSections(
+        path: String, fileSize: UInt64, read: (UInt64, Int) throws(USDTNotesError) -> [UInt8]
+    ) throws(USDTNotesError) -> [Section] {
         guard fileSize >= 64 else { throw .notELF(path: path) }
         let eh = try read(0, 64)
         guard eh[0] == 0x7f, eh[1] == 0x45, eh[2] == 0x4c, eh[3] == 0x46 else { throw .notELF(path: path) }
@@ -180,12 +222,17 @@ public enum USDTNotes {
         guard shstrndx < shnum else { throw .malformed(path: path, reason: "e_shstrndx \(shstrndx)") }
         let strsec = raw[Int(shstrndx)].section
         let strtab = try readSection(strsec, path: path, fileSize: fileSize, read: read)
-        let sections = raw.map { entry in
+        return raw.map { entry in
             var s = entry.section
             s.name = cString(strtab, Int(entry.nameOff))
             return s
         }
+    }
 
+    private static func parseNotes(
+        path: String, fileSize: UInt64, sections: [Section],
+        read: (UInt64, Int) throws(USDTNotesError) -> [UInt8]
+    ) throws(USDTNotesError) -> [USDTProbe] {
         guard let notes = sections.first(where: { $0.name == ".note.stapsdt" }) else { return [] }
         let base = sections.first(where: { $0.name == ".stapsdt.base" })
         let data = try readSection(notes, path: path, fileSize: fileSize, read: read)
