@@ -88,6 +88,17 @@ struct LiveSessionTests {
         #expect(lastTS <= now && now - lastTS < 10_000_000_000)
     }
 
+    @Test func firingThreadIsReported() async throws {
+        // QEMU fires from its migration thread: tid differs from pid.
+        let run = try await traceRun(.eraB, count: 20, extra: ["--thread", "--context"])
+        defer { run.session.close() }
+        let tid = try #require(run.result.threadID)
+        #expect(tid != UInt32(run.pid))
+        #expect(UInt64(run.events.count) == run.result.fired)
+        #expect(run.events.allSatisfy { $0.threadID == tid && $0.processID == UInt32(run.pid) })
+        #expect(run.events.compactMap(\.state) == ["setup", "active", "completed"])
+    }
+
     @Test func eraAFourArguments() async throws {
         let n = 100
         let run = try await traceRun(.eraA, count: n, extra: ["--context"])

@@ -68,7 +68,7 @@ enum TestPrograms {
                 try run("/usr/bin/env", ["dtrace", "-DSTAP_SDT_V2", "-G", "-s", d, "-o", obj])
                 try run(
                     "/usr/bin/env",
-                    ["cc", "-O2", "-Wall", "-DSTAP_SDT_V2"] + v.defines + [
+                    ["cc", "-O2", "-Wall", "-pthread", "-DSTAP_SDT_V2"] + v.defines + [
                         "-I", dir.path, sourceDir.appendingPathComponent("fake_qemu.c").path, obj, "-o", bin,
                     ])
                 result[v] = bin
@@ -135,6 +135,8 @@ final class FakeQEMU {
         var fired: UInt64
         var transferred: UInt64
         var semaphore: UInt64
+        /// The firing thread's id, with --thread.
+        var threadID: UInt32?
     }
 
     /// Sends SIGUSR1.
@@ -142,13 +144,18 @@ final class FakeQEMU {
 
     /// Waits for exit and parses "fired N transferred M semaphore S".
     func finish() throws -> Result {
-        let line = try readLine()
+        var line = try readLine()
+        var tid: UInt32?
+        if line.hasPrefix("tid ") {
+            tid = UInt32(line.dropFirst(4))
+            line = try readLine()
+        }
         process.waitUntilExit()
         let f = line.split(separator: " ")
         guard f.count == 6, f[0] == "fired", let fired = UInt64(f[1]), let t = UInt64(f[3]), let s = UInt64(f[5]),
             process.terminationStatus == 0
         else { throw TestPrograms.BuildError(description: "unexpected result line: \(line)") }
-        return Result(fired: fired, transferred: t, semaphore: s)
+        return Result(fired: fired, transferred: t, semaphore: s, threadID: tid)
     }
 
     deinit {

@@ -6,11 +6,13 @@
  * header and `dtrace -DSTAP_SDT_V2 -G` for the semaphore object, so every
  * probe has a semaphore. -DMT_ERA_A builds the 4-argument variant.
  *
- * usage: fake_qemu COUNT [--pace-us N] [--wait] [--context]
+ * usage: fake_qemu COUNT [--pace-us N] [--wait] [--context] [--thread]
  *   COUNT      number of migrate_transferred events
  *   --pace-us  sleep N microseconds between events
  *   --wait     print "ready <pid>" and wait for SIGUSR1 before firing
  *   --context  also fire the context probes (states, pending, bitmap sync)
+ *   --thread   fire from a second thread (like QEMU's migration thread) and
+ *              print "tid <tid>" before the result line
  *
  * Event i of migrate_transferred carries (values checked by the tests):
  *   a0 = 0x100000000 + i, a1 = 100 + i, a2 = 3 * i, a3 = 5 * i + 7, [a4 = UINT64_MAX - i]
@@ -20,7 +22,9 @@
  * -DMT_NO_TRANSFERRED leaves migrate_transferred out (no note), for the missing-probe test.
  * At exit it prints "fired <total> transferred <count> semaphore <value>".
  */
+#include <pthread.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +37,10 @@
 #define U64(x) ((uint64_t)(x))
 
 static unsigned long long fired;
+static unsigned long long count;
+static long pace_us;
+static int context;
+static long thread_tid;
 
 static void set_state(const char *s)
 {
@@ -40,44 +48,12 @@ static void set_state(const char *s)
 	fired++;
 }
 
-int main(int argc, char **argv)
+static void *fire_all(void *unused)
 {
-	unsigned long long count, i;
-	long pace_us = 0;
-	int wait = 0, context = 0, a;
-	unsigned short sem_seen;
+	unsigned long long i;
 
-	if (argc < 2) {
-		fprintf(stderr, "usage: %s COUNT [--pace-us N] [--wait] [--context]\n", argv[0]);
-		return 2;
-	}
-	count = strtoull(argv[1], NULL, 10);
-	for (a = 2; a < argc; a++) {
-		if (strcmp(argv[a], "--pace-us") == 0 && a + 1 < argc)
-			pace_us = strtol(argv[++a], NULL, 10);
-		else if (strcmp(argv[a], "--wait") == 0)
-			wait = 1;
-		else if (strcmp(argv[a], "--context") == 0)
-			context = 1;
-		else {
-			fprintf(stderr, "unknown argument %s\n", argv[a]);
-			return 2;
-		}
-	}
-
-	if (wait) {
-		sigset_t set;
-		int sig;
-
-		sigemptyset(&set);
-		sigaddset(&set, SIGUSR1);
-		sigprocmask(SIG_BLOCK, &set, NULL);
-		printf("ready %d\n", (int)getpid());
-		fflush(stdout);
-		sigwait(&set, &sig);
-	}
-	sem_seen = qemu_migrate_transferred_semaphore;
-
+	(void)unused;
+	thread_tid = (long)syscall(SYS_gettid);
 	if (context) {
 		set_state("setup");
 		set_state("active");
@@ -116,6 +92,58 @@ int main(int argc, char **argv)
 		QEMU_MIGRATION_THREAD_LOW_PENDING(U64(42));
 		fired++;
 		set_state("completed");
+	}
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	int wait = 0, use_thread = 0, a;
+	unsigned short sem_seen;
+
+	if (argc < 2) {
+		fprintf(stderr, "usage: %s COUNT [--pace-us N] [--wait] [--context]\n", argv[0]);
+		return 2;
+	}
+	count = strtoull(argv[1], NULL, 10);
+	for (a = 2; a < argc; a++) {
+		if (strcmp(argv[a], "--pace-us") == 0 && a + 1 < argc)
+			pace_us = strtol(argv[++a], NULL, 10);
+		else if (strcmp(argv[a], "--wait") == 0)
+			wait = 1;
+		else if (strcmp(argv[a], "--context") == 0)
+			context = 1;
+		else if (strcmp(argv[a], "--thread") == 0)
+			use_thread = 1;
+		else {
+			fprintf(stderr, "unknown argument %s\n", argv[a]);
+			return 2;
+		}
+	}
+
+	if (wait) {
+		sigset_t set;
+		int sig;
+
+		sigemptyset(&set);
+		sigaddset(&set, SIGUSR1);
+		sigprocmask(SIG_BLOCK, &set, NULL);
+		printf("ready %d\n", (int)getpid());
+		fflush(stdout);
+		sigwait(&set, &sig);
+	}
+	sem_seen = qemu_migrate_transferred_semaphore;
+
+	if (use_thread) {
+		pthread_t t;
+
+		if (pthread_create(&t, NULL, fire_all, NULL) != 0 || pthread_join(t, NULL) != 0) {
+			fprintf(stderr, "pthread failed\n");
+			return 1;
+		}
+		printf("tid %ld\n", thread_tid);
+	} else {
+		fire_all(NULL);
 	}
 	printf("fired %llu transferred %llu semaphore %u\n", fired, count, (unsigned)sem_seen);
 	fflush(stdout);
