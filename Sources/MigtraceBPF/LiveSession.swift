@@ -129,6 +129,8 @@ public final class LiveSession: @unchecked Sendable {
     // SAFETY: nonisolated(unsafe): see the type's SAFETY note (written under `state`'s lock only).
     private nonisolated(unsafe) var handle: OpaquePointer?  // mt_session *
     private let state = Mutex(State())
+    /// Serializes close(): a second caller must not free while the first is still joining the poll thread.
+    private let closeLock = Mutex(())
     private let stopRequested = Atomic<Bool>(false)
     private let consumerDropCount = Atomic<UInt64>(0)
     private let undecodableCount = Atomic<UInt64>(0)
@@ -301,19 +303,22 @@ public final class LiveSession: @unchecked Sendable {
     /// Idempotent.
     public func close() {
         stop()
-        let toJoin: pthread_t? = state.withLock { s in
-            guard let t = s.thread, !s.joined else { return nil }
-            s.joined = true
-            return t
-        }
-        if let t = toJoin {
-            if pthread_equal(t, pthread_self()) != 0 {
-                pthread_detach(t)  // last reference dropped by the poll thread itself
-            } else {
-                pthread_join(t, nil)
+        // Only deinit can run close() on the poll thread, and then nobody else holds a reference: no deadlock.
+        closeLock.withLock { _ in
+            let toJoin: pthread_t? = state.withLock { s in
+                guard let t = s.thread, !s.joined else { return nil }
+                s.joined = true
+                return t
             }
+            if let t = toJoin {
+                if pthread_equal(t, pthread_self()) != 0 {
+                    pthread_detach(t)  // last reference dropped by the poll thread itself
+                } else {
+                    pthread_join(t, nil)
+                }
+            }
+            freeResources()
         }
-        freeResources()
     }
 
     /// The one place that frees the C session.

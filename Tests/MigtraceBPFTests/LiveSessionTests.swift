@@ -264,7 +264,11 @@ struct LiveSessionTests {
         let session = try LiveSession(pid: child.pid)
         let task = collect(try session.events())
         #expect(throws: LibbpfError.self) { _ = try session.events() }  // one stream per session
-        session.close()
+        // Two concurrent closers while the poll thread runs: one joins, the other waits; one free.
+        let c1 = Task.detached { session.close() }
+        let c2 = Task.detached { session.close() }
+        await c1.value
+        await c2.value
         session.close()
         let (events, _) = try await task.value
         #expect(events.isEmpty)
