@@ -32,6 +32,10 @@ let package = Package(
         // A stand-in source QEMU with QEMU's USDT probes, replaying a recorded migration for `migtrace demo`.
         .executableTarget(name: "migtrace-demo-target"),
         .testTarget(
+            name: "MigtraceCLITests",
+            dependencies: ["migtrace", "migtrace-demo-target"]
+        ),
+        .testTarget(
             name: "MigtraceCoreTests",
             dependencies: ["MigtraceCore"],
             resources: [.copy("Fixtures")]

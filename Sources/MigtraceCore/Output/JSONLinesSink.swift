@@ -27,7 +27,7 @@ public final class JSONLinesSink: AnalysisSink {
     public func seriesStarted(_ info: SeriesInfo) {
         object("series") { o in
             o.raw(",")
-            WindowJSON.seriesInfo(info, &o)
+            WindowJSON.seriesInfo(info, &o, includeEra: false)
         }
     }
 

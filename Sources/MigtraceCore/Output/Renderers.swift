@@ -112,12 +112,12 @@ public enum WindowJSON {
     }
 
     /// Append the series identity fields (without braces).
-    public static func seriesInfo(_ s: SeriesInfo, _ o: inout JSONWriter) {
+    public static func seriesInfo(_ s: SeriesInfo, _ o: inout JSONWriter, includeEra: Bool = true) {
         o.raw("\"index\":"); o.unsigned(UInt64(s.index))
         o.raw(",\"input\":"); o.unsigned(UInt64(s.input))
         o.raw(",\"thread_id\":"); if let t = s.threadID { o.unsigned(UInt64(t)) } else { o.raw("null") }
         o.raw(",\"process_id\":"); if let p = s.processID { o.unsigned(UInt64(p)) } else { o.raw("null") }
-        o.raw(",\"era\":"); if let e = s.era { o.string(e.rawValue) } else { o.raw("null") }
+        if includeEra { o.raw(",\"era\":"); if let e = s.era { o.string(e.rawValue) } else { o.raw("null") } }
         o.raw(",\"time_base\":"); o.string(s.timeBase.rawValue)
     }
 

@@ -118,7 +118,8 @@ public final class JSONSink: AnalysisSink {
             firstSeries = false
         }
         o.raw("{")
-        WindowJSON.seriesInfo(info, &o)
+        // The era is known only once a window fits one: it is written with the series' end.
+        WindowJSON.seriesInfo(info, &o, includeEra: false)
         o.raw(",\"input_name\":")
         o.string(names[info.input])
         o.raw(",\"windows\":[")
@@ -139,7 +140,7 @@ public final class JSONSink: AnalysisSink {
 
     public func seriesEnded(_ s: SeriesSummary) {
         var o = JSONWriter()
-        o.raw("],\"era_final\":")
+        o.raw("],\"era\":")
         if let e = s.info.era { o.string(e.rawValue) } else { o.raw("null") }
         o.raw(",\"summary\":{")
         WindowJSON.seriesSummary(s, &o)
