@@ -156,9 +156,10 @@ struct LiveRun {
             uname(&uts)
             let host = withUnsafeBytes(of: uts.nodename) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
             let kernel = withUnsafeBytes(of: uts.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let buildID = (try? USDTNotes.buildID(path: binary)) ?? nil
             recorder?.append(RecordingFormat.headerLine(RecordingFormat.Header(
                 migtraceVersion: Migtrace.version, host: host, kernel: kernel, pid: UInt32(pid), binary: binary,
-                buildID: "", clockOffsetNanoseconds: offset, startedAtNanoseconds: MonotonicClock.realtimeNanoseconds(),
+                buildID: buildID ?? "", clockOffsetNanoseconds: offset, startedAtNanoseconds: MonotonicClock.realtimeNanoseconds(),
                 probes: attached.map { ($0.name, $0.noteArgumentCount ?? 0) })))
         }
 
