@@ -7,12 +7,18 @@
  * probe has a semaphore. -DMT_ERA_A builds the 4-argument variant.
  *
  * usage: fake_qemu COUNT [--pace-us N] [--wait] [--context] [--thread]
- *   COUNT      number of migrate_transferred events
+ *                  [--migrations M] [--exit-after K]
+ *   COUNT      number of migrate_transferred events (per migration)
  *   --pace-us  sleep N microseconds between events
  *   --wait     print "ready <pid>" and wait for SIGUSR1 before firing
  *   --context  also fire the context probes (states, pending, bitmap sync)
  *   --thread   fire from a second thread (like QEMU's migration thread) and
  *              print "tid <tid>" before the result line
+ *   --migrations  run M migrations one after the other (default 1); with
+ *              --context each one goes setup, active, ..., completed
+ *   --exit-after  stop after K migrate_transferred events in all, mid-migration
+ *              (no low_pending, no "completed"), print the result line and exit 0,
+ *              like a QEMU that quits during a migration
  *
  * Event i of migrate_transferred carries (values checked by the tests):
  *   a0 = 0x100000000 + i, a1 = 100 + i, a2 = 3 * i, a3 = 5 * i + 7, [a4 = UINT64_MAX - i]
@@ -20,7 +26,8 @@
  * i: pending (estimate, and exact when i is even), bitmap_sync_start,
  * bitmap_sync_end(1000 + i); then low_pending(42), set_state("completed").
  * -DMT_NO_TRANSFERRED leaves migrate_transferred out (no note), for the missing-probe test.
- * At exit it prints "fired <total> transferred <count> semaphore <value>".
+ * At exit it prints "fired <total> transferred <count> semaphore <value>", where
+ * <count> is the number of migrate_transferred events actually fired.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -41,6 +48,9 @@ static unsigned long long count;
 static long pace_us;
 static int context;
 static long thread_tid;
+static unsigned long long migrations = 1;
+static unsigned long long exit_after;  /* 0: never */
+static unsigned long long transferred;
 
 static void set_state(const char *s)
 {
@@ -48,12 +58,11 @@ static void set_state(const char *s)
 	fired++;
 }
 
-static void *fire_all(void *unused)
+/* One migration; returns 0 when --exit-after cut it short. */
+static int fire_migration(void)
 {
 	unsigned long long i;
 
-	(void)unused;
-	thread_tid = (long)syscall(SYS_gettid);
 	if (context) {
 		set_state("setup");
 		set_state("active");
@@ -85,6 +94,11 @@ static void *fire_all(void *unused)
 				 U64(UINT64_MAX - i));
 		fired++;
 #endif
+#if !defined(MT_NO_TRANSFERRED)
+		transferred++;
+#endif
+		if (exit_after && transferred >= exit_after)
+			return 0;
 		if (pace_us > 0)
 			usleep((useconds_t)pace_us);
 	}
@@ -93,6 +107,18 @@ static void *fire_all(void *unused)
 		fired++;
 		set_state("completed");
 	}
+	return 1;
+}
+
+static void *fire_all(void *unused)
+{
+	unsigned long long m;
+
+	(void)unused;
+	thread_tid = (long)syscall(SYS_gettid);
+	for (m = 0; m < migrations; m++)
+		if (!fire_migration())
+			break;
 	return NULL;
 }
 
@@ -102,7 +128,7 @@ int main(int argc, char **argv)
 	unsigned short sem_seen;
 
 	if (argc < 2) {
-		fprintf(stderr, "usage: %s COUNT [--pace-us N] [--wait] [--context]\n", argv[0]);
+		fprintf(stderr, "usage: %s COUNT [--pace-us N] [--wait] [--context] [--thread] [--migrations M] [--exit-after K]\n", argv[0]);
 		return 2;
 	}
 	count = strtoull(argv[1], NULL, 10);
@@ -115,6 +141,10 @@ int main(int argc, char **argv)
 			context = 1;
 		else if (strcmp(argv[a], "--thread") == 0)
 			use_thread = 1;
+		else if (strcmp(argv[a], "--migrations") == 0 && a + 1 < argc)
+			migrations = strtoull(argv[++a], NULL, 10);
+		else if (strcmp(argv[a], "--exit-after") == 0 && a + 1 < argc)
+			exit_after = strtoull(argv[++a], NULL, 10);
 		else {
 			fprintf(stderr, "unknown argument %s\n", argv[a]);
 			return 2;
@@ -145,7 +175,7 @@ int main(int argc, char **argv)
 	} else {
 		fire_all(NULL);
 	}
-	printf("fired %llu transferred %llu semaphore %u\n", fired, count, (unsigned)sem_seen);
+	printf("fired %llu transferred %llu semaphore %u\n", fired, transferred, (unsigned)sem_seen);
 	fflush(stdout);
 	return 0;
 }
