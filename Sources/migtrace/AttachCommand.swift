@@ -165,7 +165,7 @@ struct LiveRun {
 
         // Header.
         let jsonl = format == .json ? JSONLinesSink(out: out) : nil
-        let sink: any AnalysisSink = jsonl ?? TextSink(out: out, names: InputNames(["pid \(pid)"]), flushEachLine: true)
+        let sink: any AnalysisSink = jsonl ?? TextSink(out: out, names: InputNames(["live"]), flushEachLine: true)
         if let jsonl {
             jsonl.object("header") { o in
                 o.raw(",\"pid\":"); o.unsigned(UInt64(pid))
