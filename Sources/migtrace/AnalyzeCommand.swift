@@ -11,12 +11,14 @@ struct AnalyzeCommand: ParsableCommand {
         commandName: "analyze",
         abstract: "Analyse recorded traces: QEMU log-backend output or migtrace recordings.",
         discussion: """
-            Reads QEMU's log trace output of any version (no prefix, tid@sec.usec:, ISO-8601 of 10.1+,
-            mixed with other lines, CRLF) and migtrace's own recordings. Memory stays flat whatever the
-            file size. Malformed lines are reported as FILE:LINE: reason and skipped.
+            Reads QEMU's log trace output of any version (no prefix, tid@sec.usec:,
+            the ISO-8601 prefix of 10.1+, mixed with other lines, CRLF) and
+            migtrace's own recordings. Memory stays flat whatever the file size.
+            Malformed lines are reported as FILE:LINE: reason and skipped.
 
             EXAMPLES:
-              qemu-system-x86_64 ... -trace migrate_transferred -trace 'migrate_pending*' -D /tmp/mig.log
+              qemu-system-x86_64 ... -trace migrate_transferred \\
+                  -trace 'migrate_pending*' -D /tmp/mig.log
               migtrace analyze /tmp/mig.log
               migtrace analyze --format csv /tmp/mig.log > windows.csv
               migtrace analyze --format json --fail-on warning /tmp/mig.log

@@ -22,19 +22,23 @@ struct AttachCommand: AsyncParsableCommand {
         commandName: "attach",
         abstract: "Attach to a running QEMU's USDT probes and analyse its migration live.",
         discussion: """
-            Needs a QEMU built with the dtrace trace backend (RHEL, CentOS, Fedora) and root or
-            CAP_BPF+CAP_PERFMON. Ends when the target exits, on Ctrl-C/SIGTERM/SIGHUP, or with
-            --until-complete when the migration completes; the summary and drop counts are printed last.
+            Needs a QEMU built with the dtrace trace backend (RHEL, CentOS, Fedora)
+            and root or CAP_BPF+CAP_PERFMON. Ends when the target exits, on
+            Ctrl-C/SIGTERM/SIGHUP, or with --until-complete when the migration
+            completes; the summary and drop counts are printed last.
 
             EXAMPLES:
               migtrace attach $(pidof qemu-kvm)
               migtrace attach --record mig.rec --until-complete 4242
               migtrace attach --format json 4242 | jq -c 'select(.type=="anomaly")'
-              migtrace analyze mig.rec          # replays a recording: same series, same anomalies
+              migtrace analyze mig.rec   # replays: same series, same anomalies
 
             EXIT CODES (besides 0, 1, 2, 64 of every command):
-              3 no such process   4 missing privileges   5 kernel lacks uprobes/BPF ring buffer
-              6 not a QEMU with the qemu:migrate_transferred probe   7 recording file refused
+              3 no such process
+              4 missing privileges (root, or CAP_BPF and CAP_PERFMON)
+              5 the kernel lacks uprobes or the BPF ring buffer
+              6 not a QEMU with the qemu:migrate_transferred probe
+              7 recording file refused or not writable
             """
     )
 

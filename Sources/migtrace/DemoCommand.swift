@@ -11,10 +11,11 @@ struct DemoCommand: AsyncParsableCommand {
         commandName: "demo",
         abstract: "Watch a real recorded migration replayed live through USDT probes (no QEMU of yours needed).",
         discussion: """
-            Starts migtrace-demo-target (built with migtrace; it carries QEMU's migration USDT probes with
-            semaphores, as QEMU's dtrace backend builds them), attaches to it exactly as `migtrace attach`
-            does, and lets it replay a migration recorded from a real QEMU \(DemoTrace.qemuVersion) at its real
-            pace. Needs root (or CAP_BPF+CAP_PERFMON), like attach.
+            Starts migtrace-demo-target (built with migtrace; it carries QEMU's
+            migration USDT probes with semaphores, as QEMU's dtrace backend builds
+            them), attaches to it exactly as `migtrace attach` does, and lets it
+            replay a migration recorded from a real QEMU \(DemoTrace.qemuVersion) at
+            its real pace. Needs root (or CAP_BPF+CAP_PERFMON), like attach.
 
             EXAMPLES:
               sudo migtrace demo

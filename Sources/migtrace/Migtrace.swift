@@ -11,14 +11,16 @@ struct Migtrace: AsyncParsableCommand {
         commandName: "migtrace",
         abstract: "Watch QEMU live migrations through eBPF and explain what they are really doing.",
         discussion: """
-            migtrace rebuilds, window by window, the bandwidth and switchover threshold that QEMU's
-            migration_update_counters() computed, checks them bit for bit against what QEMU traced,
-            and reports anomalies.
+            migtrace rebuilds, window by window, the bandwidth and switchover
+            threshold that QEMU's migration_update_counters() computed, checks them
+            bit for bit against what QEMU traced, and reports anomalies.
 
             EXAMPLES:
-              migtrace analyze qemu-trace.log            # post-mortem, human table
-              migtrace analyze --format json a.log b.log # machine-readable
-              migtrace rules                             # every anomaly rule and its knob
+              migtrace analyze qemu-trace.log         # post-mortem, human table
+              migtrace analyze -f json a.log b.log    # machine-readable
+              sudo migtrace attach $(pidof qemu-kvm)  # live, through USDT
+              sudo migtrace demo                      # live, on a bundled replay
+              migtrace rules                          # every anomaly rule
 
             EXIT CODES:
               0  no finding at or above --fail-on

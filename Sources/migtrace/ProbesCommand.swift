@@ -15,7 +15,8 @@ struct ProbesCommand: ParsableCommand {
             EXAMPLES:
               migtrace probes /usr/libexec/qemu-kvm
               migtrace probes $(pidof qemu-system-x86_64)
-            Exit code 6 when qemu:migrate_transferred is missing (e.g. Debian's QEMU, built with the log backend only).
+            Exit code 6 when qemu:migrate_transferred is missing (e.g. Debian's
+            QEMU, built with the log backend only).
             """
     )
 
