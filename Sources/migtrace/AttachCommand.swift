@@ -23,7 +23,9 @@ struct AttachCommand: AsyncParsableCommand {
         abstract: "Attach to a running QEMU's USDT probes and analyse its migration live.",
         discussion: """
             Needs a QEMU built with the dtrace trace backend (RHEL, CentOS, Fedora)
-            and root or CAP_BPF+CAP_PERFMON. Ends when the target exits, on
+            and root, or CAP_SYS_ADMIN (uprobes need it again since Linux 6.16 and
+            its stable backports; older kernels take CAP_BPF+CAP_PERFMON) plus
+            CAP_SYS_PTRACE for a QEMU of another user. Ends when the target exits, on
             Ctrl-C/SIGTERM/SIGHUP, or with --until-complete when the migration
             completes; the summary and drop counts are printed last.
 
@@ -35,7 +37,7 @@ struct AttachCommand: AsyncParsableCommand {
 
             EXIT CODES (besides 0, 1, 2, 64 of every command):
               3 no such process
-              4 missing privileges (root, or CAP_BPF and CAP_PERFMON)
+              4 missing privileges (root, or the capabilities above)
               5 the kernel lacks uprobes or the BPF ring buffer
               6 not a QEMU with the qemu:migrate_transferred probe
               7 recording file refused or not writable
@@ -110,6 +112,8 @@ struct LiveRun {
             case .noSuchProcess: return fail("\(error); check the pid with `pgrep -a qemu`", AttachExit.noSuchProcess)
             case .insufficientPrivileges: return fail(error.description, AttachExit.privileges)
             case .uprobesUnavailable: return fail("\(error); a kernel with CONFIG_UPROBE_EVENTS and BPF ring buffer (5.8+) is needed", AttachExit.kernelSupport)
+            case .executableUnresolvable(_, let e) where e == EACCES || e == EPERM:
+                return fail("\(error): reading another user's /proc/<pid>/exe needs CAP_SYS_PTRACE (missing); run as root or add CAP_SYS_PTRACE", AttachExit.privileges)
             case .executableUnresolvable: return fail("\(error); run as root in the target's PID namespace", AttachExit.noSuchProcess)
             }
         }
@@ -130,6 +134,8 @@ struct LiveRun {
                       1. start QEMU with `-trace migrate_transferred -trace 'migrate_pending*' -D FILE`, then `migtrace analyze FILE`;
                       2. on a running QEMU: QMP {"execute":"trace-event-set-state","arguments":{"name":"migrate_transferred","enable":true}} (HMP: `trace-event migrate_transferred on`; it logs to the -D file or stderr), then `migtrace analyze` that log.
                     """, AttachExit.notQEMUWithProbe)
+            case .requiredProbeMissing(_, _, let e?) where e.errno == EPERM || e.errno == EACCES:
+                return fail("\(error): the kernel refused the uprobe; it needs CAP_SYS_ADMIN (missing; CAP_BPF+CAP_PERFMON are not enough since Linux 6.16 and its stable backports), plus CAP_SYS_PTRACE for another user's QEMU. Run as root or add CAP_SYS_ADMIN", AttachExit.privileges)
             case .requiredProbeMissing:
                 return fail("\(error); this QEMU has USDT probes but not migrate_transferred: use its log output with `migtrace analyze`", AttachExit.notQEMUWithProbe)
             case .libbpf(let e) where e.errno == EPERM || e.errno == EACCES:
@@ -143,6 +149,35 @@ struct LiveRun {
             }
         }
         defer { session.close() }
+
+        // Signals end the capture cleanly: the stream drains and the summary follows. Installed before any
+        // output, so that a signal sent once the header is seen never kills migtrace without its summary.
+        let endReason = EndReason()
+        var sources: [any DispatchSourceSignal] = []
+        for (sig, name) in [(SIGINT, "sigint"), (SIGTERM, "sigterm"), (SIGHUP, "sighup")] {
+            signal(sig, SIG_IGN)
+            let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            src.setEventHandler {
+                endReason.set(name)
+                session.stop()
+            }
+            src.resume()
+            sources.append(src)
+        }
+        defer { for s in sources { s.cancel() } }
+
+        // A reader that went away (`| head`) ends the capture even when no event comes to be written.
+        let outputWatch = DispatchSource.makeTimerSource(queue: .global())
+        outputWatch.schedule(deadline: .now() + .milliseconds(200), repeating: .milliseconds(200))
+        outputWatch.setEventHandler {
+            var pfd = pollfd(fd: 1, events: 0, revents: 0)
+            if poll(&pfd, 1, 0) == 1 && pfd.revents & Int16(POLLERR) != 0 {
+                endReason.set("output-closed")
+                session.stop()
+            }
+        }
+        outputWatch.resume()
+        defer { outputWatch.cancel() }
 
         let out = FileDescriptorOutput.standardOutput
         let offset = MonotonicClock.realtimeOffsetNanoseconds()
@@ -198,27 +233,13 @@ struct LiveRun {
             out.flush()
         }
 
-        // Signals end the capture cleanly: the stream drains and the summary follows.
-        let endReason = EndReason()
-        var sources: [any DispatchSourceSignal] = []
-        for (sig, name) in [(SIGINT, "sigint"), (SIGTERM, "sigterm"), (SIGHUP, "sighup")] {
-            signal(sig, SIG_IGN)
-            let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            src.setEventHandler {
-                endReason.set(name)
-                session.stop()
-            }
-            src.resume()
-            sources.append(src)
-        }
-        defer { for s in sources { s.cancel() } }
-
         let analyzer = MigrationAnalyzer(configuration: analysis.configuration, sink: sink)
         var reportedDrops: UInt64 = 0
+        var recordingFailureShown = false
         let stream = try session.events()
         onAttached?()
         do {
-            batches: for try await batch in stream {
+            for try await batch in stream {
                 for var e in batch {
                     let mono = e.timestampNanoseconds
                     if let m = mono {
@@ -254,10 +275,14 @@ struct LiveRun {
                         out.flush()
                     }
                 }
+                if !recordingFailureShown, let failure = recorder?.failure, let record {
+                    recordingFailureShown = true
+                    printError("migtrace: recording to \(record) stopped: \(failure); the file is valid up to its last complete event. Live analysis goes on; free space or record elsewhere.")
+                }
                 if out.closed {
+                    // Keep draining (into the recording) until the stream finishes.
                     endReason.set("output-closed")
                     session.stop()
-                    break batches
                 }
             }
         } catch {
