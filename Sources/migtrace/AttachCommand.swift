@@ -292,7 +292,9 @@ struct LiveRun {
         let reason = endReason.get() ?? "target-exited"
         let kernelDrops = (try? session.kernelDrops()) ?? reportedDrops
         let consumerDrops = session.consumerDrops
-        recorder?.append(RecordingFormat.endLine(reason: reason, kernelDrops: kernelDrops, consumerDrops: consumerDrops))
+        // A recording stopped early (disk full) says so in its end record.
+        let recordReason = recorder?.failure == nil ? reason : "recording-stopped"
+        recorder?.finish(RecordingFormat.endLine(reason: recordReason, kernelDrops: kernelDrops, consumerDrops: consumerDrops))
         if let jsonl {
             jsonl.summaryExtras = [("events_received", session.receivedEvents), ("kernel_drops", kernelDrops), ("consumer_drops", consumerDrops)]
             jsonl.endReason = reason

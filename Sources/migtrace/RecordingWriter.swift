@@ -7,12 +7,22 @@ import MigtraceCore
 /// Writes a migtrace recording: created 0600, never through a symlink, never over an existing file
 /// unless forced; one `write(2)` per record so a killed migtrace leaves every complete record on disk.
 /// A failed or short write (disk full) truncates the partial record away and stops recording.
+/// Room for the end record is kept allocated past the end of the file (fallocate, FALLOC_FL_KEEP_SIZE), so a
+/// recording stopped by a full disk still ends with its end record.
 final class RecordingWriter {
     let path: String
     private let fd: Int32
     private var offset: off_t = 0
     /// The error that stopped recording, if any.
     private(set) var failure: String?
+    /// Bytes kept allocated past the end of the file for the end record.
+    static let reserve: off_t = 4096
+    /// Allocated up to here (FALLOC_FL_KEEP_SIZE; the file size stays `offset`).
+    private var allocatedEnd: off_t = 0
+    /// False on filesystems without fallocate: plain writes, no reserved room.
+    private var canReserve = true
+    /// Recording stopped because no room could be reserved, with the end record's room still allocated.
+    private var stoppedWithRoom = false
 
     /// Create the file. Throws a message that says what to do.
     init(path: String, force: Bool) throws(RecordingOpenError) {
@@ -35,6 +45,57 @@ final class RecordingWriter {
     /// Append one record; after a failure, does nothing.
     func append(_ bytes: [UInt8]) {
         guard failure == nil else { return }
+        guard reserveRoom(for: bytes.count) else {
+            failure = String(cString: strerror(errno))
+            stoppedWithRoom = allocatedEnd - offset >= Self.reserve
+            return
+        }
+        writeRecord(bytes)
+    }
+
+    /// Append the closing record (into the reserved room if the disk filled up) and free the unused room.
+    func finish(_ endRecord: [UInt8]) {
+        if failure == nil {
+            append(endRecord)
+        } else if stoppedWithRoom, endRecord.count <= Int(Self.reserve) {
+            let stopped = failure
+            failure = nil
+            writeRecord(endRecord)
+            failure = failure ?? stopped
+        }
+        if allocatedEnd > offset {
+            // Growing then shrinking frees the preallocated blocks past the end on every filesystem.
+            _ = ftruncate(fd, offset + 1)
+            _ = ftruncate(fd, offset)
+        }
+    }
+
+    /// Makes sure `n` bytes plus the end record's room are allocated from `offset`; false when the disk is full.
+    private func reserveRoom(for n: Int) -> Bool {
+        guard canReserve, offset + off_t(n) + Self.reserve > allocatedEnd else { return true }
+        for length in [max(off_t(1 << 16), off_t(n) + Self.reserve), off_t(n) + Self.reserve] {
+            if let fallocate = Self.fallocate, fallocate(fd, 1 /* FALLOC_FL_KEEP_SIZE */, offset, length) == 0 {
+                allocatedEnd = offset + length
+                return true
+            }
+            if Self.fallocate == nil || (errno != ENOSPC && errno != EDQUOT) {
+                canReserve = false  // not supported here: plain writes
+                return true
+            }
+        }
+        return false
+    }
+
+    /// glibc's fallocate(2) wrapper: Glibc's module hides it (it is _GNU_SOURCE), so it is looked up by name.
+    private static let fallocate: (@convention(c) (Int32, Int32, off_t, off_t) -> Int32)? = {
+        // SAFETY: fallocate64 has exactly this C signature (int, int, off64_t, off64_t) -> int, and off_t is
+        // 64-bit here; RTLD_DEFAULT (nil) searches the libc already loaded.
+        guard MemoryLayout<off_t>.size == 8, let sym = dlsym(nil, "fallocate64") else { return nil }
+        return unsafeBitCast(sym, to: (@convention(c) (Int32, Int32, off_t, off_t) -> Int32).self)
+    }()
+
+    /// One record in as many write(2) calls as needed; a failure truncates it away and sets `failure`.
+    private func writeRecord(_ bytes: [UInt8]) {
         var written = 0
         bytes.withUnsafeBytes { raw in
             while written < raw.count {

@@ -225,12 +225,20 @@ struct LiveFaultTests {
         #expect(c.received == Int(fired.fired))
         #expect(c.windows.count == 3000)
         #expect(c.endReason == "target-exited")
-        // The file is whole records only, each one readable.
+        // The file is whole records only, each one readable, and it still ends with its end record (written into
+        // room kept allocated for it), which says the recording stopped early.
         #expect(file.endsWithNewline)
         #expect(file.windows > 0 && file.windows < 3000)
         #expect(replay.status == 0)
         #expect(rejected == 0)
         #expect(replay.windows.count == file.windows)
+        let last = JSONL.objects([file.lines.last ?? ""]).first
+        #expect(last?["type"] as? String == "end")
+        #expect(last?["reason"] as? String == "recording-stopped")
+        #expect(!replay.stderr.contains("no end record"))
+        // The room kept past the end is given back.
+        var st = stat()
+        #expect(stat(rec, &st) == 0 && Int(st.st_blocks) * 512 <= (Int(st.st_size) + 4095) / 4096 * 4096)
     }
 
     // MARK: 7: ring-buffer overflow
