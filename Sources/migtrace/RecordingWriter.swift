@@ -33,7 +33,12 @@ final class RecordingWriter {
         guard fd >= 0 else {
             let e = errno
             switch e {
-            case EEXIST: throw RecordingOpenError("\(path) already exists; choose another name or pass --force to overwrite it")
+            case EEXIST:
+                var st = stat()
+                if lstat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFLNK {
+                    throw RecordingOpenError("\(path) is a symbolic link; migtrace never writes through one, give the real path")
+                }
+                throw RecordingOpenError("\(path) already exists; choose another name or pass --force to overwrite it")
             case ELOOP: throw RecordingOpenError("\(path) is a symbolic link; migtrace never writes through one, give the real path")
             default: throw RecordingOpenError("cannot create \(path): \(String(cString: strerror(e)))")
             }

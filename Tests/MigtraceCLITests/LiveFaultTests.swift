@@ -359,6 +359,38 @@ struct LiveFaultTests {
         #expect(noAdmin.c.stderr.joined().contains("it needs CAP_SYS_ADMIN (missing"))
     }
 
+    // MARK: recording files: never through a symlink, never over a file without --force, always 0600
+
+    @Test func recordingFileSafety() throws {
+        let target = try FaultTarget(count: 5)
+        defer { target.kill9() }
+        let victim = CLI.temporaryPath("victim")
+        let link = CLI.temporaryPath("link.rec")
+        try "precious\n".write(toFile: victim, atomically: false, encoding: .utf8)
+        chmod(victim, 0o644)
+        symlink(victim, link)
+        defer { unlink(victim); unlink(link) }
+        let pid = String(target.pid)
+        let viaLink = try CLI.run(["attach", "--record", link, pid])
+        #expect(viaLink.status == 7)
+        #expect(viaLink.stderr.contains("is a symbolic link; migtrace never writes through one"))
+        let viaLinkForced = try CLI.run(["attach", "--force", "--record", link, pid])
+        #expect(viaLinkForced.status == 7)
+        let existing = try CLI.run(["attach", "--record", victim, pid])
+        #expect(existing.status == 7)
+        #expect(existing.stderr.contains("already exists; choose another name or pass --force"))
+        #expect(try String(contentsOfFile: victim, encoding: .utf8) == "precious\n")
+        // --force overwrites a regular file and makes it 0600.
+        let m = try attach(target, ["--format", "json", "--force", "--record", victim])
+        target.go()
+        _ = try target.finish()
+        let c = try finished(m)
+        var st = stat()
+        #expect(stat(victim, &st) == 0 && st.st_mode & 0o777 == 0o600)
+        #expect(c.code == 0)
+        try checkRecording(victim, c, reason: "target-exited")
+    }
+
     // MARK: 11: other processes stay out (in-kernel filter; see also MigtraceBPFTests.otherProcessesAreFiltered)
 
     @Test func otherProcessRunningTheSameBinaryIsNotTraced() throws {
