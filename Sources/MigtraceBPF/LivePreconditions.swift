@@ -62,7 +62,8 @@ public enum LivePreconditionError: Error, Sendable, Equatable, CustomStringConve
     public var description: String {
         switch self {
         case let .insufficientPrivileges(euid, effective, missing):
-            "live tracing needs root or CAP_BPF+CAP_PERFMON; running as uid \(euid) with effective capabilities "
+            "live tracing needs root or CAP_BPF+CAP_PERFMON (kernels since Linux 6.16 and its 2025 stable backports "
+                + "also want CAP_SYS_ADMIN for uprobes, and another user's QEMU needs CAP_SYS_PTRACE); running as uid \(euid) with effective capabilities "
                 + "\(effective), missing \(missing.joined(separator: ", ")). Run with sudo or grant the capabilities."
         case let .noSuchProcess(pid): "no process with pid \(pid) (/proc/\(pid) does not exist)"
         case let .executableUnresolvable(pid, errno):

@@ -15,7 +15,7 @@ struct DemoCommand: AsyncParsableCommand {
             migration USDT probes with semaphores, as QEMU's dtrace backend builds
             them), attaches to it exactly as `migtrace attach` does, and lets it
             replay a migration recorded from a real QEMU \(DemoTrace.qemuVersion) at
-            its real pace. Needs root (or CAP_BPF+CAP_PERFMON), like attach.
+            its real pace. Needs root (or the capabilities `attach --help` lists).
 
             EXAMPLES:
               sudo migtrace demo
