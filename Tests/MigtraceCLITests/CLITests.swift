@@ -21,6 +21,19 @@ enum CLI {
         return dir.appendingPathComponent("migtrace").path
     }()
 
+    /// A copy of `binary` in a world-readable directory, for runs as another user: the clone CI builds in
+    /// may sit under a directory only root can enter (the Swift runtime is found through the absolute RUNPATH).
+    static let binaryForAnyUser: String = {
+        let dir = "/tmp/migtrace-cli-bin-\(getpid())"
+        mkdir(dir, 0o755)
+        chmod(dir, 0o755)
+        let copy = dir + "/migtrace"
+        unlink(copy)
+        try? FileManager.default.copyItem(atPath: binary, toPath: copy)
+        chmod(copy, 0o755)
+        return copy
+    }()
+
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
     static func fixture(_ name: String) -> String {
@@ -37,7 +50,7 @@ enum CLI {
     static func run(_ args: [String], stdin: String? = nil, prefix: [String] = []) throws -> Result {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: prefix.first ?? binary)
-        p.arguments = prefix.isEmpty ? args : Array(prefix.dropFirst()) + [binary] + args
+        p.arguments = prefix.isEmpty ? args : Array(prefix.dropFirst()) + [binaryForAnyUser] + args
         let out = Pipe()
         let err = Pipe()
         p.standardOutput = out

@@ -321,7 +321,7 @@ struct LiveFaultTests {
     func capture(caps: [String], targetAsNobody: Bool) throws -> (target: UInt64?, c: Capture) {
         let target = try FaultTarget(count: 30, ["--context", "--pace-us", "200"], prefix: targetAsNobody ? Self.asNobody([]) : [])
         defer { target.kill9() }
-        let m = try Spawned(Self.asNobody(caps) + [CLI.binary, "attach", "--format", "json", String(target.pid)])
+        let m = try Spawned(Self.asNobody(caps) + [CLI.binaryForAnyUser, "attach", "--format", "json", String(target.pid)])
         // Either it attaches (header) or it fails before.
         _ = m.stdout.wait(timeout: 20) { $0.contains("\"type\":\"header\"") }
         if m.stdout.all.contains(where: { $0.contains("\"type\":\"header\"") }) {
