@@ -237,6 +237,15 @@ int mt_ringbuf_poll(mt_session *s, int timeout_ms)
 	n = ring_buffer__poll(s->rb, timeout_ms);
 	if (n < 0 && n != -EINTR)
 		return fail(s, "ring_buffer__poll", -n);
+	if (n == 0) {
+		/*
+		 * Nothing woke us: records submitted with BPF_RB_NO_WAKEUP since the
+		 * last wakeup (see bpf/migtrace.bpf.c) are read here, once per timeout.
+		 */
+		n = ring_buffer__consume(s->rb);
+		if (n < 0)
+			return fail(s, "ring_buffer__consume", -n);
+	}
 	return n;
 }
 

@@ -77,6 +77,15 @@ public final class LiveSession: @unchecked Sendable {
         public var maxBatchSize = 4096
         /// Finish the stream by itself (after draining) once the traced process has exited.
         public var finishWhenProcessExits = true
+        /// Poll timeout of the poll thread, ms (1...100). The BPF program wakes the poll thread for the first
+        /// event after 1 ms of quiet and when 1/8 of the ring is pending; other events (the tail of a burst)
+        /// are read when this timeout expires. It also bounds how long ``LiveSession/stop()`` takes.
+        public var pollIntervalMs = 20
+        /// Measure each event's latency from probe fire (`bpf_ktime_get_ns`, in the BPF program) to the moment the
+        /// stream's consumer receives its batch (CLOCK_MONOTONIC); see ``LiveSession/latency()``. Also turned on
+        /// by the environment variable `MIGTRACE_LATENCY_REPORT=<file>`, which writes the summary to that file
+        /// when the stream ends (used by `bench/live`).
+        public var measureLatency = false
 
         /// Default settings.
         public init() {}
@@ -140,6 +149,7 @@ public final class LiveSession: @unchecked Sendable {
     // SAFETY: nonisolated(unsafe): written once in events() under the lock before the poll thread starts
     // (pthread_create orders it), then used only by the poll thread; Continuation itself is Sendable.
     private nonisolated(unsafe) var continuation: AsyncThrowingStream<[TraceEvent], any Error>.Continuation?
+    private let latencyRecorder: LatencyRecorder?
 
     /// Opens the embedded BPF object, sets the ring-buffer size and tgid filter, loads it and attaches every
     /// requested probe present in the binary.
@@ -159,6 +169,9 @@ public final class LiveSession: @unchecked Sendable {
             throw .invalidConfiguration("ring buffer size \(size) is not a power of two")
         }
         guard configuration.maxBatchSize > 0 else { throw .invalidConfiguration("maxBatchSize must be positive") }
+        guard (1...100).contains(configuration.pollIntervalMs) else {
+            throw .invalidConfiguration("pollIntervalMs \(configuration.pollIntervalMs) is not in 1...100")
+        }
         guard configuration.probes.contains(.migrateTransferred) else {
             throw .invalidConfiguration("migrate_transferred must be among the probes")
         }
@@ -220,6 +233,9 @@ public final class LiveSession: @unchecked Sendable {
         self.configuration = configuration
         self.probes = statuses
         self.handle = h
+        let reportPath = getenv("MIGTRACE_LATENCY_REPORT").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
+        self.latencyRecorder =
+            configuration.measureLatency || reportPath != nil ? LatencyRecorder(reportPath: reportPath) : nil
     }
 
     deinit {
@@ -254,11 +270,16 @@ public final class LiveSession: @unchecked Sendable {
     /// Events handed to the stream so far.
     public var receivedEvents: UInt64 { receivedCount.load(ordering: .relaxed) }
 
+    /// Probe-fire → consumer latency so far, when ``Configuration/measureLatency`` (or `MIGTRACE_LATENCY_REPORT`)
+    /// is on; `nil` otherwise.
+    public func latency() -> LatencySummary? { latencyRecorder?.summary() }
+
     // MARK: - Events
 
     /// Starts the poll thread and returns the stream of event batches. Call once per session.
     ///
-    /// The poll thread (not the Swift cooperative pool) runs `ring_buffer__poll` with a 100 ms timeout, decodes
+    /// The poll thread (not the Swift cooperative pool) runs `ring_buffer__poll` with a
+    /// ``Configuration/pollIntervalMs`` timeout (reading what is pending when it expires), decodes
     /// records into ``TraceEvent`` values (`origin: .live`, `clock: .monotonic`) and yields one batch per poll.
     /// The stream buffers without bound (no consumer-side drops). It finishes after ``stop()``/``close()`` once
     /// the ring buffer is drained, or when the traced process has exited (``Configuration/finishWhenProcessExits``),
@@ -291,10 +312,10 @@ public final class LiveSession: @unchecked Sendable {
         continuation.onTermination = { [weak self] _ in
             self?.stopRequested.store(true, ordering: .releasing)
         }
-        return LiveEventStream(base: stream)
+        return LiveEventStream(base: stream, latency: latencyRecorder)
     }
 
-    /// Asks the poll thread to drain the ring buffer and finish the stream (within one 100 ms poll timeout).
+    /// Asks the poll thread to drain the ring buffer and finish the stream (within one poll timeout).
     public func stop() {
         stopRequested.store(true, ordering: .releasing)
     }
@@ -339,8 +360,10 @@ public final class LiveSession: @unchecked Sendable {
             return
         }
         var failure: LibbpfError?
+        let timeout = Int32(configuration.pollIntervalMs)
         while !stopRequested.load(ordering: .acquiring) {
-            let n = mt_ringbuf_poll(h, 100)
+            // Consumes on wakeups and, when the timeout expires, whatever was submitted without one.
+            let n = mt_ringbuf_poll(h, timeout)
             if n < 0 && n != -EINTR {
                 failure = LibbpfError(
                     operation: mt_failed_op(h).map { String(cString: $0) } ?? "ring_buffer__poll", errno: n)
@@ -404,13 +427,119 @@ public struct LiveEventStream: AsyncSequence, Sendable {
     public typealias Element = [TraceEvent]
 
     let base: AsyncThrowingStream<[TraceEvent], any Error>
+    let latency: LatencyRecorder?
 
     /// The iterator; `next()` throws ``LibbpfError`` if polling failed.
     public struct AsyncIterator: AsyncIteratorProtocol {
         var base: AsyncThrowingStream<[TraceEvent], any Error>.AsyncIterator
+        let latency: LatencyRecorder?
 
-        public mutating func next() async throws -> [TraceEvent]? { try await base.next() }
+        public mutating func next() async throws -> [TraceEvent]? {
+            guard let latency else { return try await base.next() }
+            do {
+                let batch = try await base.next()
+                if let batch { latency.record(batch) } else { latency.streamEnded() }
+                return batch
+            } catch {
+                latency.streamEnded()
+                throw error
+            }
+        }
     }
 
-    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: base.makeAsyncIterator()) }
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(base: base.makeAsyncIterator(), latency: latency)
+    }
+}
+
+/// Percentiles of the probe-fire → consumer latency of a live session.
+public struct LatencySummary: Sendable, Equatable, CustomStringConvertible {
+    /// Events measured.
+    public var count: UInt64
+    /// Median, 99th percentile and maximum, ns (percentiles to within 1/32 of the value: log-linear buckets).
+    public var p50Nanoseconds: UInt64
+    public var p99Nanoseconds: UInt64
+    public var maxNanoseconds: UInt64
+
+    public var description: String {
+        "latency_events=\(count) p50_ns=\(p50Nanoseconds) p99_ns=\(p99Nanoseconds) max_ns=\(maxNanoseconds)"
+    }
+}
+
+/// A log-linear latency histogram (32 sub-buckets per power of two), fed by the stream's consumer.
+final class LatencyRecorder: @unchecked Sendable {
+    // SAFETY: @unchecked Sendable: every mutable field is behind `lock`.
+    private static let subBits = 5
+    private static let bucketCount = (64 - subBits + 1) << subBits
+    private let lock = Mutex(())
+    private nonisolated(unsafe) var buckets = [UInt64](repeating: 0, count: LatencyRecorder.bucketCount)
+    private nonisolated(unsafe) var count: UInt64 = 0
+    private nonisolated(unsafe) var maxValue: UInt64 = 0
+    private nonisolated(unsafe) var reported = false
+    private let reportPath: String?
+
+    init(reportPath: String?) { self.reportPath = reportPath }
+
+    @inline(__always) private static func bucket(_ v: UInt64) -> Int {
+        let sub = UInt64(1) << UInt64(subBits)
+        if v < sub { return Int(v) }
+        let exp = 63 - v.leadingZeroBitCount  // >= subBits
+        let shift = exp - subBits
+        return ((shift + 1) << subBits) + Int((v >> UInt64(shift)) - sub)
+    }
+
+    /// The upper edge of a bucket (a value reported for the percentiles: never an under-estimate).
+    private static func upperEdge(_ b: Int) -> UInt64 {
+        let sub = 1 << subBits
+        if b < sub { return UInt64(b) }
+        let shift = (b >> subBits) - 1
+        let mantissa = UInt64(sub + (b & (sub - 1)))
+        return ((mantissa &+ 1) &<< UInt64(shift)) &- 1  // the top bucket wraps to UInt64.max
+    }
+
+    /// One batch, as the consumer receives it: latency = now - the event's BPF timestamp.
+    func record(_ batch: [TraceEvent]) {
+        let now = MonotonicClock.monotonicNanoseconds()
+        lock.withLock { _ in
+            for e in batch {
+                guard e.clock == .monotonic, let ts = e.timestampNanoseconds else { continue }
+                let d = now >= ts ? now - ts : 0
+                buckets[Self.bucket(d)] += 1
+                count += 1
+                if d > maxValue { maxValue = d }
+            }
+        }
+    }
+
+    func summary() -> LatencySummary {
+        lock.withLock { _ in
+            func percentile(_ p: Double) -> UInt64 {
+                guard count > 0 else { return 0 }
+                let rank = max(1, UInt64((Double(count) * p).rounded(.up)))
+                var seen: UInt64 = 0
+                for (b, n) in buckets.enumerated() where n > 0 {
+                    seen += n
+                    if seen >= rank { return min(Self.upperEdge(b), maxValue) }
+                }
+                return maxValue
+            }
+            return LatencySummary(
+                count: count, p50Nanoseconds: percentile(0.5), p99Nanoseconds: percentile(0.99), maxNanoseconds: maxValue)
+        }
+    }
+
+    /// Writes the summary to `MIGTRACE_LATENCY_REPORT` once, when the stream ends.
+    func streamEnded() {
+        guard let reportPath else { return }
+        let first = lock.withLock { _ in
+            defer { reported = true }
+            return !reported
+        }
+        guard first else { return }
+        let text = Array((summary().description + "\n").utf8)
+        let fd = open(reportPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { return }
+        _ = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        _ = close(fd)
+    }
 }

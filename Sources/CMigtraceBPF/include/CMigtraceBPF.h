@@ -62,7 +62,11 @@ int mt_attached_count(const mt_session *session);
 /* Creates the ring-buffer reader with a sample callback (ctx is passed back verbatim). */
 int mt_ringbuf_open(mt_session *session, mt_sample_fn sample, void *_Nullable ctx);
 
-/* Polls the ring buffer; returns records consumed or a negative errno (-EINTR is harmless). */
+/*
+ * Polls the ring buffer, and when the wait timed out without a wakeup consumes what is there anyway
+ * (the BPF program submits most records without a wakeup); returns records consumed or a negative
+ * errno (-EINTR is harmless).
+ */
 int mt_ringbuf_poll(mt_session *session, int timeout_ms);
 
 /* Consumes whatever is available without waiting; returns records consumed or a negative errno. */
