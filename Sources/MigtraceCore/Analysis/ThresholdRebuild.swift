@@ -44,17 +44,62 @@ public struct ThresholdRebuild: Sendable, Equatable {
     /// Where the multiplied bandwidth came from.
     public var basis: SwitchoverBasis
     /// The bytes/ms value QEMU multiplied by the downtime limit.
-    public var expectedPerMs: Double
+    public var expectedPerMs: Double {
+        willSet { materializeLimitRange() }
+    }
     /// The downtime limit used (given, or inferred); `nil` when nothing determines it.
     public var downtimeLimitMs: UInt64?
     /// Every limit that reproduces the traced threshold with this basis (several when bytes/ms < 1).
-    public var limitRange: ClosedRange<UInt64>?
+    ///
+    /// The fast path (the previous window's limit still holds) leaves it to be computed on first read: a
+    /// bisection per window that only the JSON and text outputs need.
+    public var limitRange: ClosedRange<UInt64>? {
+        get {
+            limitRangeIsDeferred
+                ? QEMUArithmetic.downtimeLimits(reproducing: threshold, expectedPerMs: expectedPerMs) : storedLimitRange
+        }
+        set {
+            storedLimitRange = newValue
+            limitRangeIsDeferred = false
+        }
+    }
     /// For a user-set switchover bandwidth, the bytes/s values consistent with the window.
     public var switchoverBytesPerSecond: ClosedRange<UInt64>?
     /// The rebuilt `threshold_size`.
-    public var threshold: UInt64
+    public var threshold: UInt64 {
+        willSet { materializeLimitRange() }
+    }
     /// Whether the rebuilt threshold equals the traced `max_size`.
     public var exact: Bool
+
+    private var storedLimitRange: ClosedRange<UInt64>?
+    /// `limitRange` is `downtimeLimits(reproducing: threshold, expectedPerMs: expectedPerMs)`, not yet computed.
+    private var limitRangeIsDeferred = false
+
+    init(
+        basis: SwitchoverBasis, expectedPerMs: Double, downtimeLimitMs: UInt64?, limitRange: ClosedRange<UInt64>?,
+        switchoverBytesPerSecond: ClosedRange<UInt64>?, threshold: UInt64, exact: Bool
+    ) {
+        self.basis = basis
+        self.expectedPerMs = expectedPerMs
+        self.downtimeLimitMs = downtimeLimitMs
+        self.storedLimitRange = limitRange
+        self.switchoverBytesPerSecond = switchoverBytesPerSecond
+        self.threshold = threshold
+        self.exact = exact
+    }
+
+    /// Computes a deferred `limitRange` before one of its inputs changes.
+    private mutating func materializeLimitRange() {
+        guard limitRangeIsDeferred else { return }
+        limitRange = QEMUArithmetic.downtimeLimits(reproducing: threshold, expectedPerMs: expectedPerMs)
+    }
+
+    public static func == (l: ThresholdRebuild, r: ThresholdRebuild) -> Bool {
+        l.basis == r.basis && l.expectedPerMs == r.expectedPerMs && l.downtimeLimitMs == r.downtimeLimitMs
+            && l.switchoverBytesPerSecond == r.switchoverBytesPerSecond && l.threshold == r.threshold
+            && l.exact == r.exact && l.limitRange == r.limitRange
+    }
 
     /// Rebuild the threshold of a window of `era`.
     ///
@@ -123,7 +168,8 @@ public struct ThresholdRebuild: Sendable, Equatable {
             result.downtimeLimitMs = limit
             result.threshold = traced
             result.exact = true
-            if expected > 0 { result.limitRange = QEMUArithmetic.downtimeLimits(reproducing: traced, expectedPerMs: expected) }
+            // limitRange = downtimeLimits(reproducing: traced, expectedPerMs: expected), computed when read.
+            if expected > 0 { result.limitRangeIsDeferred = true }
             return result
         }
         guard let range = QEMUArithmetic.downtimeLimits(reproducing: traced, expectedPerMs: expected) else {

@@ -30,9 +30,10 @@ extension AnomalyRule {
 /// What a rule sees of its series besides the window, and where it reports.
 public final class RuleContext {
     /// The series being analysed.
-    public internal(set) var series: SeriesInfo
+    // Exclusivity unchecked: confined to the analyzer's thread (see MigrationAnalyzer.OpenSeries).
+    @exclusivity(unchecked) public internal(set) var series: SeriesInfo
     /// The previous window of the series, if any.
-    public internal(set) var previous: AnalyzedWindow?
+    @exclusivity(unchecked) public internal(set) var previous: AnalyzedWindow?
     /// Findings are delivered here as they are made.
     let deliver: (Finding) -> Void
     /// Findings reported so far per rule id, to cap floods from hostile input.
@@ -95,6 +96,67 @@ enum RuleMath {
         let s = values.sorted()
         let m = s.count / 2
         return s.count % 2 == 1 ? s[m] : (s[m - 1] + s[m]) / 2
+    }
+
+    /// The median of a sliding set of values, kept sorted as values come and go, so that a query is O(1)
+    /// instead of a sort per window. Gives exactly ``median(_:)`` of the values in insertion order.
+    struct SlidingMedian {
+        /// The values in insertion order (oldest first).
+        private(set) var values: [Double] = []
+        /// The same values, ascending.
+        private var ascending: [Double] = []
+
+        init(capacity: Int) {
+            values.reserveCapacity(capacity + 1)
+            ascending.reserveCapacity(capacity + 1)
+        }
+
+        var count: Int { values.count }
+
+        /// Index of the first element not less than `v` (bisection).
+        @inline(__always) private func lowerBound(_ v: Double) -> Int {
+            var lo = 0
+            var hi = ascending.count
+            while lo < hi {
+                let mid = (lo + hi) >> 1
+                if ascending[mid] < v { lo = mid + 1 } else { hi = mid }
+            }
+            return lo
+        }
+
+        mutating func append(_ v: Double) {
+            values.append(v)
+            ascending.insert(v, at: lowerBound(v))
+        }
+
+        /// Drops the `n` oldest values.
+        mutating func removeOldest(_ n: Int = 1) {
+            for _ in 0..<n {
+                let v = values.removeFirst()
+                let i = lowerBound(v)
+                if i < ascending.count && ascending[i] == v {
+                    ascending.remove(at: i)
+                } else if let j = ascending.firstIndex(where: { $0.bitPattern == v.bitPattern }) {
+                    ascending.remove(at: j)  // NaN: never equal to itself (bandwidths are finite; kept for safety)
+                } else {
+                    ascending.removeLast()
+                }
+            }
+        }
+
+        /// Replaces every value.
+        mutating func reset<S: Sequence<Double>>(_ newValues: S) {
+            values.removeAll(keepingCapacity: true)
+            ascending.removeAll(keepingCapacity: true)
+            for v in newValues { append(v) }
+        }
+
+        /// The median (the mean of the two middle values for even counts); the set must not be empty.
+        var median: Double {
+            precondition(!ascending.isEmpty)
+            let m = ascending.count / 2
+            return ascending.count % 2 == 1 ? ascending[m] : (ascending[m - 1] + ascending[m]) / 2
+        }
     }
 
     /// A byte rate in bytes/ms shown as MB/s with two decimals.

@@ -15,15 +15,16 @@ public final class BandwidthShiftRule: AnomalyRule {
     private let fraction: Double
     private let minMs: UInt64
     private let baselineSize: Int
-    private var baseline: [Double] = []
-    private var run: [AnalyzedWindow] = []
-    private var runMs: UInt64 = 0
-    private var runUp = false
+    @exclusivity(unchecked) private var baseline: RuleMath.SlidingMedian  // confined to the analyzer's thread
+    @exclusivity(unchecked) private var run: [AnalyzedWindow] = []  // confined to the analyzer's thread
+    @exclusivity(unchecked) private var runMs: UInt64 = 0  // confined to the analyzer's thread
+    @exclusivity(unchecked) private var runUp = false  // confined to the analyzer's thread
 
     public init(thresholds: RuleThresholds) {
         fraction = thresholds.shiftFraction
         minMs = thresholds.shiftMinMs
         baselineSize = thresholds.baselineWindows
+        baseline = RuleMath.SlidingMedian(capacity: max(0, thresholds.baselineWindows))
     }
 
     public func observe(_ window: AnalyzedWindow, _ context: RuleContext) {
@@ -34,7 +35,7 @@ public final class BandwidthShiftRule: AnomalyRule {
             baseline.append(bw)
             return
         }
-        let base = RuleMath.median(baseline)
+        let base = baseline.median
         let up = bw >= base * (1 + fraction)
         let down = bw <= base * (1 - fraction)
         guard up || down else {
@@ -63,7 +64,7 @@ public final class BandwidthShiftRule: AnomalyRule {
                     .number("baseline_bytes_per_ms", base), .number("new_bytes_per_ms", newLevel),
                     .number("change_fraction", change), .count("duration_ms", runMs),
                 ])
-            baseline = run.suffix(baselineSize).map(\.bandwidth)
+            baseline.reset(run.suffix(baselineSize).lazy.map(\.bandwidth))
             run.removeAll(keepingCapacity: true)
             runMs = 0
         }
@@ -71,6 +72,6 @@ public final class BandwidthShiftRule: AnomalyRule {
 
     private func push(_ bw: Double) {
         baseline.append(bw)
-        if baseline.count > baselineSize { baseline.removeFirst(baseline.count - baselineSize) }
+        if baseline.count > baselineSize { baseline.removeOldest(baseline.count - baselineSize) }
     }
 }

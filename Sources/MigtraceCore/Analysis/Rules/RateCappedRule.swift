@@ -20,11 +20,15 @@ public final class RateCappedRule: AnomalyRule {
     private static let bucketWidth = 0.005
     private let tolerance: Double
     private let share: Double
-    private var histogram: [Int: Int] = [:]
-    private var windows = 0
-    private var first: AnalyzedWindow?
-    private var last: AnalyzedWindow?
-    private var pending: AnalyzedWindow?
+    @exclusivity(unchecked) private var histogram: [Int: Int] = [:]  // confined to the analyzer's thread
+    @exclusivity(unchecked) private var windows = 0  // confined to the analyzer's thread
+    @exclusivity(unchecked) private var first: AnalyzedWindow?  // confined to the analyzer's thread
+    /// The last counted window and the held-back one live in two slots that swap roles, so each window is
+    /// copied once (into the free slot) instead of three times.
+    @exclusivity(unchecked) private var slots: (AnalyzedWindow?, AnalyzedWindow?) = (nil, nil)  // confined to the analyzer's thread
+    /// Which slot holds the held-back window (the other holds the last counted one).
+    @exclusivity(unchecked) private var pendingSlot = 0  // confined to the analyzer's thread
+    private var last: AnalyzedWindow? { pendingSlot == 0 ? slots.1 : slots.0 }
 
     public init(thresholds: RuleThresholds) {
         tolerance = thresholds.rateCapTolerance
@@ -34,16 +38,20 @@ public final class RateCappedRule: AnomalyRule {
     public func observe(_ window: AnalyzedWindow, _ context: RuleContext) {
         // Skip the first window (setup) and hold one back so that the last window (completion) is skipped too.
         guard window.index > 0 else { return }
-        if let p = pending { count(p) }
-        pending = window
+        // Count the held-back window; it becomes `last`, and `window` goes into the other slot.
+        let held: UInt64? = pendingSlot == 0 ? slots.0?.transferred : slots.1?.transferred
+        if let transferred = held {
+            if first == nil { first = pendingSlot == 0 ? slots.0 : slots.1 }
+            count(transferred)
+        }
+        pendingSlot ^= 1
+        if pendingSlot == 0 { slots.0 = window } else { slots.1 = window }
     }
 
-    private func count(_ w: AnalyzedWindow) {
-        if first == nil { first = w }
-        last = w
+    private func count(_ transferred: UInt64) {
         windows += 1
-        guard w.transferred > 0 else { return }
-        let bucket = Int((log(Double(w.transferred)) / log(1 + Self.bucketWidth)).rounded())
+        guard transferred > 0 else { return }
+        let bucket = Int((log(Double(transferred)) / log(1 + Self.bucketWidth)).rounded())
         histogram[bucket, default: 0] += 1
     }
 

@@ -12,12 +12,13 @@ public final class ThresholdCollapseRule: AnomalyRule {
 
     private let fraction: Double
     private let baselineSize: Int
-    private var baseline: [Double] = []
-    private var run: [AnalyzedWindow] = []
+    @exclusivity(unchecked) private var baseline: RuleMath.SlidingMedian  // confined to the analyzer's thread
+    @exclusivity(unchecked) private var run: [AnalyzedWindow] = []  // confined to the analyzer's thread
 
     public init(thresholds: RuleThresholds) {
         fraction = thresholds.collapseFraction
         baselineSize = thresholds.baselineWindows
+        baseline = RuleMath.SlidingMedian(capacity: max(0, thresholds.baselineWindows))
     }
 
     public func observe(_ window: AnalyzedWindow, _ context: RuleContext) {
@@ -26,7 +27,7 @@ public final class ThresholdCollapseRule: AnomalyRule {
             if window.transferred >= 4096 { baseline.append(window.bandwidth) }
             return
         }
-        let base = RuleMath.median(baseline)
+        let base = baseline.median
         if window.bandwidth < base * fraction {
             run.append(window)
             if run.count > 2 { run.removeAll() }  // a sustained drop is a shift or no-progress, not a collapse
@@ -34,7 +35,7 @@ public final class ThresholdCollapseRule: AnomalyRule {
         }
         flush(base, context)
         baseline.append(window.bandwidth)
-        if baseline.count > baselineSize { baseline.removeFirst() }
+        if baseline.count > baselineSize { baseline.removeOldest() }
     }
 
     public func finish(_ context: RuleContext) {

@@ -48,9 +48,11 @@ public final class TraceIntegrityRule: AnomalyRule {
                 "Window \(w.index) lasted \(w.timeSpentMs) ms; QEMU never traces windows shorter than 100 ms.",
                 [.count("time_spent_ms", w.timeSpentMs)])
         }
-        guard let prev = context.previous, context.series.timeBase != .relative else { return }
-        let deltaMs = (w.endTime - prev.endTime) * 1000
+        // Only the end time is read per window; the whole previous window is copied only for a report.
+        guard context.series.timeBase != .relative, let prevEnd = context.previous?.endTime else { return }
+        let deltaMs = (w.endTime - prevEnd) * 1000
         if deltaMs < 0 {
+            let prev = context.previous!
             report(
                 "Time goes backwards by \(Format.fixed(-deltaMs, 3)) ms between windows \(prev.index) and \(w.index).",
                 [.number("delta_ms", deltaMs)], from: prev)
@@ -58,6 +60,7 @@ public final class TraceIntegrityRule: AnomalyRule {
         }
         let gapMs = deltaMs - Double(w.timeSpentMs)
         if gapMs >= 1000 && gapMs >= gapFactor * Double(w.timeSpentMs) {
+            let prev = context.previous!
             report(
                 "No window for \(RuleMath.seconds(gapMs)) between windows \(prev.index) and \(w.index).",
                 [.number("gap_ms", gapMs), .count("time_spent_ms", w.timeSpentMs)], from: prev)
