@@ -92,6 +92,20 @@ struct LiveFaultTests {
         try checkRecording(rec, c, reason: "target-exited")
     }
 
+    @Test func untilCompleteStopsAtCompletionWhileTheTargetLivesOn() throws {
+        // The target fires a whole migration (setup … completed) and then stays alive for 20 s.
+        let target = try FaultTarget(count: 30, ["--context", "--pace-us", "2000", "--linger-ms", "20000"])
+        defer { target.kill9() }
+        let m = try attach(target, ["--format", "json", "--until-complete"])
+        target.go()
+        let c = try finished(m, timeout: 10)
+        #expect(c.code == 0)
+        #expect(c.endReason == "migration-completed")
+        #expect(c.windows.count == 30)
+        #expect(JSONL.ofType(c.objects, "state").compactMap { $0["state"] as? String }.last == "completed")
+        #expect(kill(target.pid, 0) == 0, "the target must still be running: migtrace ended on completion, not on exit")
+    }
+
     @Test func targetIsKilled() throws {
         let target = try FaultTarget(count: 100_000, Self.longRun)
         let rec = CLI.temporaryPath("killed-target.rec")

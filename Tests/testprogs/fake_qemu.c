@@ -6,7 +6,7 @@
  * header and `dtrace -DSTAP_SDT_V2 -G` for the semaphore object, so every
  * probe has a semaphore. -DMT_ERA_A builds the 4-argument variant.
  *
- * usage: fake_qemu COUNT [--pace-us N] [--wait] [--context] [--thread]
+ * usage: fake_qemu COUNT [--pace-us N] [--wait] [--context] [--thread] [--linger-ms N]
  *                  [--migrations M] [--exit-after K]
  *   COUNT      number of migrate_transferred events (per migration)
  *   --pace-us  sleep N microseconds between events
@@ -122,13 +122,16 @@ static void *fire_all(void *unused)
 	return NULL;
 }
 
+/* --linger-ms: stay alive this long after the last event, like a QEMU that outlives its migration. */
+static long linger_ms;
+
 int main(int argc, char **argv)
 {
 	int wait = 0, use_thread = 0, a;
 	unsigned short sem_seen;
 
 	if (argc < 2) {
-		fprintf(stderr, "usage: %s COUNT [--pace-us N] [--wait] [--context] [--thread] [--migrations M] [--exit-after K]\n", argv[0]);
+		fprintf(stderr, "usage: %s COUNT [--pace-us N] [--wait] [--context] [--thread] [--migrations M] [--exit-after K] [--linger-ms N]\n", argv[0]);
 		return 2;
 	}
 	count = strtoull(argv[1], NULL, 10);
@@ -145,6 +148,8 @@ int main(int argc, char **argv)
 			migrations = strtoull(argv[++a], NULL, 10);
 		else if (strcmp(argv[a], "--exit-after") == 0 && a + 1 < argc)
 			exit_after = strtoull(argv[++a], NULL, 10);
+		else if (strcmp(argv[a], "--linger-ms") == 0 && a + 1 < argc)
+			linger_ms = strtol(argv[++a], NULL, 10);
 		else {
 			fprintf(stderr, "unknown argument %s\n", argv[a]);
 			return 2;
@@ -175,6 +180,8 @@ int main(int argc, char **argv)
 	} else {
 		fire_all(NULL);
 	}
+	if (linger_ms > 0)
+		usleep((useconds_t)(linger_ms * 1000));
 	printf("fired %llu transferred %llu semaphore %u\n", fired, transferred, (unsigned)sem_seen);
 	fflush(stdout);
 	return 0;
