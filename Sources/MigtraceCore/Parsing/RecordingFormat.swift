@@ -226,7 +226,11 @@ public struct JSONWriter: Sendable {
     public init() { bytes.reserveCapacity(256) }
 
     /// Append raw text (already valid JSON).
-    @inline(__always) public mutating func raw(_ s: String) { bytes.append(contentsOf: s.utf8) }
+    @inline(__always) public mutating func raw(_ s: String) {
+        // Literals and native strings are contiguous UTF-8: one copy instead of a per-byte append loop.
+        let done: Void? = s.utf8.withContiguousStorageIfAvailable { bytes.append(contentsOf: $0) }
+        if done == nil { bytes.append(contentsOf: s.utf8) }
+    }
     /// Append an unsigned integer.
     @inline(__always) public mutating func unsigned(_ v: UInt64) { Format.appendUnsigned(v, to: &bytes) }
     /// Append a signed integer.

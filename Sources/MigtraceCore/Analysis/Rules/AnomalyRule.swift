@@ -49,9 +49,12 @@ public final class RuleContext {
     }
 
     /// Report a finding of `Rule` covering windows `first`...`last`.
+    ///
+    /// The message and evidence are built only when the finding is kept (not beyond the per-rule cap): a rule
+    /// that fires on every window of a long trace must not format a message per window.
     public func report<Rule: AnomalyRule>(
         _ rule: Rule.Type, _ severity: Severity, from first: AnalyzedWindow, to last: AnalyzedWindow,
-        _ message: String, evidence: [Evidence], remedy: String? = nil
+        _ message: @autoclosure () -> String, evidence: @autoclosure () -> [Evidence], remedy: String? = nil
     ) {
         let n = counts[Rule.id, default: 0]
         guard n < Self.maxFindingsPerRule else {
@@ -62,8 +65,8 @@ public final class RuleContext {
         deliver(
             Finding(
                 rule: Rule.id, severity: severity, series: series.index, firstWindow: first.index,
-                lastWindow: last.index, startTime: first.startTime, endTime: last.endTime, message: message,
-                evidence: evidence, remedy: remedy ?? Rule.remedy))
+                lastWindow: last.index, startTime: first.startTime, endTime: last.endTime, message: message(),
+                evidence: evidence(), remedy: remedy ?? Rule.remedy))
     }
 }
 
