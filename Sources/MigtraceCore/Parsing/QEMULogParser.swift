@@ -55,6 +55,23 @@ public struct QEMULogParser: Sendable {
     static let transferredBody: [UInt8] = Array("migrate_transferred transferred ".utf8)
 
     private static func parseBody(_ kind: ProbeKind, _ c: inout Cursor, into e: inout TraceEvent) throws(ParseError) {
+        // Fast paths for the two lines that make up nearly every trace, in QEMU's exact layout (single spaces,
+        // nothing after the last field). Anything else, including every malformed line, takes the general
+        // path below, which accepts these same lines with the same values and explains the others.
+        switch kind {
+        case .migratePending:
+            if let args = c.exactPendingBody() {
+                e.arguments = args
+                return
+            }
+        case .migrateTransferred:
+            if let args = c.exactTransferredBody() {
+                e.arguments = args
+                return
+            }
+        default:
+            break
+        }
         switch kind {
         case .migrateTransferred:
             let transferred = try c.labelled("transferred")
@@ -244,6 +261,50 @@ struct Cursor {
             pos += 1
         }
         return pos > start ? v : nil
+    }
+
+    /// Consumes exactly `s` when the rest of the line starts with it.
+    @inline(__always) mutating func take(_ s: StaticString) -> Bool {
+        let n = s.utf8CodeUnitCount
+        guard n <= end &- pos else { return false }
+        let p = s.utf8Start
+        var k = 0
+        while k < n {
+            guard bytes[pos &+ k] == p[k] else { return false }
+            k &+= 1
+        }
+        pos &+= n
+        return true
+    }
+
+    /// `migrate_pending`'s body exactly as QEMU prints it, up to the end of the line; `nil` (cursor unmoved)
+    /// for any other layout, which the general parser then handles.
+    mutating func exactPendingBody() -> ProbeArguments? {
+        var t = self
+        guard t.take(" pending size "), let size = t.digits(), t.take(" max "), let max = t.digits(),
+            t.take(" (pre = "), let pre = t.digits(), t.take(" compat="), let compat = t.digits(),
+            t.take(" post="), let post = t.digits(), t.take(")"), t.pos == t.end
+        else { return nil }
+        self = t
+        return ProbeArguments(count: 5, size, max, pre, compat, post)
+    }
+
+    /// `migrate_transferred`'s body (4 or 5 arguments) exactly as QEMU prints it, up to the end of the line, with
+    /// `max_size` within Int64; `nil` (cursor unmoved) otherwise.
+    mutating func exactTransferredBody() -> ProbeArguments? {
+        var t = self
+        guard t.take(" transferred "), let transferred = t.digits(), t.take(" time_spent "), let timeSpent = t.digits(),
+            t.take(" bandwidth "), let bandwidth = t.digits()
+        else { return nil }
+        var sw: UInt64?
+        if t.take(" switchover_bw ") {
+            guard let v = t.digits() else { return nil }
+            sw = v
+        }
+        guard t.take(" max_size "), let max = t.digits(), max <= UInt64(Int64.max), t.pos == t.end else { return nil }
+        self = t
+        if let sw { return ProbeArguments(count: 5, transferred, timeSpent, bandwidth, sw, max) }
+        return ProbeArguments(count: 4, transferred, timeSpent, bandwidth, max)
     }
 
     /// A number after `label`, with a reason when it is missing, negative or too large.
