@@ -203,8 +203,10 @@ struct LiveRun {
         }
 
         // Header.
-        let jsonl = format == .json ? JSONLinesSink(out: out) : nil
-        let sink: any AnalysisSink = jsonl ?? TextSink(out: out, names: InputNames(["live"]), flushEachLine: true)
+        // Output is flushed once per ring-buffer batch (at QEMU's pace that is every event; in a burst it
+        // saves a write(2) per line).
+        let jsonl = format == .json ? JSONLinesSink(out: out, flushEachObject: false) : nil
+        let sink: any AnalysisSink = jsonl ?? TextSink(out: out, names: InputNames(["live"]), flushEachLine: false)
         if let jsonl {
             jsonl.object("header") { o in
                 o.raw(",\"pid\":"); o.unsigned(UInt64(pid))
@@ -222,6 +224,7 @@ struct LiveRun {
                 o.raw("]")
                 if let record { o.raw(",\"record\":"); o.string(record) }
             }
+            out.flush()
         } else {
             var h = "migtrace \(Migtrace.version): attached to pid \(pid) (\(binary))\n"
             h += "probes: " + attached.map { "\($0.name) (\($0.noteArgumentCount.map { "\($0) args" } ?? "?"))" }.joined(separator: ", ") + "\n"
@@ -256,7 +259,6 @@ struct LiveRun {
                             }
                         } else {
                             out.write(Array("  · migration state: \(st)\n".utf8))
-                            out.flush()
                         }
                         if untilComplete && ["completed", "failed", "cancelled"].contains(st) {
                             endReason.set("migration-\(st)")
@@ -272,9 +274,9 @@ struct LiveRun {
                         jsonl.object("lost") { o in o.raw(",\"kernel_drops\":"); o.unsigned(drops) }
                     } else {
                         out.write(Array("  ▲ lost \(drops) events so far (kernel ring buffer full; try --ring-buffer-size)\n".utf8))
-                        out.flush()
                     }
                 }
+                out.flush()
                 if !recordingFailureShown, let failure = recorder?.failure, let record {
                     recordingFailureShown = true
                     printError("migtrace: recording to \(record) stopped: \(failure); the file is valid up to its last complete event. Live analysis goes on; free space or record elsewhere.")

@@ -11,8 +11,15 @@ public final class JSONLinesSink: AnalysisSink {
     /// Why the capture ended, for the summary.
     public var endReason: String?
 
-    /// A writer to `out`, flushed after every object.
-    public init(out: any ByteOutput) { self.out = out }
+    /// Whether every object is flushed on its own (otherwise the caller flushes, e.g. once per batch).
+    private let flushEachObject: Bool
+
+    /// A writer to `out`; `flushEachObject: false` leaves flushing to the caller (live capture flushes
+    /// once per ring-buffer batch, so a burst costs one write, not one per line).
+    public init(out: any ByteOutput, flushEachObject: Bool = true) {
+        self.out = out
+        self.flushEachObject = flushEachObject
+    }
 
     /// Write one object built by `body` (which writes the fields after `"type"`).
     public func object(_ type: String, _ body: (inout JSONWriter) -> Void) {
@@ -21,7 +28,7 @@ public final class JSONLinesSink: AnalysisSink {
         body(&o)
         o.raw("}\n")
         out.write(o.bytes)
-        out.flush()
+        if flushEachObject { out.flush() }
     }
 
     public func seriesStarted(_ info: SeriesInfo) {
@@ -47,7 +54,7 @@ public final class JSONLinesSink: AnalysisSink {
         bytes.append(contentsOf: o.bytes.dropFirst())
         bytes.append(10)
         out.write(bytes)
-        out.flush()
+        if flushEachObject { out.flush() }
     }
 
     public func seriesEnded(_ s: SeriesSummary) {
@@ -63,6 +70,7 @@ public final class JSONLinesSink: AnalysisSink {
 
     public func finished(_ r: AnalysisReport) {
         report = r
+        defer { out.flush() }
         object("summary") { o in
             o.raw(",\"summary\":")
             WindowJSON.reportSummary(r, &o)
