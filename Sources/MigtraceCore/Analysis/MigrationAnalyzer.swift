@@ -129,7 +129,13 @@ public final class MigrationAnalyzer {
         case .migratePendingEstimate, .migratePendingExact, .migratePending:
             count(event.kind)
             let key = SeriesKey(input: event.origin.input, thread: event.threadID)
-            let exact = event.kind != .migratePendingEstimate
+            // Pre-8.0 `migrate_pending` syncs the dirty bitmap itself only when the estimate fell below
+            // `max` (its second argument), so a size below `max` proves a sync; a larger one may be stale.
+            let exact = switch event.kind {
+            case .migratePendingExact: true
+            case .migratePending: event.arguments.count >= 2 && event.arguments.a0 < event.arguments.a1
+            default: false
+            }
             if let s = openSeries(key) {
                 s.pending = event.arguments.a0
                 s.pendingExact = exact

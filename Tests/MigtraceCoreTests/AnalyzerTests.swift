@@ -1,0 +1,88 @@
+// SPDX-License-Identifier: Apache-2.0
+import Testing
+@testable import MigtraceCore
+
+/// Series splitting, pending bookkeeping and time bases of the analyzer, on small hand-written logs.
+@Suite struct AnalyzerTests {
+    /// An era-A window line with QEMU's exact max_size for a 300 ms limit.
+    func window(_ transferred: UInt64, _ ms: UInt64, prefix: String = "") -> String {
+        let bw = Double(transferred) / Double(ms)
+        return "\(prefix)migrate_transferred transferred \(transferred) time_spent \(ms) bandwidth \(UInt64(bw)) max_size \(UInt64(bw * 300))"
+    }
+
+    @Test func setupStateStartsANewSeriesAndFinalStatesAreKept() throws {
+        let log = [
+            "10@1700000000.000000:migrate_set_state new state setup",
+            window(1_000_000, 100, prefix: "11@1700000000.100000:"),
+            window(1_000_000, 100, prefix: "11@1700000000.200000:"),
+            "11@1700000000.250000:migrate_set_state new state completed",
+            "10@1700000005.000000:migrate_set_state new state setup",
+            window(2_000_000, 100, prefix: "12@1700000005.100000:"),
+            "12@1700000005.150000:migrate_set_state new state cancelled",
+        ].joined(separator: "\n")
+        let sink = try analyze(text: log)
+        let report = try #require(sink.report)
+        #expect(report.series.map(\.windows) == [2, 1])
+        #expect(report.series.map(\.finalState) == ["completed", "cancelled"])
+        #expect(report.series.map(\.info.threadID) == [11, 12])
+        #expect(report.series.allSatisfy { $0.info.timeBase == .epoch && $0.exactThresholds == $0.windows })
+        #expect(abs(sink.windows[1].startTime - 1_700_000_000.1) < 1e-6)
+        #expect(sink.windows[1].endTime == 1_700_000_000.2)
+        #expect(sink.windows[1].cumulativeBytes == 2_000_000)
+    }
+
+    @Test func withoutPrefixTimesAreTheSumOfTimeSpent() throws {
+        let sink = try analyze(text: [window(500_000, 100), window(500_000, 250), window(500_000, 100)].joined(separator: "\n"))
+        #expect(sink.series.map(\.timeBase) == [.relative])
+        #expect(sink.windows.map(\.endTime) == [0.1, 0.35, 0.45])
+        #expect(sink.windows.map(\.startTime) == [0, 0.1, 0.35])
+    }
+
+    @Test func pendingIsTheLastValueOfTheWindowAndPre80ExactnessFollowsMax() throws {
+        let log = [
+            "migrate_pending pending size 9000000 max 3000000 (pre = 9000000 compat=0 post=0)",
+            window(1_000_000, 100),
+            "migrate_pending pending size 5000000 max 3000000 (pre = 5000000 compat=0 post=0)",
+            "migrate_pending pending size 2000000 max 3000000 (pre = 2000000 compat=0 post=0)",
+            window(1_000_000, 100),
+            "migrate_pending_estimate estimate pending size 4000000 (pre = 4000000 post=0)",
+            window(1_000_000, 100),
+            "migrate_pending_exact exact pending size 6000000 (pre = 6000000 post=0)",
+            window(1_000_000, 100),
+        ].joined(separator: "\n")
+        let sink = try analyze(text: log)
+        #expect(sink.windows.map(\.pendingBytes) == [9_000_000, 2_000_000, 4_000_000, 6_000_000])
+        #expect(sink.windows.map(\.pendingExact) == [false, true, false, true])
+    }
+
+    @Test func windowsOfTwoThreadsAreTwoSeries() throws {
+        let log = [
+            window(1_000_000, 100, prefix: "21@1700000000.100000:"),
+            window(3_000_000, 100, prefix: "22@1700000000.150000:"),
+            window(1_000_000, 100, prefix: "21@1700000000.200000:"),
+        ].joined(separator: "\n")
+        let sink = try analyze(text: log)
+        let report = try #require(sink.report)
+        #expect(report.series.map(\.windows) == [2, 1])
+        #expect(report.series.map(\.totalBytes) == [2_000_000, 3_000_000])
+    }
+
+    @Test func givenDowntimeLimitThatDoesNotFitIsAFormulaMismatch() throws {
+        var config = AnalysisConfiguration(downtimeLimitMs: 100)
+        config.disabledRules = ["rate-capped"]
+        let sink = try analyze(text: [window(1_000_000, 100), window(1_000_000, 100)].joined(separator: "\n"), configuration: config)
+        #expect(sink.windows.allSatisfy { !$0.rebuild.exact && $0.rebuild.threshold == 1_000_000 && $0.thresholdTraced == 3_000_000 })
+        let f = try #require(sink.findings.first { $0.rule == "formula-mismatch" })
+        #expect(f.firstWindow == 0 && f.lastWindow == 1)
+        #expect(f.evidence.contains(.count("windows", 2)))
+    }
+
+    @Test func disabledRulesDoNotRun() throws {
+        var config = AnalysisConfiguration()
+        config.disabledRules = ["thread-stall"]
+        let sink = try analyze(text: window(1_000_000, 1500), configuration: config)
+        #expect(!sink.findings.contains { $0.rule == "thread-stall" })
+        let enabled = try analyze(text: window(1_000_000, 1500))
+        #expect(enabled.findings.filter { $0.rule == "thread-stall" }.map(\.severity) == [.critical])
+    }
+}
