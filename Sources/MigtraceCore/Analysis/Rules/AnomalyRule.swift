@@ -168,3 +168,31 @@ enum RuleMath {
     /// Milliseconds as seconds with one or two decimals.
     static func seconds(_ ms: Double) -> String { "\(Format.fixed(ms / 1000, 2)) s" }
 }
+
+/// A run of consecutive windows a rule is following: its first and last window, how many, how long.
+struct WindowRun {
+    private(set) var first: AnalyzedWindow?
+    private(set) var last: AnalyzedWindow?
+    private(set) var windows: UInt64 = 0
+    /// Sum of `time_spent`, saturating: the trace may hold any value and a sum must not trap.
+    private(set) var durationMs: UInt64 = 0
+
+    /// Whether no window has been added since the last `take()`.
+    var isEmpty: Bool { first == nil }
+
+    /// Extend the run with the next window.
+    mutating func add(_ window: AnalyzedWindow) {
+        if first == nil { first = window }
+        last = window
+        windows += 1
+        let (ms, overflow) = durationMs.addingReportingOverflow(window.timeSpentMs)
+        durationMs = overflow ? .max : ms
+    }
+
+    /// End the run: the finished run when it had a window, and an empty run from here on.
+    mutating func take() -> (first: AnalyzedWindow, last: AnalyzedWindow, windows: UInt64, durationMs: UInt64)? {
+        defer { self = WindowRun() }
+        guard let first, let last else { return nil }
+        return (first, last, windows, durationMs)
+    }
+}

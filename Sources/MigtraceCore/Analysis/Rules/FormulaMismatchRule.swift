@@ -9,9 +9,7 @@ public final class FormulaMismatchRule: AnomalyRule {
     public static let remedy =
         "Check the QEMU build (patches to migration_update_counters), the trace's integrity, and `downtime-limit` in query-migrate-parameters."
 
-    private var first: AnalyzedWindow?
-    private var last: AnalyzedWindow?
-    private var count: UInt64 = 0
+    private var run = WindowRun()
 
     public init(thresholds: RuleThresholds) {}
 
@@ -21,20 +19,13 @@ public final class FormulaMismatchRule: AnomalyRule {
             flush(context)
             return
         }
-        if first == nil { first = window }
-        last = window
-        count += 1
+        run.add(window)
     }
 
     public func finish(_ context: RuleContext) { flush(context) }
 
     private func flush(_ context: RuleContext) {
-        defer {
-            first = nil
-            last = nil
-            count = 0
-        }
-        guard let first, let last else { return }
+        guard let (first, last, count, _) = run.take() else { return }
         let limit = first.rebuild.downtimeLimitMs.map { "\($0) ms" } ?? "no limit"
         context.report(
             Self.self, .warning, from: first, to: last,

@@ -11,10 +11,7 @@ public final class NoProgressRule: AnomalyRule {
 
     private let minBytes: UInt64
     private let minMs: UInt64
-    private var first: AnalyzedWindow?
-    private var last: AnalyzedWindow?
-    private var runMs: UInt64 = 0
-    private var runWindows: UInt64 = 0
+    private var run = WindowRun()
 
     public init(thresholds: RuleThresholds) {
         minBytes = thresholds.noProgressBytes
@@ -23,12 +20,7 @@ public final class NoProgressRule: AnomalyRule {
 
     public func observe(_ window: AnalyzedWindow, _ context: RuleContext) {
         if window.transferred < minBytes {
-            if first == nil { first = window }
-            last = window
-            // Saturating: time_spent is whatever the trace says, and a sum of huge values must not trap.
-            let (ms, overflow) = runMs.addingReportingOverflow(window.timeSpentMs)
-            runMs = overflow ? .max : ms
-            runWindows += 1
+            run.add(window)
         } else {
             flush(context)
         }
@@ -37,16 +29,10 @@ public final class NoProgressRule: AnomalyRule {
     public func finish(_ context: RuleContext) { flush(context) }
 
     private func flush(_ context: RuleContext) {
-        defer {
-            first = nil
-            last = nil
-            runMs = 0
-            runWindows = 0
-        }
-        guard let first, let last, runMs >= minMs, runWindows >= 2 else { return }
+        guard let r = run.take(), r.durationMs >= minMs, r.windows >= 2 else { return }
         context.report(
-            Self.self, .warning, from: first, to: last,
-            "Windows \(first.index)–\(last.index) (\(RuleMath.seconds(Double(runMs)))) each sent less than one page.",
-            evidence: [.count("windows", runWindows), .count("duration_ms", runMs), .count("min_bytes", minBytes)])
+            Self.self, .warning, from: r.first, to: r.last,
+            "Windows \(r.first.index)–\(r.last.index) (\(RuleMath.seconds(Double(r.durationMs)))) each sent less than one page.",
+            evidence: [.count("windows", r.windows), .count("duration_ms", r.durationMs), .count("min_bytes", minBytes)])
     }
 }

@@ -11,11 +11,8 @@ public final class SwitchoverBandwidthMismatchRule: AnomalyRule {
 
     private let ratio: Double
     private let minMs: UInt64
-    private var first: AnalyzedWindow?
-    private var last: AnalyzedWindow?
+    private var run = WindowRun()
     private var over = false
-    private var runMs: UInt64 = 0
-    private var runWindows: UInt64 = 0
     private var declared: Double = 0
     private var measuredSum: Double = 0
 
@@ -33,17 +30,10 @@ public final class SwitchoverBandwidthMismatchRule: AnomalyRule {
         let r = window.rebuild.expectedPerMs / window.bandwidth
         let isOver = r >= ratio
         let isUnder = r <= 1 / ratio
-        if (!isOver && !isUnder) || (first != nil && isOver != over) { flush(context) }
+        if (!isOver && !isUnder) || (!run.isEmpty && isOver != over) { flush(context) }
         guard isOver || isUnder else { return }
-        if first == nil {
-            first = window
-            over = isOver
-        }
-        last = window
-        // Saturating: time_spent is whatever the trace says, and a sum of huge values must not trap.
-        let (ms, overflow) = runMs.addingReportingOverflow(window.timeSpentMs)
-        runMs = overflow ? .max : ms
-        runWindows += 1
+        if run.isEmpty { over = isOver }
+        run.add(window)
         declared = window.rebuild.expectedPerMs
         measuredSum += window.bandwidth
     }
@@ -51,14 +41,8 @@ public final class SwitchoverBandwidthMismatchRule: AnomalyRule {
     public func finish(_ context: RuleContext) { flush(context) }
 
     private func flush(_ context: RuleContext) {
-        defer {
-            first = nil
-            last = nil
-            runMs = 0
-            runWindows = 0
-            measuredSum = 0
-        }
-        guard let first, let last, runMs >= minMs, runWindows >= 3 else { return }
+        defer { measuredSum = 0 }
+        guard let (first, last, runWindows, runMs) = run.take(), runMs >= minMs, runWindows >= 3 else { return }
         let measured = measuredSum / Double(runWindows)
         let consequence = over ? "downtime will overshoot the limit" : "switchover is needlessly late"
         context.report(

@@ -9,9 +9,7 @@ public final class UnknownEraRule: AnomalyRule {
     public static let remedy =
         "Check which QEMU build produced the trace and whether migration_update_counters() was patched; the threshold of such windows is not rebuilt."
 
-    private var first: AnalyzedWindow?
-    private var last: AnalyzedWindow?
-    private var count: UInt64 = 0
+    private var run = WindowRun()
 
     public init(thresholds: RuleThresholds) {}
 
@@ -20,20 +18,13 @@ public final class UnknownEraRule: AnomalyRule {
             flush(context)
             return
         }
-        if first == nil { first = window }
-        last = window
-        count += 1
+        run.add(window)
     }
 
     public func finish(_ context: RuleContext) { flush(context) }
 
     private func flush(_ context: RuleContext) {
-        defer {
-            first = nil
-            last = nil
-            count = 0
-        }
-        guard let first, let last else { return }
+        guard let (first, last, count, _) = run.take() else { return }
         let q = QEMUArithmetic.truncate(first.bandwidth)
         let m = QEMUArithmetic.truncate(first.mbps)
         context.report(
