@@ -73,7 +73,8 @@ public final class RuleContext {
 /// Every rule migtrace runs, in report order.
 public enum RuleRegistry {
     /// The rule types.
-    public static let all: [any AnomalyRule.Type] = [
+    // SAFETY: an immutable array of metatypes, never written after initialisation.
+    nonisolated(unsafe) public static let all: [any AnomalyRule.Type] = [
         ThreadStallRule.self,
         NoProgressRule.self,
         BandwidthShiftRule.self,
