@@ -6,20 +6,8 @@ import Testing
 /// Malformed input through the whole read path (TraceReader → MigrationAnalyzer → rules): every bad line
 /// is reported at its line with its reason, nothing crashes, and the good lines around it are still analysed.
 @Suite struct MalformedInputTests {
-    /// Collects what the analysis of one malformed input produced.
-    final class Sink: AnalysisSink {
-        var series: [SeriesInfo] = []
-        var windows: [AnalyzedWindow] = []
-        var findings: [Finding] = []
-        var summaries: [SeriesSummary] = []
-        var report: AnalysisReport?
-
-        func seriesStarted(_ info: SeriesInfo) { series.append(info) }
-        func window(_ window: AnalyzedWindow, in series: SeriesInfo) { windows.append(window) }
-        func finding(_ finding: Finding) { findings.append(finding) }
-        func seriesEnded(_ summary: SeriesSummary) { summaries.append(summary) }
-        func finished(_ report: AnalysisReport) { self.report = report }
-    }
+    /// Collects what the analysis of one malformed input produced (the suite-wide collecting sink).
+    typealias Sink = CollectingSink
 
     /// The essentials of a window: its line, series and traced values.
     struct W: Equatable, CustomStringConvertible {
