@@ -47,14 +47,7 @@ struct AttachCommand: AsyncParsableCommand {
     @Argument(help: "Process id of the source QEMU.")
     var pid: Int32
 
-    @Option(name: .shortAndLong, help: "Output format: text (a line per window) or json (JSON Lines).")
-    var format: OutputFormat = .text
-
-    @Option(help: ArgumentHelp("Also record every event to this file (created 0600; see --force).", valueName: "file"))
-    var record: String?
-
-    @Flag(help: "Overwrite an existing --record file.")
-    var force = false
+    @OptionGroup var output: LiveOutputOptions
 
     @Flag(help: "Stop once the migration reaches completed, failed or cancelled (needs the migrate_set_state probe).")
     var untilComplete = false
@@ -69,7 +62,6 @@ struct AttachCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard pid > 0 else { throw ValidationError("The pid must be a positive number, e.g. $(pidof qemu-system-x86_64).") }
-        guard format != .csv else { throw ValidationError("attach writes text or json; use `migtrace analyze --format csv` on a recording.") }
         guard ringBufferSize >= 4096, ringBufferSize & (ringBufferSize - 1) == 0 else {
             throw ValidationError("--ring-buffer-size must be a power of two of at least 4096 bytes.")
         }
@@ -77,7 +69,7 @@ struct AttachCommand: AsyncParsableCommand {
 
     func run() async throws {
         let code = try await LiveRun(
-            pid: pid, format: format, record: record, force: force, untilComplete: untilComplete,
+            pid: pid, format: output.format, record: output.record, force: output.force, untilComplete: untilComplete,
             ringBufferSize: ringBufferSize, verbose: verbose, analysis: analysis
         ).run()
         if code != .success { throw code }

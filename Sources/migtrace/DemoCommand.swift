@@ -26,27 +26,19 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "Replay this many times faster than recorded.")
     var speed: Double = 1
 
-    @Option(name: .shortAndLong, help: "Output format: text or json (JSON Lines).")
-    var format: OutputFormat = .text
-
-    @Option(help: ArgumentHelp("Also record the live events to this file.", valueName: "file"))
-    var record: String?
-
-    @Flag(help: "Overwrite an existing --record file.")
-    var force = false
+    @OptionGroup var output: LiveOutputOptions
 
     @OptionGroup var analysis: AnalysisOptions
 
     func validate() throws {
         guard speed > 0, speed <= 1000 else { throw ValidationError("--speed must be between 0 and 1000.") }
-        guard format != .csv else { throw ValidationError("demo writes text or json.") }
     }
 
     func run() async throws {
         let target = try DemoTarget.start()
         let script = DemoTrace.replayScript(speed: speed)
         let run = LiveRun(
-            pid: target.pid, format: format, record: record, force: force, untilComplete: false,
+            pid: target.pid, format: output.format, record: output.record, force: output.force, untilComplete: false,
             ringBufferSize: 4 << 20, verbose: false, analysis: analysis,
             onAttached: { target.feed(script) })
         let code: ExitCode
