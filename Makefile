@@ -6,7 +6,7 @@
 Q := $(if $(V),,@)
 SWIFT ?= swift
 
-.PHONY: all setup build release demo test bench fuzz clean
+.PHONY: all setup build release demo test bench fuzz format lint clean
 
 all: build
 
@@ -31,6 +31,12 @@ bench: setup
 
 fuzz: setup
 	$(Q)bash fuzz/run
+
+format:
+	$(Q)$(SWIFT) format format --configuration .swift-format -i -r Sources Tests Plugins Package.swift
+
+lint:
+	$(Q)$(SWIFT) format lint --strict --configuration .swift-format -r Sources Tests Plugins Package.swift
 
 clean:
 	$(Q)rm -rf .build .cache/guest

@@ -3,9 +3,9 @@
 import CMigtraceBPF
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 
 /// A set of Linux capabilities (bit `n` = capability number `n`), as in `CapEff:` of `/proc/<pid>/status`.

@@ -5,9 +5,9 @@ import MigtraceCore
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 
 /// Why a live session could not be set up.
@@ -34,7 +34,9 @@ public enum LiveAttachError: Error, Sendable, CustomStringConvertible {
             "\(path) has no qemu USDT probes: QEMU was built without the dtrace trace backend "
                 + "(--enable-trace-backends=dtrace); use its log output instead"
         case let .requiredProbeMissing(path, probe, error):
-            if let error { "cannot attach qemu:\(probe) in \(path): \(error)" } else {
+            if let error {
+                "cannot attach qemu:\(probe) in \(path): \(error)"
+            } else {
                 "\(path) has qemu USDT probes but no qemu:\(probe)"
             }
         case let .invalidConfiguration(s): "invalid configuration: \(s)"

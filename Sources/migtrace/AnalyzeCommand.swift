@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 import ArgumentParser
-#if canImport(Glibc)
-import Glibc
-#endif
 import MigtraceCore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// `migtrace analyze FILE...`: post-mortem analysis of QEMU logs and migtrace recordings.
 struct AnalyzeCommand: ParsableCommand {
@@ -39,7 +40,9 @@ struct AnalyzeCommand: ParsableCommand {
 
     func validate() throws {
         if files.isEmpty {
-            throw ValidationError("Give at least one trace file (or - for standard input). Record one with `-trace migrate_transferred -D FILE` on the source QEMU.")
+            throw ValidationError(
+                "Give at least one trace file (or - for standard input). Record one with `-trace migrate_transferred -D FILE` on the source QEMU."
+            )
         }
     }
 
@@ -71,7 +74,8 @@ struct AnalyzeCommand: ParsableCommand {
                 let stats = try TraceReader.read(fd: fd, input: index, into: analyzer)
                 inputs.append((names[index], stats))
                 if stats.format == .recording, stats.endReason == nil, stats.header != nil {
-                    printError("migtrace: \(path): recording has no end record (the recorder was killed); analysed up to its last complete event")
+                    printError(
+                        "migtrace: \(path): recording has no end record (the recorder was killed); analysed up to its last complete event")
                 }
             } catch {
                 printError("migtrace: \(path): \(error)")

@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 import ArgumentParser
 import Dispatch
-#if canImport(Glibc)
-import Glibc
-#endif
 import MigtraceBPF
 import MigtraceCore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Exit codes of `attach` beyond the common ones (README "Exit codes").
 enum AttachExit {
@@ -103,9 +104,12 @@ struct LiveRun {
             switch error {
             case .noSuchProcess: return fail("\(error); check the pid with `pgrep -a qemu`", AttachExit.noSuchProcess)
             case .insufficientPrivileges: return fail(error.description, AttachExit.privileges)
-            case .uprobesUnavailable: return fail("\(error); a kernel with CONFIG_UPROBE_EVENTS and BPF ring buffer (5.8+) is needed", AttachExit.kernelSupport)
+            case .uprobesUnavailable:
+                return fail("\(error); a kernel with CONFIG_UPROBE_EVENTS and BPF ring buffer (5.8+) is needed", AttachExit.kernelSupport)
             case .executableUnresolvable(_, let e) where e == EACCES || e == EPERM:
-                return fail("\(error): reading another user's /proc/<pid>/exe needs CAP_SYS_PTRACE (missing); run as root or add CAP_SYS_PTRACE", AttachExit.privileges)
+                return fail(
+                    "\(error): reading another user's /proc/<pid>/exe needs CAP_SYS_PTRACE (missing); run as root or add CAP_SYS_PTRACE",
+                    AttachExit.privileges)
             case .executableUnresolvable: return fail("\(error); run as root in the target's PID namespace", AttachExit.noSuchProcess)
             }
         }
@@ -119,17 +123,24 @@ struct LiveRun {
             switch error {
             case .noQEMUProbes(let path):
                 guard path.contains("qemu") else {
-                    return fail("pid \(pid) (\(path)) is not a QEMU: it has no qemu USDT probes. Give the pid of the source qemu-system-* / qemu-kvm process (`pgrep -a qemu`).", AttachExit.notQEMUWithProbe)
+                    return fail(
+                        "pid \(pid) (\(path)) is not a QEMU: it has no qemu USDT probes. Give the pid of the source qemu-system-* / qemu-kvm process (`pgrep -a qemu`).",
+                        AttachExit.notQEMUWithProbe)
                 }
-                return fail("""
+                return fail(
+                    """
                     pid \(pid) (\(path)) has no qemu USDT probes: this QEMU was built without the dtrace trace backend (Debian and Ubuntu build only the log backend). Two ways forward:
                       1. start QEMU with `-trace migrate_transferred -trace 'migrate_pending*' -D FILE`, then `migtrace analyze FILE`;
                       2. on a running QEMU: QMP {"execute":"trace-event-set-state","arguments":{"name":"migrate_transferred","enable":true}} (HMP: `trace-event migrate_transferred on`; it logs to the -D file or stderr), then `migtrace analyze` that log.
                     """, AttachExit.notQEMUWithProbe)
             case .requiredProbeMissing(_, _, let e?) where e.errno == EPERM || e.errno == EACCES:
-                return fail("\(error): the kernel refused the uprobe; it needs CAP_SYS_ADMIN (missing; CAP_BPF+CAP_PERFMON are not enough since Linux 6.16 and its stable backports), plus CAP_SYS_PTRACE for another user's QEMU. Run as root or add CAP_SYS_ADMIN", AttachExit.privileges)
+                return fail(
+                    "\(error): the kernel refused the uprobe; it needs CAP_SYS_ADMIN (missing; CAP_BPF+CAP_PERFMON are not enough since Linux 6.16 and its stable backports), plus CAP_SYS_PTRACE for another user's QEMU. Run as root or add CAP_SYS_ADMIN",
+                    AttachExit.privileges)
             case .requiredProbeMissing:
-                return fail("\(error); this QEMU has USDT probes but not migrate_transferred: use its log output with `migtrace analyze`", AttachExit.notQEMUWithProbe)
+                return fail(
+                    "\(error); this QEMU has USDT probes but not migrate_transferred: use its log output with `migtrace analyze`",
+                    AttachExit.notQEMUWithProbe)
             case .libbpf(let e) where e.errno == EPERM || e.errno == EACCES:
                 return fail("\(e); run as root or with CAP_BPF+CAP_PERFMON", AttachExit.privileges)
             case .libbpf(let e) where e.errno == EINVAL || e.errno == EOPNOTSUPP || e.errno == ENOSYS:
@@ -188,10 +199,12 @@ struct LiveRun {
             let host = withUnsafeBytes(of: uts.nodename) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
             let kernel = withUnsafeBytes(of: uts.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
             let buildID = (try? USDTNotes.buildID(path: binary)) ?? nil
-            recorder?.append(RecordingFormat.headerLine(RecordingFormat.Header(
-                migtraceVersion: Migtrace.version, host: host, kernel: kernel, pid: UInt32(pid), binary: binary,
-                buildID: buildID ?? "", clockOffsetNanoseconds: offset, startedAtNanoseconds: MonotonicClock.realtimeNanoseconds(),
-                probes: attached.map { ($0.name, $0.noteArgumentCount ?? 0) })))
+            recorder?.append(
+                RecordingFormat.headerLine(
+                    RecordingFormat.Header(
+                        migtraceVersion: Migtrace.version, host: host, kernel: kernel, pid: UInt32(pid), binary: binary,
+                        buildID: buildID ?? "", clockOffsetNanoseconds: offset, startedAtNanoseconds: MonotonicClock.realtimeNanoseconds(),
+                        probes: attached.map { ($0.name, $0.noteArgumentCount ?? 0) })))
         }
 
         // Header.
@@ -219,7 +232,9 @@ struct LiveRun {
             out.flush()
         } else {
             var h = "migtrace \(Migtrace.version): attached to pid \(pid) (\(binary))\n"
-            h += "probes: " + attached.map { "\($0.name) (\($0.noteArgumentCount.map { "\($0) args" } ?? "?"))" }.joined(separator: ", ") + "\n"
+            h +=
+                "probes: " + attached.map { "\($0.name) (\($0.noteArgumentCount.map { "\($0) args" } ?? "?"))" }.joined(separator: ", ")
+                + "\n"
             let missing = session.probes.filter { !$0.attached }
             if !missing.isEmpty { h += "not attached: " + missing.map { "\($0.name) (\($0.reason ?? ""))" }.joined(separator: ", ") + "\n" }
             if let record { h += "recording to \(record)\n" }
@@ -263,7 +278,9 @@ struct LiveRun {
                     reportedDrops = drops
                     recorder?.append(RecordingFormat.lostLine(kernelDrops: drops, consumerDrops: session.consumerDrops))
                     if let jsonl {
-                        jsonl.object("lost") { o in o.raw(",\"kernel_drops\":"); o.unsigned(drops) }
+                        jsonl.object("lost") { o in
+                            o.raw(",\"kernel_drops\":"); o.unsigned(drops)
+                        }
                     } else {
                         out.write(Array("  ▲ lost \(drops) events so far (kernel ring buffer full; try --ring-buffer-size)\n".utf8))
                     }
@@ -271,7 +288,9 @@ struct LiveRun {
                 out.flush()
                 if !recordingFailureShown, let failure = recorder?.failure, let record {
                     recordingFailureShown = true
-                    printError("migtrace: recording to \(record) stopped: \(failure); the file is valid up to its last complete event. Live analysis goes on; free space or record elsewhere.")
+                    printError(
+                        "migtrace: recording to \(record) stopped: \(failure); the file is valid up to its last complete event. Live analysis goes on; free space or record elsewhere."
+                    )
                 }
                 if out.closed {
                     // Keep draining (into the recording) until the stream finishes.
@@ -290,16 +309,23 @@ struct LiveRun {
         let recordReason = recorder?.failure == nil ? reason : "recording-stopped"
         recorder?.finish(RecordingFormat.endLine(reason: recordReason, kernelDrops: kernelDrops, consumerDrops: consumerDrops))
         if let jsonl {
-            jsonl.summaryExtras = [("events_received", session.receivedEvents), ("kernel_drops", kernelDrops), ("consumer_drops", consumerDrops)]
+            jsonl.summaryExtras = [
+                ("events_received", session.receivedEvents), ("kernel_drops", kernelDrops), ("consumer_drops", consumerDrops),
+            ]
             jsonl.endReason = reason
         }
         let report = analyzer.finish()
         if jsonl == nil {
-            out.write(Array("capture ended (\(reason)): \(session.receivedEvents) events received; lost \(kernelDrops) events (kernel), \(consumerDrops) (consumer)\n".utf8))
+            out.write(
+                Array(
+                    "capture ended (\(reason)): \(session.receivedEvents) events received; lost \(kernelDrops) events (kernel), \(consumerDrops) (consumer)\n"
+                        .utf8))
             out.flush()
         }
         if let failure = recorder?.failure, let record {
-            printError("migtrace: recording to \(record) stopped: \(failure); the file is valid up to its last complete event. Free space or record elsewhere.")
+            printError(
+                "migtrace: recording to \(record) stopped: \(failure); the file is valid up to its last complete event. Free space or record elsewhere."
+            )
             return AttachExit.recording
         }
         return analysis.exitCode(for: report)

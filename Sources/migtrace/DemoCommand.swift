@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 import ArgumentParser
-#if canImport(Glibc)
-import Glibc
-#endif
 import MigtraceCore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// `migtrace demo`: attach live to a bundled stand-in QEMU that replays a real recorded migration.
 struct DemoCommand: AsyncParsableCommand {
@@ -107,12 +108,14 @@ struct DemoTarget: Sendable {
     /// as it does for a real QEMU (a zombie child would keep it "alive").
     private func reapInBackground() {
         var thread = pthread_t()
-        let rc = pthread_create(&thread, nil, { ctx in
-            let pid = Int32(Int(bitPattern: ctx))
-            var status: Int32 = 0
-            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-            return nil
-        }, UnsafeMutableRawPointer(bitPattern: Int(pid)))
+        let rc = pthread_create(
+            &thread, nil,
+            { ctx in
+                let pid = Int32(Int(bitPattern: ctx))
+                var status: Int32 = 0
+                while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+                return nil
+            }, UnsafeMutableRawPointer(bitPattern: Int(pid)))
         if rc == 0 { pthread_detach(thread) }
     }
 
@@ -127,20 +130,22 @@ struct DemoTarget: Sendable {
         }
         let box = Unmanaged.passRetained(Box(fd, script)).toOpaque()
         var thread = pthread_t()
-        let rc = pthread_create(&thread, nil, { ctx in
-            // SAFETY: balanced with passRetained above; this thread is the only consumer.
-            let b = Unmanaged<Box>.fromOpaque(ctx!).takeRetainedValue()
-            b.bytes.withUnsafeBytes { raw in
-                var off = 0
-                while off < raw.count {
-                    let n = write(b.fd, raw.baseAddress! + off, raw.count - off)
-                    if n <= 0 { break }
-                    off += n
+        let rc = pthread_create(
+            &thread, nil,
+            { ctx in
+                // SAFETY: balanced with passRetained above; this thread is the only consumer.
+                let b = Unmanaged<Box>.fromOpaque(ctx!).takeRetainedValue()
+                b.bytes.withUnsafeBytes { raw in
+                    var off = 0
+                    while off < raw.count {
+                        let n = write(b.fd, raw.baseAddress! + off, raw.count - off)
+                        if n <= 0 { break }
+                        off += n
+                    }
                 }
-            }
-            close(b.fd)
-            return nil
-        }, box)
+                close(b.fd)
+                return nil
+            }, box)
         if rc == 0 { pthread_detach(thread) } else { close(fd) }
     }
 

@@ -7,126 +7,127 @@ enum DemoTrace {
     static let qemuVersion = "10.0"
     /// The QEMU log text, as QEMU wrote it.
     static let text = #"""
-migrate_set_state new state setup
-migrate_set_state new state active
-migrate_pending_estimate estimate pending size 201859072 (pre = 201859072 post=0)
-migrate_transferred transferred 2635660 time_spent 100 bandwidth 26356 switchover_bw 0 max_size 7906980
-migrate_pending_estimate estimate pending size 195194880 (pre = 195194880 post=0)
-migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
-migrate_pending_estimate estimate pending size 192573440 (pre = 192573440 post=0)
-migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
-migrate_pending_estimate estimate pending size 189952000 (pre = 189952000 post=0)
-migrate_transferred transferred 2626578 time_spent 101 bandwidth 26005 switchover_bw 0 max_size 7801716
-migrate_pending_estimate estimate pending size 187330560 (pre = 187330560 post=0)
-migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
-migrate_pending_estimate estimate pending size 184709120 (pre = 184709120 post=0)
-migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
-migrate_pending_estimate estimate pending size 182087680 (pre = 182087680 post=0)
-migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
-migrate_pending_estimate estimate pending size 179466240 (pre = 179466240 post=0)
-migrate_transferred transferred 2626578 time_spent 101 bandwidth 26005 switchover_bw 0 max_size 7801716
-migrate_pending_estimate estimate pending size 176844800 (pre = 176844800 post=0)
-migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
-migrate_pending_estimate estimate pending size 174223360 (pre = 174223360 post=0)
-migrate_transferred transferred 2626578 time_spent 104 bandwidth 25255 switchover_bw 0 max_size 7576667
-migrate_pending_estimate estimate pending size 171601920 (pre = 171601920 post=0)
-migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
-migrate_pending_estimate estimate pending size 168980480 (pre = 168980480 post=0)
-migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
-migrate_pending_estimate estimate pending size 166359040 (pre = 166359040 post=0)
-migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
-migrate_pending_estimate estimate pending size 163737600 (pre = 163737600 post=0)
-migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
-migrate_pending_estimate estimate pending size 161116160 (pre = 161116160 post=0)
-migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
-migrate_pending_estimate estimate pending size 158494720 (pre = 158494720 post=0)
-migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
-migrate_pending_estimate estimate pending size 155873280 (pre = 155873280 post=0)
-migrate_transferred transferred 2626578 time_spent 104 bandwidth 25255 switchover_bw 0 max_size 7576667
-migrate_pending_estimate estimate pending size 153251840 (pre = 153251840 post=0)
-migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
-migrate_pending_estimate estimate pending size 150630400 (pre = 150630400 post=0)
-migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
-migrate_pending_estimate estimate pending size 148008960 (pre = 148008960 post=0)
-migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
-migrate_pending_estimate estimate pending size 145387520 (pre = 145387520 post=0)
-migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
-migrate_pending_estimate estimate pending size 142766080 (pre = 142766080 post=0)
-migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
-migrate_pending_estimate estimate pending size 140144640 (pre = 140144640 post=0)
-migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
-migrate_pending_estimate estimate pending size 137523200 (pre = 137523200 post=0)
-migrate_transferred transferred 2626578 time_spent 101 bandwidth 26005 switchover_bw 0 max_size 7801716
-migrate_pending_estimate estimate pending size 134901760 (pre = 134901760 post=0)
-migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
-migrate_pending_estimate estimate pending size 132280320 (pre = 132280320 post=0)
-migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
-migrate_pending_estimate estimate pending size 129658880 (pre = 129658880 post=0)
-migrate_transferred transferred 919314 time_spent 101 bandwidth 9102 switchover_bw 0 max_size 2730635
-migrate_pending_estimate estimate pending size 128741376 (pre = 128741376 post=0)
-migrate_transferred transferred 919314 time_spent 100 bandwidth 9193 switchover_bw 0 max_size 2757942
-migrate_pending_estimate estimate pending size 127823872 (pre = 127823872 post=0)
-migrate_transferred transferred 919314 time_spent 100 bandwidth 9193 switchover_bw 0 max_size 2757942
-migrate_pending_estimate estimate pending size 126906368 (pre = 126906368 post=0)
-migrate_transferred transferred 919314 time_spent 100 bandwidth 9193 switchover_bw 0 max_size 2757942
-migrate_pending_estimate estimate pending size 125988864 (pre = 125988864 post=0)
-migrate_transferred transferred 919314 time_spent 100 bandwidth 9193 switchover_bw 0 max_size 2757942
-migrate_pending_estimate estimate pending size 125071360 (pre = 125071360 post=0)
-migrate_transferred transferred 919314 time_spent 100 bandwidth 9193 switchover_bw 0 max_size 2757942
-migrate_pending_estimate estimate pending size 124153856 (pre = 124153856 post=0)
-migrate_transferred transferred 919314 time_spent 100 bandwidth 9193 switchover_bw 0 max_size 2757942
-migrate_pending_estimate estimate pending size 123236352 (pre = 123236352 post=0)
-migrate_transferred transferred 919314 time_spent 100 bandwidth 9193 switchover_bw 0 max_size 2757942
-migrate_pending_estimate estimate pending size 122318848 (pre = 122318848 post=0)
-migrate_transferred transferred 919314 time_spent 100 bandwidth 9193 switchover_bw 0 max_size 2757942
-migrate_pending_estimate estimate pending size 121401344 (pre = 121401344 post=0)
-migrate_transferred transferred 919314 time_spent 100 bandwidth 9193 switchover_bw 0 max_size 2757942
-migrate_pending_estimate estimate pending size 120483840 (pre = 120483840 post=0)
-migrate_transferred transferred 919314 time_spent 100 bandwidth 9193 switchover_bw 0 max_size 2757942
-migrate_pending_estimate estimate pending size 119566336 (pre = 119566336 post=0)
-migrate_transferred transferred 919314 time_spent 100 bandwidth 9193 switchover_bw 0 max_size 2757942
-migrate_pending_estimate estimate pending size 118648832 (pre = 118648832 post=0)
-migrate_transferred transferred 919314 time_spent 100 bandwidth 9193 switchover_bw 0 max_size 2757942
-migrate_pending_estimate estimate pending size 117731328 (pre = 117731328 post=0)
-migrate_transferred transferred 919314 time_spent 100 bandwidth 9193 switchover_bw 0 max_size 2757942
-migrate_pending_estimate estimate pending size 116813824 (pre = 116813824 post=0)
-migrate_transferred transferred 919314 time_spent 100 bandwidth 9193 switchover_bw 0 max_size 2757942
-migrate_pending_estimate estimate pending size 115896320 (pre = 115896320 post=0)
-migrate_transferred transferred 919314 time_spent 100 bandwidth 9193 switchover_bw 0 max_size 2757942
-migrate_pending_estimate estimate pending size 114978816 (pre = 114978816 post=0)
-migrate_transferred transferred 919314 time_spent 100 bandwidth 9193 switchover_bw 0 max_size 2757942
-migrate_pending_estimate estimate pending size 114061312 (pre = 114061312 post=0)
-migrate_transferred transferred 919314 time_spent 100 bandwidth 9193 switchover_bw 0 max_size 2757942
-migrate_pending_estimate estimate pending size 113143808 (pre = 113143808 post=0)
-migrate_transferred transferred 919314 time_spent 101 bandwidth 9102 switchover_bw 0 max_size 2730635
-migrate_pending_estimate estimate pending size 112226304 (pre = 112226304 post=0)
-migrate_transferred transferred 919314 time_spent 100 bandwidth 9193 switchover_bw 0 max_size 2757942
-migrate_pending_estimate estimate pending size 111308800 (pre = 111308800 post=0)
-migrate_transferred transferred 919314 time_spent 100 bandwidth 9193 switchover_bw 0 max_size 2757942
-migrate_pending_estimate estimate pending size 110391296 (pre = 110391296 post=0)
-migrate_transferred transferred 919314 time_spent 100 bandwidth 9193 switchover_bw 0 max_size 2757942
-migrate_pending_estimate estimate pending size 109473792 (pre = 109473792 post=0)
-migrate_transferred transferred 919314 time_spent 100 bandwidth 9193 switchover_bw 0 max_size 2757942
-migrate_pending_estimate estimate pending size 108556288 (pre = 108556288 post=0)
-migrate_transferred transferred 919314 time_spent 101 bandwidth 9102 switchover_bw 0 max_size 2730635
-migrate_pending_estimate estimate pending size 107638784 (pre = 107638784 post=0)
-migrate_pending_estimate estimate pending size 106721280 (pre = 106721280 post=0)
-migrate_transferred transferred 6829092 time_spent 104 bandwidth 65664 switchover_bw 0 max_size 19699303
-migrate_pending_estimate estimate pending size 100823040 (pre = 100823040 post=0)
-migrate_transferred transferred 6829074 time_spent 100 bandwidth 68290 switchover_bw 0 max_size 20487222
-migrate_pending_estimate estimate pending size 94007296 (pre = 94007296 post=0)
-migrate_transferred transferred 6829074 time_spent 100 bandwidth 68290 switchover_bw 0 max_size 20487222
-migrate_pending_estimate estimate pending size 87191552 (pre = 87191552 post=0)
-migrate_transferred transferred 6829074 time_spent 101 bandwidth 67614 switchover_bw 0 max_size 20284378
-migrate_pending_estimate estimate pending size 80375808 (pre = 80375808 post=0)
-migrate_transferred transferred 6829074 time_spent 100 bandwidth 68290 switchover_bw 0 max_size 20487222
-migrate_pending_estimate estimate pending size 73560064 (pre = 73560064 post=0)
-migrate_transferred transferred 6829074 time_spent 100 bandwidth 68290 switchover_bw 0 max_size 20487222
-migrate_pending_estimate estimate pending size 66744320 (pre = 66744320 post=0)
-migrate_pending_estimate estimate pending size 0 (pre = 0 post=0)
-migrate_pending_exact exact pending size 20144128 (pre = 20144128 post=0)
-migration_thread_low_pending 20144128
-migrate_set_state new state device
-migrate_set_state new state completed
-"""#
+        migrate_set_state new state setup
+        migrate_set_state new state active
+        migrate_pending_estimate estimate pending size 201859072 (pre = 201859072 post=0)
+        migrate_transferred transferred 2635660 time_spent 100 bandwidth 26356 switchover_bw 0 max_size 7906980
+        migrate_pending_estimate estimate pending size 195194880 (pre = 195194880 post=0)
+        migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
+        migrate_pending_estimate estimate pending size 192573440 (pre = 192573440 post=0)
+        migrate_transferred transferred 2626578 time_spent 102 bandwidth 25750 switchover_bw 0 max_size 7725229
+        migrate_pending_estimate estimate pending size 189952000 (pre = 189952000 post=0)
+        migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
+        migrate_pending_estimate estimate pending size 187330560 (pre = 187330560 post=0)
+        migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
+        migrate_pending_estimate estimate pending size 184709120 (pre = 184709120 post=0)
+        migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
+        migrate_pending_estimate estimate pending size 182087680 (pre = 182087680 post=0)
+        migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
+        migrate_pending_estimate estimate pending size 179466240 (pre = 179466240 post=0)
+        migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
+        migrate_pending_estimate estimate pending size 176844800 (pre = 176844800 post=0)
+        migrate_transferred transferred 2626578 time_spent 104 bandwidth 25255 switchover_bw 0 max_size 7576667
+        migrate_pending_estimate estimate pending size 174223360 (pre = 174223360 post=0)
+        migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
+        migrate_pending_estimate estimate pending size 171601920 (pre = 171601920 post=0)
+        migrate_transferred transferred 2626578 time_spent 103 bandwidth 25500 switchover_bw 0 max_size 7650227
+        migrate_pending_estimate estimate pending size 168980480 (pre = 168980480 post=0)
+        migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
+        migrate_pending_estimate estimate pending size 166359040 (pre = 166359040 post=0)
+        migrate_transferred transferred 2626578 time_spent 101 bandwidth 26005 switchover_bw 0 max_size 7801716
+        migrate_pending_estimate estimate pending size 163737600 (pre = 163737600 post=0)
+        migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
+        migrate_pending_estimate estimate pending size 161116160 (pre = 161116160 post=0)
+        migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
+        migrate_pending_estimate estimate pending size 158494720 (pre = 158494720 post=0)
+        migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
+        migrate_pending_estimate estimate pending size 155873280 (pre = 155873280 post=0)
+        migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
+        migrate_pending_estimate estimate pending size 153251840 (pre = 153251840 post=0)
+        migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
+        migrate_pending_estimate estimate pending size 150630400 (pre = 150630400 post=0)
+        migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
+        migrate_pending_estimate estimate pending size 148008960 (pre = 148008960 post=0)
+        migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
+        migrate_pending_estimate estimate pending size 145387520 (pre = 145387520 post=0)
+        migrate_transferred transferred 2626578 time_spent 103 bandwidth 25500 switchover_bw 0 max_size 7650227
+        migrate_pending_estimate estimate pending size 142766080 (pre = 142766080 post=0)
+        migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
+        migrate_pending_estimate estimate pending size 140144640 (pre = 140144640 post=0)
+        migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
+        migrate_pending_estimate estimate pending size 137523200 (pre = 137523200 post=0)
+        migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
+        migrate_pending_estimate estimate pending size 134901760 (pre = 134901760 post=0)
+        migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879734
+        migrate_pending_estimate estimate pending size 132280320 (pre = 132280320 post=0)
+        migrate_transferred transferred 2626578 time_spent 105 bandwidth 25015 switchover_bw 0 max_size 7504508
+        migrate_pending_estimate estimate pending size 129658880 (pre = 129658880 post=0)
+        migrate_transferred transferred 919314 time_spent 104 bandwidth 8839 switchover_bw 0 max_size 2651867
+        migrate_pending_estimate estimate pending size 128741376 (pre = 128741376 post=0)
+        migrate_transferred transferred 919314 time_spent 104 bandwidth 8839 switchover_bw 0 max_size 2651867
+        migrate_pending_estimate estimate pending size 127823872 (pre = 127823872 post=0)
+        migrate_transferred transferred 919314 time_spent 101 bandwidth 9102 switchover_bw 0 max_size 2730635
+        migrate_pending_estimate estimate pending size 126906368 (pre = 126906368 post=0)
+        migrate_transferred transferred 919314 time_spent 103 bandwidth 8925 switchover_bw 0 max_size 2677613
+        migrate_pending_estimate estimate pending size 125988864 (pre = 125988864 post=0)
+        migrate_transferred transferred 919314 time_spent 104 bandwidth 8839 switchover_bw 0 max_size 2651867
+        migrate_pending_estimate estimate pending size 125071360 (pre = 125071360 post=0)
+        migrate_transferred transferred 919314 time_spent 104 bandwidth 8839 switchover_bw 0 max_size 2651867
+        migrate_pending_estimate estimate pending size 124153856 (pre = 124153856 post=0)
+        migrate_transferred transferred 919314 time_spent 100 bandwidth 9193 switchover_bw 0 max_size 2757942
+        migrate_pending_estimate estimate pending size 123236352 (pre = 123236352 post=0)
+        migrate_transferred transferred 919314 time_spent 100 bandwidth 9193 switchover_bw 0 max_size 2757942
+        migrate_pending_estimate estimate pending size 122318848 (pre = 122318848 post=0)
+        migrate_transferred transferred 919314 time_spent 108 bandwidth 8512 switchover_bw 0 max_size 2553650
+        migrate_pending_estimate estimate pending size 121401344 (pre = 121401344 post=0)
+        migrate_transferred transferred 919314 time_spent 101 bandwidth 9102 switchover_bw 0 max_size 2730635
+        migrate_pending_estimate estimate pending size 120483840 (pre = 120483840 post=0)
+        migrate_transferred transferred 919314 time_spent 103 bandwidth 8925 switchover_bw 0 max_size 2677613
+        migrate_pending_estimate estimate pending size 119566336 (pre = 119566336 post=0)
+        migrate_transferred transferred 919314 time_spent 104 bandwidth 8839 switchover_bw 0 max_size 2651867
+        migrate_pending_estimate estimate pending size 118648832 (pre = 118648832 post=0)
+        migrate_transferred transferred 919314 time_spent 107 bandwidth 8591 switchover_bw 0 max_size 2577515
+        migrate_pending_estimate estimate pending size 117731328 (pre = 117731328 post=0)
+        migrate_transferred transferred 919314 time_spent 101 bandwidth 9102 switchover_bw 0 max_size 2730635
+        migrate_pending_estimate estimate pending size 116813824 (pre = 116813824 post=0)
+        migrate_transferred transferred 919314 time_spent 100 bandwidth 9193 switchover_bw 0 max_size 2757942
+        migrate_pending_estimate estimate pending size 115896320 (pre = 115896320 post=0)
+        migrate_transferred transferred 919314 time_spent 104 bandwidth 8839 switchover_bw 0 max_size 2651867
+        migrate_pending_estimate estimate pending size 114978816 (pre = 114978816 post=0)
+        migrate_transferred transferred 919314 time_spent 100 bandwidth 9193 switchover_bw 0 max_size 2757942
+        migrate_pending_estimate estimate pending size 114061312 (pre = 114061312 post=0)
+        migrate_transferred transferred 919314 time_spent 100 bandwidth 9193 switchover_bw 0 max_size 2757942
+        migrate_pending_estimate estimate pending size 113143808 (pre = 113143808 post=0)
+        migrate_transferred transferred 919314 time_spent 104 bandwidth 8839 switchover_bw 0 max_size 2651867
+        migrate_pending_estimate estimate pending size 112226304 (pre = 112226304 post=0)
+        migrate_transferred transferred 919314 time_spent 108 bandwidth 8512 switchover_bw 0 max_size 2553650
+        migrate_pending_estimate estimate pending size 111308800 (pre = 111308800 post=0)
+        migrate_transferred transferred 919314 time_spent 100 bandwidth 9193 switchover_bw 0 max_size 2757942
+        migrate_pending_estimate estimate pending size 110391296 (pre = 110391296 post=0)
+        migrate_transferred transferred 919314 time_spent 112 bandwidth 8208 switchover_bw 0 max_size 2462448
+        migrate_pending_estimate estimate pending size 109473792 (pre = 109473792 post=0)
+        migrate_transferred transferred 919314 time_spent 104 bandwidth 8839 switchover_bw 0 max_size 2651867
+        migrate_pending_estimate estimate pending size 108556288 (pre = 108556288 post=0)
+        migrate_pending_estimate estimate pending size 107638784 (pre = 107638784 post=0)
+        migrate_transferred transferred 6829092 time_spent 103 bandwidth 66301 switchover_bw 0 max_size 19890559
+        migrate_pending_estimate estimate pending size 101740544 (pre = 101740544 post=0)
+        migrate_transferred transferred 6829074 time_spent 102 bandwidth 66951 switchover_bw 0 max_size 20085511
+        migrate_pending_estimate estimate pending size 94924800 (pre = 94924800 post=0)
+        migrate_transferred transferred 6829074 time_spent 100 bandwidth 68290 switchover_bw 0 max_size 20487222
+        migrate_pending_estimate estimate pending size 88109056 (pre = 88109056 post=0)
+        migrate_transferred transferred 6829074 time_spent 100 bandwidth 68290 switchover_bw 0 max_size 20487222
+        migrate_pending_estimate estimate pending size 81293312 (pre = 81293312 post=0)
+        migrate_transferred transferred 6829074 time_spent 100 bandwidth 68290 switchover_bw 0 max_size 20487222
+        migrate_pending_estimate estimate pending size 74477568 (pre = 74477568 post=0)
+        migrate_transferred transferred 6829074 time_spent 102 bandwidth 66951 switchover_bw 0 max_size 20085511
+        migrate_pending_estimate estimate pending size 67661824 (pre = 67661824 post=0)
+        migrate_pending_estimate estimate pending size 0 (pre = 0 post=0)
+        migrate_pending_exact exact pending size 20930560 (pre = 20930560 post=0)
+        migrate_transferred transferred 6799584 time_spent 100 bandwidth 67995 switchover_bw 0 max_size 20398752
+        migrate_pending_estimate estimate pending size 18833408 (pre = 18833408 post=0)
+        migrate_pending_exact exact pending size 19030016 (pre = 19030016 post=0)
+        migration_thread_low_pending 19030016
+        migrate_set_state new state device
+        migrate_set_state new state completed
+        """#
 }

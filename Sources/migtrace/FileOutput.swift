@@ -1,8 +1,9 @@
+import MigtraceCore
+
 // SPDX-License-Identifier: Apache-2.0
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
-import MigtraceCore
 
 /// Buffered writes to a file descriptor. A closed pipe (EPIPE, e.g. `| head`) ends output quietly:
 /// the flag `closed` lets the caller stop early instead of dying on SIGPIPE.

@@ -7,7 +7,9 @@ struct AnalysisOptions: ParsableArguments {
     @Option(help: "Rebuild thresholds with this downtime-limit (ms) instead of inferring it per window.")
     var downtimeLimit: UInt64?
 
-    @Option(help: ArgumentHelp("Exit with code 2 when a finding at or above this severity is reported.", valueName: "info|warning|critical|none"))
+    @Option(
+        help: ArgumentHelp(
+            "Exit with code 2 when a finding at or above this severity is reported.", valueName: "info|warning|critical|none"))
     var failOn: String = "none"
 
     @Option(name: .customLong("disable-rule"), help: "Do not run this rule (repeatable). See `migtrace rules`.")
@@ -92,4 +94,3 @@ struct LiveOutputOptions: ParsableArguments {
         }
     }
 }
-

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 import ArgumentParser
-#if canImport(Glibc)
-import Glibc
-#endif
 import MigtraceBPF
 import MigtraceCore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// `migtrace probes <pid|binary>`: the migration-related USDT probes a QEMU binary carries.
 struct ProbesCommand: ParsableCommand {
@@ -47,7 +48,8 @@ struct ProbesCommand: ParsableCommand {
             s += "  qemu:\(p.name)  \(p.argumentCount) args  pc 0x\(String(p.pc, radix: 16))  \(sem)  [\(p.argumentString)]\n"
         }
         let hasTransferred = migration.contains { $0.name == "migrate_transferred" }
-        s += hasTransferred
+        s +=
+            hasTransferred
             ? "qemu:migrate_transferred is present: `migtrace attach` works with this binary\n"
             : "qemu:migrate_transferred is missing: \(qemu.isEmpty ? "QEMU was built without the dtrace trace backend" : "this build lacks the probe"); use `-trace migrate_transferred -D FILE` and `migtrace analyze FILE`\n"
         FileDescriptorOutput.standardOutput.write(Array(s.utf8))

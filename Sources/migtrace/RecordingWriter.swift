@@ -1,8 +1,9 @@
+import MigtraceCore
+
 // SPDX-License-Identifier: Apache-2.0
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
-import MigtraceCore
 
 /// Writes a migtrace recording: created 0600, never through a symlink, never over an existing file
 /// unless forced; one `write(2)` per record so a killed migtrace leaves every complete record on disk.

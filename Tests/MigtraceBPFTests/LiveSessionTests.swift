@@ -9,9 +9,10 @@ import Testing
 func traceRun(
     _ variant: TestPrograms.Variant, count: Int, extra: [String] = [],
     configuration: LiveSession.Configuration = LiveSession.Configuration()
-) async throws -> (events: [TraceEvent], batches: Int, result: FakeQEMU.Result, session: LiveSession, pid: Int32,
-    seconds: Double)
-{
+) async throws -> (
+    events: [TraceEvent], batches: Int, result: FakeQEMU.Result, session: LiveSession, pid: Int32,
+    seconds: Double
+) {
     let child = try FakeQEMU(variant, count: count, extra: extra)
     let session = try LiveSession(pid: child.pid, configuration: configuration)
     let task = collect(try session.events())
@@ -240,8 +241,10 @@ struct LiveSessionTests {
         #expect(span >= 49_000_000)
     }
 
-    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/qemu-system-x86_64"),
-        "needs Debian's qemu-system-x86_64 (log trace backend) at /usr/bin"))
+    @Test(
+        .enabled(
+            if: FileManager.default.isExecutableFile(atPath: "/usr/bin/qemu-system-x86_64"),
+            "needs Debian's qemu-system-x86_64 (log trace backend) at /usr/bin"))
     func realQEMUWithoutDtraceBackend() throws {
         let qemu = Process()
         qemu.executableURL = URL(fileURLWithPath: "/usr/bin/qemu-system-x86_64")

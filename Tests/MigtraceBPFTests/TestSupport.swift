@@ -6,7 +6,7 @@ import MigtraceCore
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 extension Trait where Self == ConditionTrait {

@@ -3,7 +3,7 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Runs the built `migtrace` binary as a user would.
@@ -68,7 +68,9 @@ enum CLI {
 
     /// How many migrate_transferred lines a fixture has (counted independently of migtrace).
     static func windowLines(_ name: String) throws -> Int {
-        try String(contentsOfFile: fixture(name), encoding: .utf8).split(separator: "\n").filter { $0.contains("migrate_transferred transferred") }.count
+        try String(contentsOfFile: fixture(name), encoding: .utf8).split(separator: "\n").filter {
+            $0.contains("migrate_transferred transferred")
+        }.count
     }
 
     static func temporaryPath(_ name: String) -> String {
@@ -103,9 +105,11 @@ extension Trait where Self == ConditionTrait {
         #expect(series[0]["era"] as? String == "B")
         let windows = try #require(series[0]["windows"] as? [[String: Any]])
         #expect(windows.count == (try CLI.windowLines("10.0-stall.log")))
-        for key in ["index", "transferred_bytes", "time_spent_ms", "bandwidth_traced", "switchover_bw_traced",
-                    "threshold_traced_bytes", "bandwidth_bytes_per_ms", "mbps", "threshold_rebuilt_bytes",
-                    "downtime_limit_ms", "threshold_exact"] {
+        for key in [
+            "index", "transferred_bytes", "time_spent_ms", "bandwidth_traced", "switchover_bw_traced",
+            "threshold_traced_bytes", "bandwidth_bytes_per_ms", "mbps", "threshold_rebuilt_bytes",
+            "downtime_limit_ms", "threshold_exact",
+        ] {
             #expect(windows[0][key] != nil, "window field \(key)")
         }
         #expect(windows.allSatisfy { $0["threshold_exact"] as? Bool == true })
@@ -113,7 +117,8 @@ extension Trait where Self == ConditionTrait {
         #expect(longest["time_spent_ms"] as? Int ?? 0 >= 1000)
         let anomalies = try #require(doc["anomalies"] as? [[String: Any]])
         let stall = try #require(anomalies.first { $0["rule"] as? String == "thread-stall" })
-        for key in ["rule", "severity", "series", "first_window", "last_window", "start_time", "end_time", "message", "evidence", "remedy"] {
+        for key in ["rule", "severity", "series", "first_window", "last_window", "start_time", "end_time", "message", "evidence", "remedy"]
+        {
             #expect(stall[key] != nil, "anomaly field \(key)")
         }
         #expect(stall["severity"] as? String == "critical")
@@ -132,7 +137,9 @@ extension Trait where Self == ConditionTrait {
     }
 
     @Test func malformedLineIsLocatedAndTheRestAnalysed() throws {
-        var lines = try String(contentsOfFile: CLI.fixture("7.2-converge.log"), encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        var lines = try String(contentsOfFile: CLI.fixture("7.2-converge.log"), encoding: .utf8).split(
+            separator: "\n", omittingEmptySubsequences: false
+        ).map(String.init)
         let i = try #require(lines.firstIndex { $0.hasPrefix("migrate_transferred") })
         lines.insert("migrate_transferred transferred 12", at: i + 1)
         let path = CLI.temporaryPath("bad.log")
@@ -152,8 +159,10 @@ extension Trait where Self == ConditionTrait {
 
     @Test func rulesAreListed() throws {
         let r = try CLI.run(["rules"])
-        for id in ["thread-stall", "no-progress", "bandwidth-shift", "threshold-collapse", "downtime-limit-changed",
-                   "switchover-bandwidth-mismatch", "rate-capped", "non-convergence", "formula-mismatch", "trace-integrity"] {
+        for id in [
+            "thread-stall", "no-progress", "bandwidth-shift", "threshold-collapse", "downtime-limit-changed",
+            "switchover-bandwidth-mismatch", "rate-capped", "non-convergence", "formula-mismatch", "trace-integrity",
+        ] {
             #expect(r.stdout.contains("\(id) ("), "rule \(id)")
         }
     }
@@ -165,14 +174,16 @@ extension Trait where Self == ConditionTrait {
         defer { unlink(rec) }
         let live = try CLI.run(["demo", "--speed", "8", "--format", "json", "--record", rec])
         #expect(live.status == 0, "\(live.stderr)")
-        let objects = live.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        let objects = live.stdout.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
         #expect(objects.first?["type"] as? String == "header")
         let summary = try #require(objects.last)
         #expect(summary["type"] as? String == "summary")
         #expect(summary["end_reason"] as? String == "target-exited")
         #expect(summary["kernel_drops"] as? Int == 0)
         let liveWindows = objects.filter { $0["type"] as? String == "window" }
-        #expect(liveWindows.count == 56)
+        #expect(liveWindows.count == (try CLI.windowLines("10.0-demo.log")))  // the trace scripts/embed-demo-trace embeds
         #expect(liveWindows.allSatisfy { $0["threshold_exact"] as? Bool == true })
         // The recording is 0600 and replays to the same windows and anomalies.
         var st = stat()
@@ -201,7 +212,8 @@ extension Trait where Self == ConditionTrait {
         let notQEMU = try CLI.run(["attach", String(getpid())])
         #expect(notQEMU.status == 6)
         #expect(notQEMU.stderr.contains("is not a QEMU"))
-        let unprivileged = try CLI.run(["attach", "1"], prefix: ["/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        let unprivileged = try CLI.run(
+            ["attach", "1"], prefix: ["/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"])
         #expect(unprivileged.status == 4)
         #expect(unprivileged.stderr.contains("missing CAP_BPF, CAP_PERFMON"))
     }

@@ -3,7 +3,7 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Support for the live fault tests: fake_qemu built like QEMU's dtrace backend, and a migtrace process
@@ -23,8 +23,12 @@ enum FaultFixture {
             let d = src.appendingPathComponent("fake_qemu.d").path
             try shell("/usr/bin/env", ["dtrace", "-DSTAP_SDT_V2", "-h", "-s", d, "-o", "\(dir)/fake_qemu_probes.h"])
             try shell("/usr/bin/env", ["dtrace", "-DSTAP_SDT_V2", "-G", "-s", d, "-o", "\(dir)/probes.o"])
-            try shell("/usr/bin/env", ["cc", "-O2", "-Wall", "-pthread", "-DSTAP_SDT_V2", "-I", dir,
-                                       src.appendingPathComponent("fake_qemu.c").path, "\(dir)/probes.o", "-o", "\(dir)/fake_qemu"])
+            try shell(
+                "/usr/bin/env",
+                [
+                    "cc", "-O2", "-Wall", "-pthread", "-DSTAP_SDT_V2", "-I", dir,
+                    src.appendingPathComponent("fake_qemu.c").path, "\(dir)/probes.o", "-o", "\(dir)/fake_qemu",
+                ])
             return .success("\(dir)/fake_qemu")
         } catch let e as Failure {
             return .failure(e)

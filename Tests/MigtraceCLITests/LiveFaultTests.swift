@@ -3,7 +3,7 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Reliability of `migtrace attach` under faults, run against the built binary and fake_qemu: how a capture
@@ -16,8 +16,9 @@ struct LiveFaultTests {
 
     func attach(_ target: FaultTarget, _ args: [String] = [], prefix: [String] = [], closeStdoutAfter: Int? = nil) throws -> Spawned {
         let m = try Spawned(prefix + [CLI.binary, "attach"] + args + [String(target.pid)], closeStdoutAfter: closeStdoutAfter)
-        try #require(m.stdout.wait(timeout: 20) { $0.contains("\"type\":\"header\"") || $0.hasPrefix("waiting for") || $0.hasPrefix("migtrace ") },
-                     "migtrace did not attach: \(m.stderr.all)")
+        try #require(
+            m.stdout.wait(timeout: 20) { $0.contains("\"type\":\"header\"") || $0.hasPrefix("waiting for") || $0.hasPrefix("migtrace ") },
+            "migtrace did not attach: \(m.stderr.all)")
         return m
     }
 
@@ -81,7 +82,9 @@ struct LiveFaultTests {
         target.go()
         let fired = try target.finish()
         let c = try finished(m)
-        print("target exit: fired \(fired.fired) (\(fired.transferred) windows), received \(c.received), windows \(c.windows.count), code \(c.code), worst \(c.worst ?? "none")")
+        print(
+            "target exit: fired \(fired.fired) (\(fired.transferred) windows), received \(c.received), windows \(c.windows.count), code \(c.code), worst \(c.worst ?? "none")"
+        )
         #expect(fired.transferred == 60)
         #expect(c.endReason == "target-exited")
         #expect(c.received == Int(fired.fired))
@@ -162,7 +165,9 @@ struct LiveFaultTests {
         #expect(!(file.lines.last ?? "").contains("\"type\":\"end\""))
         let replay = try JSONL.analyze(rec)
         let rejected = (replay.doc["summary"] as? [String: Any])?["rejected_lines"] as? Int
-        print("migtrace SIGKILL: \(file.windows) complete window records, analyze found \(replay.windows.count), status \(replay.status), rejected \(rejected ?? -1)")
+        print(
+            "migtrace SIGKILL: \(file.windows) complete window records, analyze found \(replay.windows.count), status \(replay.status), rejected \(rejected ?? -1)"
+        )
         #expect(replay.status == 0)
         #expect(replay.windows.count == file.windows)
         #expect(file.windows >= 10)
@@ -177,7 +182,9 @@ struct LiveFaultTests {
         try data.write(to: URL(fileURLWithPath: cut))
         let cutFile = try JSONL.recording(cut)
         let cutReplay = try JSONL.analyze(cut)
-        print("cut recording: \(cutFile.windows) complete windows, analyze found \(cutReplay.windows.count), status \(cutReplay.status), stderr \(cutReplay.stderr.prefix(200))")
+        print(
+            "cut recording: \(cutFile.windows) complete windows, analyze found \(cutReplay.windows.count), status \(cutReplay.status), stderr \(cutReplay.stderr.prefix(200))"
+        )
         #expect(cutReplay.status < 64)
         #expect(cutReplay.windows.count == cutFile.windows)
     }
@@ -229,7 +236,9 @@ struct LiveFaultTests {
         let size = (try? FileManager.default.attributesOfItem(atPath: rec)[.size] as? Int) ?? -1
         let replay = try JSONL.analyze(rec)
         let rejected = (replay.doc["summary"] as? [String: Any])?["rejected_lines"] as? Int
-        print("disk full: fired \(fired.fired), live received \(c.received), recording \(size) bytes, \(file.lines.count) lines, \(file.windows) windows; analyze \(replay.windows.count) windows, rejected \(rejected ?? -1); code \(c.code); stderr \(c.stderr)")
+        print(
+            "disk full: fired \(fired.fired), live received \(c.received), recording \(size) bytes, \(file.lines.count) lines, \(file.windows) windows; analyze \(replay.windows.count) windows, rejected \(rejected ?? -1); code \(c.code); stderr \(c.stderr)"
+        )
         #expect(c.code == 7)
         let err = c.stderr.joined(separator: "\n")
         #expect(err.contains("recording to \(rec) stopped: No space left on device"))
@@ -266,7 +275,9 @@ struct LiveFaultTests {
         let fired = try target.finish()
         let c = try finished(m)
         let lost = JSONL.ofType(c.objects, "lost").compactMap { $0["kernel_drops"] as? Int }
-        print("overflow: fired \(fired.fired), received \(c.received), dropped \(c.kernelDrops), lost reports \(lost.count) (last \(lost.last ?? 0))")
+        print(
+            "overflow: fired \(fired.fired), received \(c.received), dropped \(c.kernelDrops), lost reports \(lost.count) (last \(lost.last ?? 0))"
+        )
         #expect(fired.fired == 20_000)
         #expect(c.kernelDrops > 0)
         #expect(c.received + c.kernelDrops == Int(fired.fired))
@@ -311,14 +322,17 @@ struct LiveFaultTests {
         let fired = try target.finish()
         let c = try finished(m)
         let ends = JSONL.ofType(c.objects, "series_end")
-        print("two migrations: fired \(fired.fired), received \(c.received), series \(ends.map { "\($0["windows"] ?? "?") windows, \($0["final_state"] ?? "?")" })")
+        print(
+            "two migrations: fired \(fired.fired), received \(c.received), series \(ends.map { "\($0["windows"] ?? "?") windows, \($0["final_state"] ?? "?")" })"
+        )
         #expect(c.received == Int(fired.fired))
         #expect((c.summary["summary"] as? [String: Any])?["series"] as? Int == 2)
         #expect(JSONL.ofType(c.objects, "series").count == 2)
         #expect(ends.count == 2)
         #expect(ends.map { $0["windows"] as? Int } == [40, 40])
         #expect(ends.map { $0["final_state"] as? String } == ["completed", "completed"])
-        #expect(JSONL.ofType(c.objects, "state").compactMap { $0["state"] as? String }
+        #expect(
+            JSONL.ofType(c.objects, "state").compactMap { $0["state"] as? String }
                 == ["setup", "active", "completed", "setup", "active", "completed"])
         #expect(Set(c.windows.compactMap { $0["series"] as? Int }).count == 2)
     }
@@ -327,8 +341,10 @@ struct LiveFaultTests {
 
     static func asNobody(_ caps: [String]) -> [String] {
         let list = (["-all"] + caps.map { "+" + $0 }).joined(separator: ",")
-        return ["/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                "--inh-caps=\(list)", "--ambient-caps=\(list)", "--bounding-set=\(list)"]
+        return [
+            "/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+            "--inh-caps=\(list)", "--ambient-caps=\(list)", "--bounding-set=\(list)",
+        ]
     }
 
     /// Runs migtrace attach as nobody with exactly `caps` against a fake_qemu owned by root (or by nobody).

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Testing
+
 @testable import MigtraceCore
 
 /// Series splitting, pending bookkeeping and time bases of the analyzer, on small hand-written logs.
@@ -7,7 +8,8 @@ import Testing
     /// An era-A window line with QEMU's exact max_size for a 300 ms limit.
     func window(_ transferred: UInt64, _ ms: UInt64, prefix: String = "") -> String {
         let bw = Double(transferred) / Double(ms)
-        return "\(prefix)migrate_transferred transferred \(transferred) time_spent \(ms) bandwidth \(UInt64(bw)) max_size \(UInt64(bw * 300))"
+        return
+            "\(prefix)migrate_transferred transferred \(transferred) time_spent \(ms) bandwidth \(UInt64(bw)) max_size \(UInt64(bw * 300))"
     }
 
     @Test func setupStateStartsANewSeriesAndFinalStatesAreKept() throws {

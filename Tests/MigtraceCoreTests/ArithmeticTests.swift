@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Testing
+
 @testable import MigtraceCore
 
 /// QEMU's arithmetic per era, against values computed independently (Python's IEEE doubles).
@@ -51,7 +52,9 @@ import Testing
         #expect(r.downtimeLimitMs == 300)
         let s = try! #require(r.switchoverBytesPerSecond)
         #expect(s.contains(1_234_567))
-        #expect(QEMUArithmetic.threshold(expectedPerMs: QEMUArithmetic.userSwitchoverPerMs(bytesPerSecond: s.lowerBound), downtimeLimitMs: 300) == 370_370)
+        #expect(
+            QEMUArithmetic.threshold(expectedPerMs: QEMUArithmetic.userSwitchoverPerMs(bytesPerSecond: s.lowerBound), downtimeLimitMs: 300)
+                == 370_370)
     }
 
     @Test func eraBUnsetUsesMeasuredBandwidth() {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
 import Testing
+
 @testable import MigtraceCore
 
 /// Malformed input through the whole read path (TraceReader → MigrationAnalyzer → rules): every bad line
@@ -41,8 +42,9 @@ import Testing
         var diagnostics: [D] { report.diagnostics.map { D($0.line, $0.reason) } }
         var windows: [W] {
             sink.windows.map {
-                W(line: $0.origin.line, series: $0.series, transferred: $0.transferred, timeSpent: $0.timeSpentMs,
-                  bandwidth: $0.bandwidthTraced, switchover: $0.switchoverTraced, threshold: $0.thresholdTraced)
+                W(
+                    line: $0.origin.line, series: $0.series, transferred: $0.transferred, timeSpent: $0.timeSpentMs,
+                    bandwidth: $0.bandwidthTraced, switchover: $0.switchoverTraced, threshold: $0.thresholdTraced)
             }
         }
     }
@@ -92,9 +94,10 @@ import Testing
         #expect(r.diagnostics == [D(3, "migrate_transferred: expected 'time_spent' at column 40")])
         #expect(r.windows == [Self.w1, Self.w2(line: 2)])
         #expect(r.stats.lines == 3 && r.stats.events == 2 && r.stats.rejected == 1)
-        #expect(Self.rejectedFinding(r) == [
-            "1 line(s) or event(s) rejected; the first at input 0 line 3: migrate_transferred: expected 'time_spent' at column 40."
-        ])
+        #expect(
+            Self.rejectedFinding(r) == [
+                "1 line(s) or event(s) rejected; the first at input 0 line 3: migrate_transferred: expected 'time_spent' at column 40."
+            ])
     }
 
     @Test func lineCutMidNumber() throws {
@@ -125,29 +128,34 @@ import Testing
 
     @Test func numbersThatOverflow64Bits() throws {
         let r = try Self.analyze(fixture: "overflow.log")
-        #expect(r.diagnostics == [
-            D(2, "migrate_transferred: value of 'transferred' does not fit in 64 bits"),
-            D(3, "migrate_transferred: value of 'time_spent' does not fit in 64 bits"),
-            D(4, "migrate_transferred: value of 'max_size' does not fit in a signed 64-bit integer"),
-        ])
+        #expect(
+            r.diagnostics == [
+                D(2, "migrate_transferred: value of 'transferred' does not fit in 64 bits"),
+                D(3, "migrate_transferred: value of 'time_spent' does not fit in 64 bits"),
+                D(4, "migrate_transferred: value of 'max_size' does not fit in a signed 64-bit integer"),
+            ])
         // UInt64.max itself fits (and is flagged as a wrapped counter); Int64.max fits max_size.
-        #expect(r.windows == [
-            W(line: 1, series: 0, transferred: UInt64.max, timeSpent: 100, bandwidth: 184_467_440_737_095_516, threshold: 0),
-            W(line: 5, series: 0, transferred: 1_048_576, timeSpent: 100, bandwidth: 10485, threshold: UInt64(Int64.max)),
-        ])
-        #expect(r.sink.findings.contains {
-            $0.rule == Self.integrity && $0.message == "Window 0 has transferred = 18446744073709551615: a wrapped (negative) byte counter."
-        })
+        #expect(
+            r.windows == [
+                W(line: 1, series: 0, transferred: UInt64.max, timeSpent: 100, bandwidth: 184_467_440_737_095_516, threshold: 0),
+                W(line: 5, series: 0, transferred: 1_048_576, timeSpent: 100, bandwidth: 10485, threshold: UInt64(Int64.max)),
+            ])
+        #expect(
+            r.sink.findings.contains {
+                $0.rule == Self.integrity
+                    && $0.message == "Window 0 has transferred = 18446744073709551615: a wrapped (negative) byte counter."
+            })
     }
 
     @Test func negativeNumbers() throws {
         let r = try Self.analyze(fixture: "negative.log")
-        #expect(r.diagnostics == [
-            D(1, "migrate_transferred: negative value for unsigned 'transferred'"),
-            D(2, "migrate_transferred: negative value for unsigned 'time_spent'"),
-            D(3, "migrate_transferred: negative value for 'max_size'"),
-            D(4, "migrate_transferred: negative value for unsigned 'switchover_bw'"),
-        ])
+        #expect(
+            r.diagnostics == [
+                D(1, "migrate_transferred: negative value for unsigned 'transferred'"),
+                D(2, "migrate_transferred: negative value for unsigned 'time_spent'"),
+                D(3, "migrate_transferred: negative value for 'max_size'"),
+                D(4, "migrate_transferred: negative value for unsigned 'switchover_bw'"),
+            ])
         #expect(r.windows == [W(line: 5, series: 0, transferred: 1_048_576, timeSpent: 100, bandwidth: 10485, threshold: 3_145_728)])
     }
 
@@ -162,34 +170,37 @@ import Testing
 
     @Test func missingFields() throws {
         let r = try Self.analyze(fixture: "missing-fields.log")
-        #expect(r.diagnostics == [
-            D(1, "migrate_transferred: expected 'bandwidth' at column 56"),
-            D(2, "migrate_transferred: expected 'time_spent' at column 41"),
-            D(3, "migrate_transferred: expected 'transferred' at column 21"),
-            D(4, "migrate_transferred: line ends where 'max_size' was expected"),
-            D(5, "migrate_transferred: line ends where 'transferred' was expected"),
-            D(6, "migrate_transferred: expected a number after 'transferred'"),
-            D(7, "migrate_pending_exact: expected ' post=' at column 54"),
-            D(8, "migrate_set_state: missing the new state"),
-            D(9, "migration_bitmap_sync_end: line ends before the value of 'dirty_pages'"),
-        ])
+        #expect(
+            r.diagnostics == [
+                D(1, "migrate_transferred: expected 'bandwidth' at column 56"),
+                D(2, "migrate_transferred: expected 'time_spent' at column 41"),
+                D(3, "migrate_transferred: expected 'transferred' at column 21"),
+                D(4, "migrate_transferred: line ends where 'max_size' was expected"),
+                D(5, "migrate_transferred: line ends where 'transferred' was expected"),
+                D(6, "migrate_transferred: expected a number after 'transferred'"),
+                D(7, "migrate_pending_exact: expected ' post=' at column 54"),
+                D(8, "migrate_set_state: missing the new state"),
+                D(9, "migration_bitmap_sync_end: line ends before the value of 'dirty_pages'"),
+            ])
         #expect(r.windows == [W(line: 10, series: 0, transferred: 1_048_576, timeSpent: 100, bandwidth: 10485, threshold: 3_145_728)])
     }
 
     @Test func fourAndFiveArgumentLinesMixed() throws {
         let r = try Self.analyze(fixture: "mixed-4-5-args.log")
         #expect(r.diagnostics == [])
-        #expect(r.windows == [
-            Self.w1,
-            W(line: 2, series: 0, transferred: 2_097_152, timeSpent: 100, bandwidth: 20971, switchover: 125_000, threshold: 37_500_000),
-            W(line: 3, series: 0, transferred: 524_288, timeSpent: 100, bandwidth: 5242, threshold: 1_572_864),
-            W(line: 4, series: 0, transferred: 1_048_576, timeSpent: 200, bandwidth: 5242, switchover: 0, threshold: 1_572_864),
-        ])
-        #expect(r.sink.findings.filter { $0.rule == Self.integrity }.map(\.message) == [
-            "The probe era changed from A to B at window 1 inside one series.",
-            "The probe era changed from B to A at window 2 inside one series.",
-            "The probe era changed from A to B at window 3 inside one series.",
-        ])
+        #expect(
+            r.windows == [
+                Self.w1,
+                W(line: 2, series: 0, transferred: 2_097_152, timeSpent: 100, bandwidth: 20971, switchover: 125_000, threshold: 37_500_000),
+                W(line: 3, series: 0, transferred: 524_288, timeSpent: 100, bandwidth: 5242, threshold: 1_572_864),
+                W(line: 4, series: 0, transferred: 1_048_576, timeSpent: 200, bandwidth: 5242, switchover: 0, threshold: 1_572_864),
+            ])
+        #expect(
+            r.sink.findings.filter { $0.rule == Self.integrity }.map(\.message) == [
+                "The probe era changed from A to B at window 1 inside one series.",
+                "The probe era changed from B to A at window 2 inside one series.",
+                "The probe era changed from A to B at window 3 inside one series.",
+            ])
     }
 
     @Test func timestampsGoingBackwards() throws {
@@ -198,11 +209,12 @@ import Testing
         #expect(r.windows.count == 4)
         #expect(r.windows.map(\.line) == [1, 2, 3, 4])
         #expect(r.sink.windows.map(\.endTime) == [1_700_000_000.3, 1_700_000_000.2, 1_600_000_000, 1_700_000_000.4])
-        #expect(r.sink.findings.filter { $0.rule == Self.integrity }.map(\.message) == [
-            "Time goes backwards by 100.000 ms between windows 0 and 1.",
-            "Time goes backwards by 100000000200.000 ms between windows 1 and 2.",
-            "No window for 100000000.30 s between windows 2 and 3.",
-        ])
+        #expect(
+            r.sink.findings.filter { $0.rule == Self.integrity }.map(\.message) == [
+                "Time goes backwards by 100.000 ms between windows 0 and 1.",
+                "Time goes backwards by 100000000200.000 ms between windows 1 and 2.",
+                "No window for 100000000.30 s between windows 2 and 3.",
+            ])
     }
 
     @Test func emptyFile() throws {
@@ -221,15 +233,17 @@ import Testing
         bytes += Array("migrate_transferred transferred 2097152 time_spent 100 bandwidth 20971 max_size 6291456\n".utf8)
         bytes += [UInt8](repeating: UInt8(ascii: "x"), count: TraceReader.maxLineLength) + [10]
         bytes += [UInt8](repeating: UInt8(ascii: "x"), count: TraceReader.maxLineLength + 1) + [10]
-        bytes += Array("migrate_transferred transferred 1 time_spent 100 bandwidth 0 max_size 0".utf8)
+        bytes +=
+            Array("migrate_transferred transferred 1 time_spent 100 bandwidth 0 max_size 0".utf8)
             + [UInt8](repeating: UInt8(ascii: " "), count: 100_000) + [10]
         bytes += Array("migrate_transferred transferred 2097152 time_spent 100 bandwidth 20971 max_size 6291456".utf8)
         let r = try Self.analyze(bytes: bytes)
-        #expect(r.diagnostics == [
-            D(2, "line of 10485760 bytes exceeds 65536 bytes; skipped"),
-            D(5, "line of 65537 bytes exceeds 65536 bytes; skipped"),
-            D(6, "line of 100071 bytes exceeds 65536 bytes; skipped"),
-        ])
+        #expect(
+            r.diagnostics == [
+                D(2, "line of 10485760 bytes exceeds 65536 bytes; skipped"),
+                D(5, "line of 65537 bytes exceeds 65536 bytes; skipped"),
+                D(6, "line of 100071 bytes exceeds 65536 bytes; skipped"),
+            ])
         #expect(r.windows == [Self.w1, Self.w2(line: 3), Self.w2(line: 7)])
         #expect(r.stats.lines == 7 && r.stats.bytes == UInt64(bytes.count))
     }
@@ -237,7 +251,8 @@ import Testing
     @Test func overLongLinesAreSkippedWhereverTheyFallInTheReadBuffer() throws {
         // Regression: a line over the limit was parsed when it lay whole inside one 1 MiB read and skipped
         // when it crossed a read boundary, so the same line gave different results at different offsets.
-        let line = Array("migrate_transferred transferred 1 time_spent 100 bandwidth 0 max_size 0".utf8)
+        let line =
+            Array("migrate_transferred transferred 1 time_spent 100 bandwidth 0 max_size 0".utf8)
             + [UInt8](repeating: UInt8(ascii: " "), count: TraceReader.maxLineLength) + [10]
         for lead in [0, 1000, (1 << 20) - 30_000] {
             let r = try Self.analyze(bytes: [UInt8](repeating: 10, count: lead) + line)
@@ -248,10 +263,11 @@ import Testing
 
     @Test func bytesThatAreNotUTF8() throws {
         let r = try Self.analyze(fixture: "non-utf8.log")
-        #expect(r.diagnostics == [
-            D(3, "migrate_transferred: unexpected text after the last field at column 89"),
-            D(4, "migrate_transferred: unexpected character after the value of 'transferred'"),
-        ])
+        #expect(
+            r.diagnostics == [
+                D(3, "migrate_transferred: unexpected text after the last field at column 89"),
+                D(4, "migrate_transferred: unexpected character after the value of 'transferred'"),
+            ])
         // Line 1: invalid bytes in a syslog prefix; the body is found after them.
         #expect(r.windows == [Self.w1, Self.w2(line: 5)])
         // Line 2: a state with an invalid byte is kept, the byte replaced.
@@ -271,14 +287,16 @@ import Testing
         // As after SIGKILL: the last record has no newline and stops inside "args".
         let r = try Self.analyze(fixture: "cut-recording.jsonl")
         #expect(r.stats.format == .recording && r.stats.endReason == nil && r.stats.header?.pid == 4242)
-        #expect(r.diagnostics == [
-            D(6, "incomplete last record (the recorder was stopped mid-write); everything before it is analysed")
-        ])
-        #expect(r.windows == [
-            W(line: 3, series: 0, transferred: 1_048_576, timeSpent: 100, bandwidth: 10485, switchover: 125_000, threshold: 37_500_000),
-            W(line: 4, series: 0, transferred: 2_097_152, timeSpent: 100, bandwidth: 20971, switchover: 125_000, threshold: 37_500_000),
-            W(line: 5, series: 0, transferred: 524_288, timeSpent: 100, bandwidth: 5242, switchover: 125_000, threshold: 37_500_000),
-        ])
+        #expect(
+            r.diagnostics == [
+                D(6, "incomplete last record (the recorder was stopped mid-write); everything before it is analysed")
+            ])
+        #expect(
+            r.windows == [
+                W(line: 3, series: 0, transferred: 1_048_576, timeSpent: 100, bandwidth: 10485, switchover: 125_000, threshold: 37_500_000),
+                W(line: 4, series: 0, transferred: 2_097_152, timeSpent: 100, bandwidth: 20971, switchover: 125_000, threshold: 37_500_000),
+                W(line: 5, series: 0, transferred: 524_288, timeSpent: 100, bandwidth: 5242, switchover: 125_000, threshold: 37_500_000),
+            ])
         #expect(r.stats.lines == 6 && r.stats.events == 4 && r.stats.rejected == 1)
     }
 
@@ -299,7 +317,8 @@ import Testing
 
     @Test func isoTimestampBeyond2554DoesNotTrap() throws {
         // qemu_log / trace_file crash: ns since the epoch overflowed 64 bits in Cursor.isoTimestamp().
-        var line = Array("6026-11-27T15:10:50.250000Z [guest1] qemu-system-x72_64(777:live_migration): migrate_set_state new state active".utf8)
+        var line = Array(
+            "6026-11-27T15:10:50.250000Z [guest1] qemu-system-x72_64(777:live_migration): migrate_set_state new state active".utf8)
         let result = line.withUnsafeMutableBufferPointer { QEMULogParser(input: 0).parse(UnsafeBufferPointer($0), line: 1) }
         #expect(result == .ignored)
         // The fall-back still finds a migrate_transferred body, without a timestamp.
@@ -322,7 +341,8 @@ import Testing
 
     @Test func recordingHeaderWithProbeArgumentCountOver64BitIntDoesNotTrap() throws {
         // recording target crash: Int(UInt64) of a header's probe_args entry trapped above Int.max.
-        let bytes = Array(#"{"format":"migtrace-recording","version":1,"probes":["migrate_transferred"],"probe_args":[18446744073709551615]}"#.utf8)
+        let bytes = Array(
+            #"{"format":"migtrace-recording","version":1,"probes":["migrate_transferred"],"probe_args":[18446744073709551615]}"#.utf8)
         let line = bytes.withUnsafeBufferPointer { RecordingFormat.parse($0, input: 0, line: 1) }
         guard case .success(.header(let h)) = line else {
             Issue.record("not a header: \(line)")
@@ -347,12 +367,13 @@ import Testing
     @Test func usdtArgumentSizeOfIntMinDoesNotTrap() {
         // Found by review while fuzzing usdt_notes: abs(Int.min) trapped on a size of -2^63.
         let args = USDTNotes.parseArguments("-9223372036854775808@%rax -4@$5 99999999999999999999@%rbx 8@-8(%rbp)")
-        #expect(args == [
-            .init(size: 8, isSigned: false, isFloat: false, location: "%rax"),
-            .init(size: 4, isSigned: true, isFloat: false, location: "$5"),
-            .init(size: 8, isSigned: false, isFloat: false, location: "%rbx"),
-            .init(size: 8, isSigned: false, isFloat: false, location: "-8(%rbp)"),
-        ])
+        #expect(
+            args == [
+                .init(size: 8, isSigned: false, isFloat: false, location: "%rax"),
+                .init(size: 4, isSigned: true, isFloat: false, location: "$5"),
+                .init(size: 8, isSigned: false, isFloat: false, location: "%rbx"),
+                .init(size: 8, isSigned: false, isFloat: false, location: "-8(%rbp)"),
+            ])
     }
 
     @Test func usdtSectionOffsetNear2To64DoesNotTrap() throws {

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Testing
+
 @testable import MigtraceCore
 
 /// The log parser on every prefix QEMU has used, and on malformed lines.
@@ -26,14 +27,16 @@ import Testing
     }
 
     @Test func tidPrefixEraB() throws {
-        let e = try event("4242@1700000000.123456:migrate_transferred transferred 5 time_spent 100 bandwidth 0 switchover_bw 125000 max_size 37500000\r")
+        let e = try event(
+            "4242@1700000000.123456:migrate_transferred transferred 5 time_spent 100 bandwidth 0 switchover_bw 125000 max_size 37500000\r")
         #expect(e.arguments == ProbeArguments(count: 5, 5, 100, 0, 125_000, 37_500_000))
         #expect(e.threadID == 4242)
         #expect(e.timestampNanoseconds == 1_700_000_000_123_456_000)
     }
 
     @Test func isoPrefixOf10_1() throws {
-        let e = try event("2026-11-27T15:10:50.250000Z migrate_transferred transferred 1 time_spent 100 bandwidth 0 switchover_bw 0 max_size 0")
+        let e = try event(
+            "2026-11-27T15:10:50.250000Z migrate_transferred transferred 1 time_spent 100 bandwidth 0 switchover_bw 0 max_size 0")
         #expect(e.timestampNanoseconds == 1_795_792_250_250_000_000)
         let noFraction = try event("2026-11-27T15:10:50Z migrate_pending_exact exact pending size 10 (pre = 10 post=0)")
         #expect(noFraction.timestampNanoseconds == 1_795_792_250_000_000_000)
@@ -43,7 +46,8 @@ import Testing
     @Test func stapAndProposedPrefixes() throws {
         let stap = try event("1234@1700000000000000001 migrate_transferred transferred 1 time_spent 100 bandwidth 0 max_size 0")
         #expect(stap.processID == 1234 && stap.timestampNanoseconds == 1_700_000_000_000_000_001)
-        let proposed = try event("qemu-system-x86_64(777:live_migration): migrate_transferred transferred 1 time_spent 100 bandwidth 0 max_size 0")
+        let proposed = try event(
+            "qemu-system-x86_64(777:live_migration): migrate_transferred transferred 1 time_spent 100 bandwidth 0 max_size 0")
         #expect(proposed.threadID == 777)
         let syslog = try event("Nov 27 15:10:50 host qemu[99]: migrate_transferred transferred 1 time_spent 100 bandwidth 0 max_size 0")
         #expect(syslog.arguments.a0 == 1)
@@ -68,17 +72,27 @@ import Testing
         #expect(parse("migrate_fd_connect") == .ignored)
     }
 
-    @Test(arguments: [
-        ("migrate_transferred transferred 10", "line ends where 'time_spent' was expected"),
-        ("migrate_transferred transferred 1 time_spent 100 bandwidth 0 max_size 12", nil),
-        ("migrate_transferred transferred 99999999999999999999 time_spent 100 bandwidth 0 max_size 0", "value of 'transferred' does not fit in 64 bits"),
-        ("migrate_transferred transferred -5 time_spent 100 bandwidth 0 max_size 0", "negative value for unsigned 'transferred'"),
-        ("migrate_transferred transferred 1 time_spent 100 bandwidth 0 max_size -3", "negative value for 'max_size'"),
-        ("migrate_transferred transferred 1 time_spent 10x bandwidth 0 max_size 0", "unexpected character after the value of 'time_spent'"),
-        ("migrate_transferred transferred 1 time_spent 100 bandwidth 0 max_size 0 extra", "unexpected text after the last field at column 73"),
-        ("migrate_transferred transferred 1 time_spent 100 bandwith 0 max_size 0", "expected 'bandwidth' at column 50"),
-        ("migrate_transferred transferred 1 time_spent 100 bandwidth 0 max_size", "line ends before the value of 'max_size'"),
-    ] as [(String, String?)])
+    @Test(
+        arguments: [
+            ("migrate_transferred transferred 10", "line ends where 'time_spent' was expected"),
+            ("migrate_transferred transferred 1 time_spent 100 bandwidth 0 max_size 12", nil),
+            (
+                "migrate_transferred transferred 99999999999999999999 time_spent 100 bandwidth 0 max_size 0",
+                "value of 'transferred' does not fit in 64 bits"
+            ),
+            ("migrate_transferred transferred -5 time_spent 100 bandwidth 0 max_size 0", "negative value for unsigned 'transferred'"),
+            ("migrate_transferred transferred 1 time_spent 100 bandwidth 0 max_size -3", "negative value for 'max_size'"),
+            (
+                "migrate_transferred transferred 1 time_spent 10x bandwidth 0 max_size 0",
+                "unexpected character after the value of 'time_spent'"
+            ),
+            (
+                "migrate_transferred transferred 1 time_spent 100 bandwidth 0 max_size 0 extra",
+                "unexpected text after the last field at column 73"
+            ),
+            ("migrate_transferred transferred 1 time_spent 100 bandwith 0 max_size 0", "expected 'bandwidth' at column 50"),
+            ("migrate_transferred transferred 1 time_spent 100 bandwidth 0 max_size", "line ends before the value of 'max_size'"),
+        ] as [(String, String?)])
     func malformedLinesSayWhy(line: String, reason: String?) {
         if let reason {
             #expect(parse(line) == .malformed("migrate_transferred: \(reason)"))

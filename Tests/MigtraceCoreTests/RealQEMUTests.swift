@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
 import Testing
+
 @testable import MigtraceCore
 
 /// What the driver (Tests/qemu/migrate.py) did during a migration: its `--facts` sidecar.
@@ -139,7 +140,11 @@ enum ScenarioExpectations {
 @Suite struct RealTraceFixtureTests {
     static let fixtures: [String] = {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: Paths.qemuFixtures.path)) ?? []
-        return names.filter { $0.hasSuffix(".log") && FileManager.default.fileExists(atPath: Paths.qemuFixtures.appendingPathComponent($0.replacingOccurrences(of: ".log", with: ".facts.json")).path) }.sorted()
+        return names.filter {
+            $0.hasSuffix(".log")
+                && FileManager.default.fileExists(
+                    atPath: Paths.qemuFixtures.appendingPathComponent($0.replacingOccurrences(of: ".log", with: ".facts.json")).path)
+        }.sorted()
     }()
 
     @Test func everyEraAndScenarioHasAFixture() {
@@ -207,8 +212,11 @@ enum ScenarioExpectations {
         let factsURL = dir.appendingPathComponent("facts.json")
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", Paths.repository.appendingPathComponent("Tests/qemu/migrate.py").path, "--qemu", qemu,
-                       "--scenario", scenario, "--out", trace.path, "--facts", factsURL.path] + (timestamps ? ["--msg-timestamp"] : [])
+        p.arguments =
+            [
+                "python3", Paths.repository.appendingPathComponent("Tests/qemu/migrate.py").path, "--qemu", qemu,
+                "--scenario", scenario, "--out", trace.path, "--facts", factsURL.path,
+            ] + (timestamps ? ["--msg-timestamp"] : [])
         try p.run()
         p.waitUntilExit()
         #expect(p.terminationStatus == 0, "migrate.py \(qemu) \(scenario) failed; run `scripts/setup` first if QEMU 10.0 is missing")

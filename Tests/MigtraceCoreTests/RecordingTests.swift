@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Testing
+
 @testable import MigtraceCore
 
 /// The recording format round-trips every field.
@@ -13,7 +14,8 @@ import Testing
     @Test func headerRoundTrip() throws {
         let h = RecordingFormat.Header(
             migtraceVersion: "0.1.0", host: "h\"ost", kernel: "6.1", pid: 42, binary: "/usr/bin/qemu-system-x86_64",
-            buildID: "abcd", clockOffsetNanoseconds: -5, startedAtNanoseconds: 17, probes: [("migrate_transferred", 5), ("migrate_set_state", 1)])
+            buildID: "abcd", clockOffsetNanoseconds: -5, startedAtNanoseconds: 17,
+            probes: [("migrate_transferred", 5), ("migrate_set_state", 1)])
         let line = RecordingFormat.headerLine(h)
         #expect(Array(line.prefix(RecordingFormat.magic.count)) == RecordingFormat.magic)
         #expect(try parse(line).get() == .header(h))
@@ -28,7 +30,9 @@ import Testing
         e.arguments = ProbeArguments(count: 0)
         e.state = "post\ncopy"
         #expect(try parse(RecordingFormat.eventLine(e, monotonicNanoseconds: nil)).get() == .event(e))
-        #expect(try parse(RecordingFormat.endLine(reason: "sigint", kernelDrops: 3, consumerDrops: 0)).get() == .end(reason: "sigint", kernel: 3, consumer: 0))
+        #expect(
+            try parse(RecordingFormat.endLine(reason: "sigint", kernelDrops: 3, consumerDrops: 0)).get()
+                == .end(reason: "sigint", kernel: 3, consumer: 0))
     }
 
     @Test func cutRecordIsAFailureWithAReason() {

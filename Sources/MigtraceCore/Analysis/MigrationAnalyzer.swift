@@ -131,11 +131,12 @@ public final class MigrationAnalyzer {
             let key = SeriesKey(input: event.origin.input, thread: event.threadID)
             // Pre-8.0 `migrate_pending` syncs the dirty bitmap itself only when the estimate fell below
             // `max` (its second argument), so a size below `max` proves a sync; a larger one may be stale.
-            let exact = switch event.kind {
-            case .migratePendingExact: true
-            case .migratePending: event.arguments.count >= 2 && event.arguments.a0 < event.arguments.a1
-            default: false
-            }
+            let exact =
+                switch event.kind {
+                case .migratePendingExact: true
+                case .migratePending: event.arguments.count >= 2 && event.arguments.a0 < event.arguments.a1
+                default: false
+                }
             if let s = openSeries(key) {
                 s.pending = event.arguments.a0
                 s.pendingExact = exact
@@ -166,13 +167,17 @@ public final class MigrationAnalyzer {
     private func consumeWindow(_ event: TraceEvent) {
         let args = event.arguments
         guard args.count == 4 || args.count == 5 else {
-            reject(Diagnostic(input: event.origin.input, line: event.origin.line,
-                              reason: "migrate_transferred has \(args.count) arguments; QEMU traces 4 or 5"))
+            reject(
+                Diagnostic(
+                    input: event.origin.input, line: event.origin.line,
+                    reason: "migrate_transferred has \(args.count) arguments; QEMU traces 4 or 5"))
             return
         }
         guard args.a1 > 0 else {
-            reject(Diagnostic(input: event.origin.input, line: event.origin.line,
-                              reason: "time_spent is 0; QEMU never traces a window shorter than 100 ms"))
+            reject(
+                Diagnostic(
+                    input: event.origin.input, line: event.origin.line,
+                    reason: "time_spent is 0; QEMU never traces a window shorter than 100 ms"))
             return
         }
         count(.migrateTransferred)
@@ -293,7 +298,8 @@ public final class MigrationAnalyzer {
             let f = Finding(
                 rule: TraceIntegrityRule.id, severity: .warning, series: -1, firstWindow: -1, lastWindow: -1,
                 startTime: 0, endTime: 0,
-                message: "\(rejected) line(s) or event(s) rejected; the first at input \(first?.input ?? 0) line \(first?.line ?? 0): \(first?.reason ?? "").",
+                message:
+                    "\(rejected) line(s) or event(s) rejected; the first at input \(first?.input ?? 0) line \(first?.line ?? 0): \(first?.reason ?? "").",
                 evidence: [.count("rejected", rejected)], remedy: TraceIntegrityRule.remedy)
             findings.append(f)
             sink.finding(f)

@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// One USDT (SystemTap SDT) probe site, read from an ELF file's `.note.stapsdt` section.
@@ -212,12 +212,13 @@ public enum USDTNotes {
         raw.reserveCapacity(Int(shnum))
         for i in 0..<Int(shnum) {
             let b = i * shentsize
-            raw.append((
-                u32(table, b),
-                Section(
-                    name: "", type: u32(table, b + 4), addr: u64(table, b + 16), offset: u64(table, b + 24),
-                    size: u64(table, b + 32))
-            ))
+            raw.append(
+                (
+                    u32(table, b),
+                    Section(
+                        name: "", type: u32(table, b + 4), addr: u64(table, b + 16), offset: u64(table, b + 24),
+                        size: u64(table, b + 32))
+                ))
         }
         guard shstrndx < shnum else { throw .malformed(path: path, reason: "e_shstrndx \(shstrndx)") }
         let strsec = raw[Int(shstrndx)].section

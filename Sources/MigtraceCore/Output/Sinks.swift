@@ -275,7 +275,9 @@ public final class TextSink: AnalysisSink {
     public func finding(_ f: Finding) {
         var s = "  ▲ \(f.severity.description.uppercased()) \(f.rule)"
         if f.series >= 0 {
-            s += f.firstWindow == f.lastWindow ? " [series \(f.series) window \(f.firstWindow)]" : " [series \(f.series) windows \(f.firstWindow)–\(f.lastWindow)]"
+            s +=
+                f.firstWindow == f.lastWindow
+                ? " [series \(f.series) window \(f.firstWindow)]" : " [series \(f.series) windows \(f.firstWindow)–\(f.lastWindow)]"
         }
         s += ": \(f.message)\n    → \(f.remedy)\n"
         put(s)
@@ -285,7 +287,8 @@ public final class TextSink: AnalysisSink {
         let pct = s.windows == 0 ? 0 : Double(s.exactThresholds) * 100 / Double(s.windows)
         var t = "series \(s.info.index): era \(Self.eraName(s.info.era)), \(s.windows) windows, "
         t += "\(Format.fixed(Double(s.totalBytes) / 1_000_000, 1)) MB in \(Format.fixed(Double(s.totalTimeMs) / 1000, 2)) s "
-        t += "(mean \(Format.fixed(s.meanBandwidth / 1000, 2)) MB/s); threshold rebuilt exactly in \(s.exactThresholds)/\(s.windows) windows (\(Format.fixed(pct, 1)) %)"
+        t +=
+            "(mean \(Format.fixed(s.meanBandwidth / 1000, 2)) MB/s); threshold rebuilt exactly in \(s.exactThresholds)/\(s.windows) windows (\(Format.fixed(pct, 1)) %)"
         if !s.downtimeLimits.isEmpty {
             t += "; downtime limit " + s.downtimeLimits.map { "\($0.limitMs) ms from window \($0.window)" }.joined(separator: ", ")
         }
@@ -301,7 +304,8 @@ public final class TextSink: AnalysisSink {
         if r.rejectedCount > 0 { t += "; \(r.rejectedCount) line(s) rejected" }
         t += "\n"
         if r.windowCount == 0 {
-            t += "no migrate_transferred events found: trace the source QEMU with `-trace migrate_transferred -D FILE` (or QMP trace-event-set-state) and analyse FILE\n"
+            t +=
+                "no migrate_transferred events found: trace the source QEMU with `-trace migrate_transferred -D FILE` (or QMP trace-event-set-state) and analyse FILE\n"
         }
         put(t)
         out.flush()

@@ -164,16 +164,22 @@ public enum RecordingFormat {
         if case .string(let f)? = fields["format"] {
             guard f == formatName else { return .failure(ParseFailure(reason: "not a migtrace recording")) }
             guard case .number(let v)? = fields["version"], v == UInt64(version) else {
-                return .failure(ParseFailure(reason: "recording version \(fields["version"].map { "\($0)" } ?? "?") is not supported by this migtrace (reads version \(version)); use a matching migtrace"))
+                return .failure(
+                    ParseFailure(
+                        reason:
+                            "recording version \(fields["version"].map { "\($0)" } ?? "?") is not supported by this migtrace (reads version \(version)); use a matching migtrace"
+                    ))
             }
             let names: [String] = if case .strings(let s)? = fields["probes"] { s } else { [] }
             let counts: [UInt64] = if case .numbers(let n)? = fields["probe_args"] { n } else { [] }
             let probes = names.enumerated().map { (i, n) in (name: n, args: i < counts.count ? Int(clamping: counts[i]) : 0) }
-            return .success(.header(Header(
-                migtraceVersion: fields.string("migtrace_version"), host: fields.string("host"), kernel: fields.string("kernel"),
-                pid: UInt32(truncatingIfNeeded: fields.number("pid")), binary: fields.string("binary"),
-                buildID: fields.string("build_id"), clockOffsetNanoseconds: fields.signed("clock_offset_ns"),
-                startedAtNanoseconds: fields.number("started_at_ns"), probes: probes)))
+            return .success(
+                .header(
+                    Header(
+                        migtraceVersion: fields.string("migtrace_version"), host: fields.string("host"), kernel: fields.string("kernel"),
+                        pid: UInt32(truncatingIfNeeded: fields.number("pid")), binary: fields.string("binary"),
+                        buildID: fields.string("build_id"), clockOffsetNanoseconds: fields.signed("clock_offset_ns"),
+                        startedAtNanoseconds: fields.number("started_at_ns"), probes: probes)))
         }
         guard case .string(let type)? = fields["type"] else { return .failure(ParseFailure(reason: "record has no \"type\"")) }
         switch type {
@@ -184,8 +190,11 @@ public enum RecordingFormat {
                 return .failure(ParseFailure(reason: "missing \"args\" or more than five"))
             }
             var e = TraceEvent(kind: kind, arguments: ProbeArguments(args), origin: EventOrigin(input: input, line: line))
-            if case .number(let ts)? = fields["ts_ns"] { e.timestampNanoseconds = ts; e.clock = .wall }
-            else if case .number(let m)? = fields["mono_ns"] { e.timestampNanoseconds = m; e.clock = .monotonic }
+            if case .number(let ts)? = fields["ts_ns"] {
+                e.timestampNanoseconds = ts; e.clock = .wall
+            } else if case .number(let m)? = fields["mono_ns"] {
+                e.timestampNanoseconds = m; e.clock = .monotonic
+            }
             if case .number(let p)? = fields["pid"] { e.processID = UInt32(truncatingIfNeeded: p) }
             if case .number(let t)? = fields["tid"] { e.threadID = UInt32(truncatingIfNeeded: t) }
             if case .string(let s)? = fields["state"] { e.state = s }
@@ -193,7 +202,8 @@ public enum RecordingFormat {
         case "lost":
             return .success(.lost(kernel: fields.number("kernel_drops"), consumer: fields.number("consumer_drops")))
         case "end":
-            return .success(.end(reason: fields.string("reason"), kernel: fields.number("kernel_drops"), consumer: fields.number("consumer_drops")))
+            return .success(
+                .end(reason: fields.string("reason"), kernel: fields.number("kernel_drops"), consumer: fields.number("consumer_drops")))
         default:
             return .success(.unknown)
         }
@@ -314,7 +324,8 @@ public struct FlatJSONScanner {
 
     private mutating func expect(_ ch: UInt8) throws(ParseError) {
         guard c.peek() == ch else {
-            throw c.pos >= c.end ? ParseError("record is cut short") : ParseError("expected '\(Character(Unicode.Scalar(ch)))' at column \(c.pos + 1)")
+            throw c.pos >= c.end
+                ? ParseError("record is cut short") : ParseError("expected '\(Character(Unicode.Scalar(ch)))' at column \(c.pos + 1)")
         }
         c.pos += 1
     }

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// The kinds of trace file migtrace reads.
@@ -124,9 +124,10 @@ public struct TraceReader {
                     lineNumber += 1
                     stats.lines += 1
                     stats.rejected += 1
-                    analyzer.reject(Diagnostic(
-                        input: input, line: lineNumber,
-                        reason: "line of \(length) bytes exceeds \(maxLineLength) bytes; skipped"))
+                    analyzer.reject(
+                        Diagnostic(
+                            input: input, line: lineNumber,
+                            reason: "line of \(length) bytes exceeds \(maxLineLength) bytes; skipped"))
                 } else {
                     handle(UnsafeBufferPointer(start: buffer + start, count: end - start))
                 }
@@ -148,7 +149,9 @@ public struct TraceReader {
             lineNumber += 1
             stats.lines += 1
             stats.rejected += 1
-            analyzer.reject(Diagnostic(input: input, line: lineNumber, reason: "line of \(skippedLength) bytes exceeds \(maxLineLength) bytes; skipped"))
+            analyzer.reject(
+                Diagnostic(input: input, line: lineNumber, reason: "line of \(skippedLength) bytes exceeds \(maxLineLength) bytes; skipped")
+            )
         } else if filled > 0 {
             // A last line without newline: a cut recording's partial record is reported, a log line parsed.
             if stats.format == .recording {
@@ -161,7 +164,10 @@ public struct TraceReader {
                     handle(partial)
                 } else {
                     stats.rejected += 1
-                    analyzer.reject(Diagnostic(input: input, line: lineNumber, reason: "incomplete last record (the recorder was stopped mid-write); everything before it is analysed"))
+                    analyzer.reject(
+                        Diagnostic(
+                            input: input, line: lineNumber,
+                            reason: "incomplete last record (the recorder was stopped mid-write); everything before it is analysed"))
                 }
             } else {
                 handle(UnsafeBufferPointer(start: buffer, count: filled))
