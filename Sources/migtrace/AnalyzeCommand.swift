@@ -72,6 +72,7 @@ struct AnalyzeCommand: ParsableCommand {
             defer { if fd != 0 { close(fd) } }
             do {
                 let stats = try TraceReader.read(fd: fd, input: index, into: analyzer)
+                analyzer.endInput(index)
                 inputs.append((names[index], stats))
                 if stats.format == .recording, stats.endReason == nil, stats.header != nil {
                     printError(

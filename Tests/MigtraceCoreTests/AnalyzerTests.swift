@@ -88,3 +88,26 @@ import Testing
         #expect(enabled.findings.filter { $0.rule == "thread-stall" }.map(\.severity) == [.critical])
     }
 }
+
+/// Hostile input cannot make the analyzer hold unbounded state.
+@Suite struct AnalyzerBoundsTests {
+    @Test func manyConcurrentThreadIdsKeepAtMost64SeriesOpen() throws {
+        let sink = CollectingSink()
+        let analyzer = MigrationAnalyzer(sink: sink)
+        var maxOpen = 0
+        for i in 0..<5000 {
+            let e = TraceEvent(
+                kind: .migrateTransferred, arguments: ProbeArguments(count: 4, 1_000_000, 100, 10_000, 3_000_000),
+                timestampNanoseconds: UInt64(1_700_000_000 + i) * 1_000_000_000, threadID: UInt32(i % 1000),
+                origin: EventOrigin(input: 0, line: UInt64(i + 1)))
+            analyzer.consume(e)
+            maxOpen = max(maxOpen, analyzer.openSeriesCount)
+        }
+        let report = analyzer.finish()
+        #expect(maxOpen == MigrationAnalyzer.maxOpenSeries)
+        // Every window is still analysed, exactly; thread ids cycling through 1000 values reopen series.
+        #expect(report.windowCount == 5000)
+        #expect(report.exactCount == 5000)
+        #expect(report.series.count == 5000)
+    }
+}

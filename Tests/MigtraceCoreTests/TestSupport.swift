@@ -36,6 +36,7 @@ func analyze(_ paths: [String], configuration: AnalysisConfiguration = AnalysisC
         try #require(fd >= 0, "cannot open \(path)")
         defer { close(fd) }
         _ = try TraceReader.read(fd: fd, input: i, into: analyzer)
+        analyzer.endInput(i)
     }
     analyzer.finish()
     return sink

@@ -65,6 +65,8 @@ public final class MigrationAnalyzer {
         @exclusivity(unchecked) var elapsedMs: UInt64 = 0
         @exclusivity(unchecked) var pending: UInt64?
         @exclusivity(unchecked) var pendingExact = false
+        /// When this series last had a window (the analyzer's window counter), to close the idlest first.
+        @exclusivity(unchecked) var lastUse: UInt64 = 0
 
         init(info: SeriesInfo, context: RuleContext, rules: [any AnomalyRule]) {
             self.info = info
@@ -77,6 +79,12 @@ public final class MigrationAnalyzer {
     }
 
     private var open: [SeriesKey: OpenSeries] = [:]
+    /// At most this many series stay open at once; a trace with more concurrent thread ids (only a hostile
+    /// or garbled one has them) closes the idlest, so memory stays bounded.
+    static let maxOpenSeries = 64
+    private var windowClock: UInt64 = 0
+    /// How many series are open now (tests).
+    var openSeriesCount: Int { open.count }
     /// The series of the last look-up (nearly every event belongs to it): spares a hash per event.
     @exclusivity(unchecked) private var cachedKey: SeriesKey?
     @exclusivity(unchecked) private var cachedSeries: OpenSeries?
@@ -187,6 +195,8 @@ public final class MigrationAnalyzer {
             for k in open.keys where k.input == key.input { close(k) }
         }
         let series = openSeries(key) ?? start(key, event)
+        windowClock &+= 1
+        series.lastUse = windowClock
         if lastSeriesKeyWritten != key {
             lastSeriesOfInput[key.input] = key
             lastSeriesKeyWritten = key
@@ -253,6 +263,10 @@ public final class MigrationAnalyzer {
     }
 
     private func start(_ key: SeriesKey, _ event: TraceEvent) -> OpenSeries {
+        if open.count >= Self.maxOpenSeries, let idlest = open.min(by: { $0.value.lastUse < $1.value.lastUse })?.key {
+            close(idlest)
+        }
+        if pendingBeforeSeries.count > Self.maxOpenSeries { pendingBeforeSeries.removeAll() }
         let base: TimeBase = event.timestampNanoseconds == nil ? .relative : (event.clock == .wall ? .epoch : .monotonic)
         let info = SeriesInfo(
             index: nextSeriesIndex, input: key.input, threadID: key.thread, processID: event.processID, era: nil,
@@ -286,6 +300,14 @@ public final class MigrationAnalyzer {
         summaries.append(s.summary)
         closedIndexOfKey[key] = s.info.index
         sink.seriesEnded(s.summary)
+    }
+
+    /// One input is fully read: its series are complete (later inputs never continue them).
+    public func endInput(_ input: Int) {
+        for key in open.keys.filter({ $0.input == input }).sorted(by: { open[$0]!.info.index < open[$1]!.info.index }) {
+            close(key)
+        }
+        newMigrationPending.remove(input)
     }
 
     /// End of input: close every series, summarise rejected lines, and deliver the report.
