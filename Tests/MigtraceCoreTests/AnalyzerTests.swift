@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import Foundation
 import Testing
 
 @testable import MigtraceCore
@@ -109,5 +110,23 @@ import Testing
         #expect(report.windowCount == 5000)
         #expect(report.exactCount == 5000)
         #expect(report.series.count == 5000)
+    }
+}
+
+/// A binary simpletrace file is named as such, not silently read as a log without events.
+@Suite struct SimpletraceDetectionTests {
+    @Test func simpletraceHeaderIsReportedWithWhatToDo() throws {
+        var bytes: [UInt8] = Array(repeating: 0xff, count: 8)
+        withUnsafeBytes(of: UInt64(0xf2b1_77cb_0aa4_29b4).littleEndian) { bytes.append(contentsOf: $0) }
+        withUnsafeBytes(of: UInt64(4).littleEndian) { bytes.append(contentsOf: $0) }
+        bytes.append(contentsOf: Array(repeating: 0, count: 64))
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("migtrace-simpletrace-\(UUID().uuidString)")
+        try Data(bytes).write(to: url)
+        defer { try? FileManager.default.removeItem(at: url) }
+        let report = try #require(try analyze([url.path]).report)
+        #expect(report.windowCount == 0)
+        #expect(report.rejectedCount == 1)
+        #expect(report.diagnostics.first?.reason.hasPrefix("a QEMU simpletrace binary file") == true)
+        #expect(report.diagnostics.first?.reason.contains("simpletrace.py") == true)
     }
 }

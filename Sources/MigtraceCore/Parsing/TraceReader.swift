@@ -109,6 +109,18 @@ public struct TraceReader {
                 detected = true
                 let m = RecordingFormat.magic
                 if filled >= m.count && (0..<m.count).allSatisfy({ buffer[$0] == m[$0] }) { stats.format = .recording }
+                // QEMU's simple backend writes a binary file (reference §4c): say so instead of finding no event.
+                let simpletrace: [UInt8] = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xb4, 0x29, 0xa4, 0x0a, 0xcb, 0x77, 0xb1, 0xf2]
+                if filled >= simpletrace.count && (0..<simpletrace.count).allSatisfy({ buffer[$0] == simpletrace[$0] }) {
+                    stats.rejected += 1
+                    analyzer.reject(
+                        Diagnostic(
+                            input: input, line: 0,
+                            reason:
+                                "a QEMU simpletrace binary file; migtrace reads the log backend: decode it with QEMU's scripts/simpletrace.py or trace with -trace migrate_transferred -D FILE"
+                        ))
+                    return stats
+                }
             }
             if !detected { continue }
             // Split complete lines.
