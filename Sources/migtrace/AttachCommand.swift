@@ -233,7 +233,9 @@ struct LiveRun {
         } else {
             var h = "migtrace \(Migtrace.version): attached to pid \(pid) (\(binary))\n"
             h +=
-                "probes: " + attached.map { "\($0.name) (\($0.noteArgumentCount.map { $0 == 1 ? "1 arg" : "\($0) args" } ?? "?"))" }.joined(separator: ", ")
+                "probes: "
+                + attached.map { "\($0.name) (\($0.noteArgumentCount.map { $0 == 1 ? "1 arg" : "\($0) args" } ?? "?"))" }.joined(
+                    separator: ", ")
                 + "\n"
             let missing = session.probes.filter { !$0.attached }
             if !missing.isEmpty { h += "not attached: " + missing.map { "\($0.name) (\($0.reason ?? ""))" }.joined(separator: ", ") + "\n" }

@@ -169,8 +169,12 @@ public final class MigrationAnalyzer {
         }
     }
 
-    private var closedIndexOfKey: [SeriesKey: Int] = [:]
-    private func seriesIndex(_ key: SeriesKey) -> Int? { closedIndexOfKey[key] }
+    /// The most recently closed series of each input (a state event can follow its series' end).
+    private var lastClosedOfInput: [Int: (key: SeriesKey, index: Int)] = [:]
+    private func seriesIndex(_ key: SeriesKey) -> Int? {
+        guard let last = lastClosedOfInput[key.input], last.key == key else { return nil }
+        return last.index
+    }
 
     private func consumeWindow(_ event: TraceEvent) {
         let args = event.arguments
@@ -298,7 +302,7 @@ public final class MigrationAnalyzer {
         for (id, n) in s.context.suppressed { suppressed[id, default: 0] += n }
         s.summary.info = s.info
         summaries.append(s.summary)
-        closedIndexOfKey[key] = s.info.index
+        lastClosedOfInput[key.input] = (key, s.info.index)
         sink.seriesEnded(s.summary)
     }
 
