@@ -112,14 +112,19 @@ struct ASCIIWriter: TextOutputStream {
             t /= 10
             n &+= 1
         }
+        digits(value, width: n)
+    }
+
+    /// The last `width` decimal digits of `value`, zero-padded on the left.
+    @inline(__always) private mutating func digits(_ value: UInt64, width: Int) {
         var v = value
-        var i = count &+ n &- 1
+        var i = count &+ width &- 1
         while i >= count {
             base[i] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: v % 10)
             v /= 10
             i &-= 1
         }
-        count &+= n
+        count &+= width
     }
 
     private static let powers: (Double, Double, Double, Double, Double, Double, Double, Double, Double) =
@@ -150,14 +155,7 @@ struct ASCIIWriter: TextOutputStream {
         unsigned(n / intScale)
         if decimals > 0 {
             byte(UInt8(ascii: "."))
-            var frac = n % intScale
-            var i = count &+ decimals &- 1
-            while i >= count {
-                base[i] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: frac % 10)
-                frac /= 10
-                i &-= 1
-            }
-            count &+= decimals
+            digits(n % intScale, width: decimals)
         }
     }
 

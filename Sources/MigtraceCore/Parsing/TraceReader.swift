@@ -56,6 +56,14 @@ public struct TraceReader {
         var detected = false
         var eof = false
 
+        /// The next line is unusable: count it and report why.
+        func rejectLine(_ reason: String) {
+            lineNumber += 1
+            stats.lines += 1
+            stats.rejected += 1
+            analyzer.reject(Diagnostic(input: input, line: lineNumber, reason: reason))
+        }
+
         func handle(_ line: UnsafeBufferPointer<UInt8>) {
             lineNumber += 1
             stats.lines += 1
@@ -133,13 +141,7 @@ public struct TraceReader {
                     // Too long, whether it began in an earlier read or lies whole in this one.
                     let length = (skipping ? skippedLength : 0) + end - start
                     skipping = false
-                    lineNumber += 1
-                    stats.lines += 1
-                    stats.rejected += 1
-                    analyzer.reject(
-                        Diagnostic(
-                            input: input, line: lineNumber,
-                            reason: "line of \(length) bytes exceeds \(maxLineLength) bytes; skipped"))
+                    rejectLine("line of \(length) bytes exceeds \(maxLineLength) bytes; skipped")
                 } else {
                     handle(UnsafeBufferPointer(start: buffer + start, count: end - start))
                 }
@@ -158,31 +160,14 @@ public struct TraceReader {
             }
         }
         if skipping {
-            lineNumber += 1
-            stats.lines += 1
-            stats.rejected += 1
-            analyzer.reject(
-                Diagnostic(input: input, line: lineNumber, reason: "line of \(skippedLength) bytes exceeds \(maxLineLength) bytes; skipped")
-            )
+            rejectLine("line of \(skippedLength) bytes exceeds \(maxLineLength) bytes; skipped")
         } else if filled > 0 {
             // A last line without newline: a cut recording's partial record is reported, a log line parsed.
-            if stats.format == .recording {
-                lineNumber += 1
-                stats.lines += 1
-                let partial = UnsafeBufferPointer(start: buffer, count: filled)
-                if case .success = RecordingFormat.parse(partial, input: input, line: lineNumber) {
-                    lineNumber -= 1
-                    stats.lines -= 1
-                    handle(partial)
-                } else {
-                    stats.rejected += 1
-                    analyzer.reject(
-                        Diagnostic(
-                            input: input, line: lineNumber,
-                            reason: "incomplete last record (the recorder was stopped mid-write); everything before it is analysed"))
-                }
+            let partial = UnsafeBufferPointer(start: buffer, count: filled)
+            if stats.format == .recording, case .failure = RecordingFormat.parse(partial, input: input, line: lineNumber + 1) {
+                rejectLine("incomplete last record (the recorder was stopped mid-write); everything before it is analysed")
             } else {
-                handle(UnsafeBufferPointer(start: buffer, count: filled))
+                handle(partial)
             }
         }
         return stats
