@@ -27,9 +27,16 @@ func traceRun(
 
 @Suite(.serialized, .requiresRoot)
 struct LiveSessionTests {
-    @Test func eraBExactValuesInOrder() async throws {
+    /// Every argument kind the BPF program decodes: registers (-O2), memory operands and constants (-O0).
+    @Test(arguments: [TestPrograms.Variant.eraB, .eraBUnoptimized])
+    func eraBExactValuesInOrder(_ variant: TestPrograms.Variant) async throws {
         let n = 200
-        let run = try await traceRun(.eraB, count: n, extra: ["--context"])
+        let notes = USDTNotes.probes(try USDTNotes.read(path: try TestPrograms.path(variant)), provider: "qemu")
+        let locations = notes.flatMap { $0.arguments.map(\.location) }
+        // The -O0 build really has a memory operand (migrate_set_state's pointer) and constants.
+        #expect(locations.contains { $0.hasSuffix("(%rbp)") } == (variant == .eraBUnoptimized))
+        #expect(locations.contains("$1000"))
+        let run = try await traceRun(variant, count: n, extra: ["--context"])
         defer { run.session.close() }
 
         // Probe table: every probe of the binary attached, migrate_pending absent (a QEMU >= 8.0 binary).

@@ -26,15 +26,19 @@ enum TestPrograms {
         case eraA = "fake_qemu_era_a"
         /// qemu probes but no migrate_transferred site.
         case noTransferred = "fake_qemu_no_transferred"
+        /// eraB built with -O0: operands in memory (`8@-8(%rbp)`) and constants (`8@$1000`), the argument
+        /// kinds an optimised build leaves in registers.
+        case eraBUnoptimized = "fake_qemu_era_b_O0"
 
         var dFile: String { self == .eraA ? "fake_qemu_era_a.d" : "fake_qemu.d" }
         var defines: [String] {
             switch self {
-            case .eraB: []
+            case .eraB, .eraBUnoptimized: []
             case .eraA: ["-DMT_ERA_A"]
             case .noTransferred: ["-DMT_NO_TRANSFERRED"]
             }
         }
+        var optimization: String { self == .eraBUnoptimized ? "-O0" : "-O2" }
     }
 
     static let sourceDir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
@@ -68,7 +72,7 @@ enum TestPrograms {
                 try run("/usr/bin/env", ["dtrace", "-DSTAP_SDT_V2", "-G", "-s", d, "-o", obj])
                 try run(
                     "/usr/bin/env",
-                    ["cc", "-O2", "-Wall", "-pthread", "-DSTAP_SDT_V2"] + v.defines + [
+                    ["cc", v.optimization, "-Wall", "-pthread", "-DSTAP_SDT_V2"] + v.defines + [
                         "-I", dir.path, sourceDir.appendingPathComponent("fake_qemu.c").path, obj, "-o", bin,
                     ])
                 result[v] = bin

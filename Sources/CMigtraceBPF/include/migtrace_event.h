@@ -48,6 +48,8 @@ typedef uint64_t mt_u64;
 #define MT_PROBE_BITMAP_SYNC_END 6
 #define MT_PROBE_MIGRATE_SET_STATE 7
 #define MT_PROBE_COUNT 8
+/* probe: no USDT spec for this attachment (never expected); user space counts the record as undecodable. */
+#define MT_PROBE_UNKNOWN 0xff
 
 /* flags: bpf_usdt_arg failed for at least one argument (its slot is 0). */
 #define MT_FLAG_ARG_ERROR 0x1
