@@ -16,10 +16,19 @@ public enum TraceFileFormat: String, Sendable {
 
 /// Streams a trace from a file descriptor into an analyzer: fixed-size buffer, byte-level line
 /// splitting, no per-line allocation for lines that are not migration events.
+///
+/// An input larger than one read chunk is read as a two-stage pipeline: a producer thread reads, splits and
+/// parses it into batches of events, and the calling thread feeds them to the analyzer, in the same order
+/// and with the same results as reading it on one thread. Smaller inputs never start a thread.
 public struct TraceReader {
     /// Lines longer than this are skipped with a diagnostic (a QEMU trace line is ~120 bytes).
     public static let maxLineLength = 64 * 1024
-    private static let chunkSize = 1 << 20
+    static let chunkSize = 1 << 20
+    /// Events and diagnostics per batch: ~500 KB of events, enough that handing a batch over costs nothing
+    /// per line, small enough that the batches in flight (~2 MB) stay in the shared cache and memory stays flat.
+    static let batchCapacity = 4096
+    /// Batches of one threaded read: one being parsed into, at most two waiting, one being analysed.
+    static let batchesInFlight = 4
 
     /// What reading one input found.
     public struct Statistics: Sendable, Equatable {
@@ -45,120 +54,243 @@ public struct TraceReader {
 
     /// Read `fd` to its end, feeding `analyzer`. `input` numbers the events' origins.
     public static func read(fd: Int32, input: Int, into analyzer: MigrationAnalyzer) throws(ReadError) -> Statistics {
-        var stats = Statistics()
-        let parser = QEMULogParser(input: input)
+        try run(fd: fd, input: input, into: analyzer, tuning: Tuning()).statistics
+    }
+
+    /// Knobs of one read; the defaults are what ``read(fd:input:into:)`` uses, tests change them.
+    struct Tuning {
+        var batchCapacity = TraceReader.batchCapacity
+        /// Stop after handing this many batches to the analyzer, as a consumer that leaves early would.
+        var stopAfterBatches: Int?
+    }
+
+    /// How one read went: its statistics (partial when stopped) and whether a producer thread ran.
+    struct Run {
+        var statistics: Statistics
+        var threaded: Bool
+        var stopped: Bool
+    }
+
+    /// Read `fd` into `analyzer`, on one thread while the input fits in one chunk, on two once it does not.
+    static func run(fd: Int32, input: Int, into analyzer: MigrationAnalyzer, tuning: Tuning) throws(ReadError) -> Run {
         let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: chunkSize + maxLineLength)
+        // Deallocated only after the producer thread, if any, has been joined (drain joins before returning).
         defer { buffer.deallocate() }
-        var filled = 0  // bytes in buffer
-        var lineNumber: UInt64 = 0
-        var skipping = false  // inside an over-long line
-        var skippedLength = 0
-        var detected = false
-        var eof = false
-
-        /// The next line is unusable: count it and report why.
-        func rejectLine(_ reason: String) {
-            lineNumber += 1
-            stats.lines += 1
-            stats.rejected += 1
-            analyzer.reject(Diagnostic(input: input, line: lineNumber, reason: reason))
+        let pipeline = ReadPipeline(
+            source: LineSource(fd: fd, input: input, buffer: buffer, batchCapacity: tuning.batchCapacity))
+        var delivered = 0
+        func keepGoing() -> Bool {
+            delivered += 1
+            return tuning.stopAfterBatches.map { delivered < $0 } ?? true
         }
-
-        func handle(_ line: UnsafeBufferPointer<UInt8>) {
-            lineNumber += 1
-            stats.lines += 1
-            switch stats.format {
-            case .qemuLog:
-                switch parser.parse(line, line: lineNumber) {
-                case .event(let e):
-                    stats.events += 1
-                    analyzer.consume(e)
-                case .ignored:
-                    break
-                case .malformed(let reason):
-                    stats.rejected += 1
-                    analyzer.reject(Diagnostic(input: input, line: lineNumber, reason: reason))
-                }
-            case .recording:
-                guard line.count > 0 else { return }
-                switch RecordingFormat.parse(line, input: input, line: lineNumber) {
-                case .success(.event(let e)):
-                    stats.events += 1
-                    analyzer.consume(e)
-                case .success(.header(let h)):
-                    stats.header = h
-                case .success(.lost(let k, let c)):
-                    stats.kernelDrops = k
-                    stats.consumerDrops = c
-                case .success(.end(let reason, let k, let c)):
-                    stats.endReason = reason
-                    stats.kernelDrops = k
-                    stats.consumerDrops = c
-                case .success(.unknown):
-                    break
-                case .failure(let f):
-                    stats.rejected += 1
-                    analyzer.reject(Diagnostic(input: input, line: lineNumber, reason: f.reason))
-                }
-            }
+        func deliverHere(_ batch: inout TraceBatch) -> Bool {
+            batch.deliver(to: analyzer)
+            batch.removeAll()
+            return keepGoing()
         }
-
-        while !eof {
-            // Fill the buffer.
-            let n = Glibc.read(fd, buffer + filled, chunkSize + maxLineLength - filled)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw ReadError(errno: errno)
-            }
-            if n == 0 { eof = true }
-            filled += n
-            stats.bytes += UInt64(n)
-            if !detected && (filled >= RecordingFormat.magic.count || eof) {
-                detected = true
-                let m = RecordingFormat.magic
-                if filled >= m.count && (0..<m.count).allSatisfy({ buffer[$0] == m[$0] }) { stats.format = .recording }
-                // QEMU's simple backend writes a binary file (reference §4c): say so instead of finding no event.
-                let simpletrace: [UInt8] = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xb4, 0x29, 0xa4, 0x0a, 0xcb, 0x77, 0xb1, 0xf2]
-                if filled >= simpletrace.count && (0..<simpletrace.count).allSatisfy({ buffer[$0] == simpletrace[$0] }) {
-                    stats.rejected += 1
-                    analyzer.reject(
-                        Diagnostic(
-                            input: input, line: 0,
-                            reason:
-                                "a QEMU simpletrace binary file; migtrace reads the log backend: decode it with QEMU's scripts/simpletrace.py or trace with -trace migrate_transferred -D FILE"
-                        ))
-                    return stats
-                }
-            }
-            if !detected { continue }
-            // Split complete lines.
-            var start = 0
-            while start < filled {
-                let rest = filled - start
-                guard let nl = memchr(buffer + start, 10, rest) else { break }
-                let end = buffer.distance(to: nl.assumingMemoryBound(to: UInt8.self))
-                if skipping || end - start > maxLineLength {
-                    // Too long, whether it began in an earlier read or lies whole in this one.
-                    let length = (skipping ? skippedLength : 0) + end - start
-                    skipping = false
-                    rejectLine("line of \(length) bytes exceeds \(maxLineLength) bytes; skipped")
-                } else {
-                    handle(UnsafeBufferPointer(start: buffer + start, count: end - start))
-                }
-                start = end + 1
-            }
-            // Keep the partial line, or skip it when it is too long to be a trace line.
-            let remaining = filled - start
-            if remaining > maxLineLength || (skipping && remaining > 0) {
-                if !skipping { skippedLength = 0 }
-                skipping = true
-                skippedLength += remaining
-                filled = 0
+        var outcome = pipeline.source.pump(pausing: true, deliverHere)
+        var threaded = false
+        if outcome == .paused {
+            if let thread = pipeline.startProducer() {
+                threaded = true
+                outcome = pipeline.drain(into: analyzer, joining: thread, keepGoing: keepGoing)
             } else {
-                if start > 0 && remaining > 0 { memmove(buffer, buffer + start, remaining) }
-                filled = remaining
+                // No thread to be had (resource limits): finish on this one.
+                outcome = pipeline.source.pump(pausing: false, deliverHere)
             }
         }
+        if !threaded && outcome != .stopped {
+            pipeline.source.batch.deliver(to: analyzer)
+        }
+        if case .failed(let errno) = outcome { throw ReadError(errno: errno) }
+        return Run(statistics: pipeline.source.stats, threaded: threaded, stopped: outcome == .stopped)
+    }
+}
+
+/// Parsed lines handed to the analyzer at once: the events, and each diagnostic with how many of the
+/// events came before it, so that the analyzer sees them in the order of the lines.
+struct TraceBatch: Sendable {
+    /// A diagnostic and its place among the batch's events.
+    struct Rejection: Sendable {
+        var eventsBefore: Int
+        var diagnostic: Diagnostic
+    }
+
+    var events = ContiguousArray<TraceEvent>()
+    var rejections = ContiguousArray<Rejection>()
+
+    init() {}
+
+    init(capacity: Int) {
+        events.reserveCapacity(capacity)
+        rejections.reserveCapacity(64)
+    }
+
+    var count: Int { events.count &+ rejections.count }
+
+    mutating func reject(_ diagnostic: Diagnostic) {
+        rejections.append(Rejection(eventsBefore: events.count, diagnostic: diagnostic))
+    }
+
+    /// Feed everything to `analyzer` in line order.
+    func deliver(to analyzer: MigrationAnalyzer) {
+        inLineOrder(analyzer.consume, analyzer.reject)
+    }
+
+    /// Pass each event to `event` and each diagnostic to `rejection`, in the order of their lines.
+    @inline(__always)
+    func inLineOrder(_ event: (TraceEvent) -> Void, _ rejection: (Diagnostic) -> Void) {
+        var next = 0
+        for r in rejections {
+            while next < r.eventsBefore {
+                event(events[next])
+                next += 1
+            }
+            rejection(r.diagnostic)
+        }
+        while next < events.count {
+            event(events[next])
+            next += 1
+        }
+    }
+
+    /// Empty it for reuse, keeping its storage so that the steady state allocates nothing.
+    mutating func removeAll() {
+        events.removeAll(keepingCapacity: true)
+        rejections.removeAll(keepingCapacity: true)
+    }
+}
+
+/// The producer stage of one input: reads, detects the format, splits lines and parses them into batches.
+/// Every read of the input goes through here, on one thread at a time (the calling thread until the input
+/// proves large, then the producer thread).
+struct LineSource {
+    /// Why ``pump(pausing:_:)`` returned.
+    enum Outcome: Equatable {
+        /// The input ended (or was rejected whole); the last lines are in `batch`.
+        case finished
+        /// A chunk is read and the input goes on: worth a thread. The chunk is not split yet.
+        case paused
+        /// The consumer left.
+        case stopped
+        /// read(2) failed with this errno; the lines before are in `batch` or were handed over.
+        case failed(Int32)
+    }
+
+    let fd: Int32
+    let parser: QEMULogParser
+    let buffer: UnsafeMutablePointer<UInt8>
+    let batchCapacity: Int
+    var batch: TraceBatch
+    var stats = TraceReader.Statistics()
+    var filled = 0  // bytes in buffer
+    var lineNumber: UInt64 = 0
+    var skipping = false  // inside an over-long line
+    var skippedLength = 0
+    var detected = false
+    var eof = false
+    var unsplit = false  // paused between reading a chunk and splitting it
+
+    var input: Int { parser.input }
+
+    init(fd: Int32, input: Int, buffer: UnsafeMutablePointer<UInt8>, batchCapacity: Int) {
+        self.fd = fd
+        self.parser = QEMULogParser(input: input)
+        self.buffer = buffer
+        self.batchCapacity = batchCapacity
+        self.batch = TraceBatch(capacity: batchCapacity)
+    }
+
+    /// Read, split and parse until the input ends, `handOff` refuses a full batch, read(2) fails, or (when
+    /// `pausing`) a whole chunk has arrived with more to come. `handOff` takes a full batch and leaves an
+    /// empty one in its place; false means nobody consumes any more.
+    mutating func pump(pausing: Bool, _ handOff: (inout TraceBatch) -> Bool) -> Outcome {
+        while true {
+            if !unsplit {
+                let n = Glibc.read(fd, buffer + filled, TraceReader.chunkSize + TraceReader.maxLineLength - filled)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return .failed(errno)
+                }
+                if n == 0 { eof = true }
+                filled += n
+                stats.bytes += UInt64(n)
+                if !detected && (filled >= RecordingFormat.magic.count || eof) {
+                    if detectFormat() { return .finished }
+                }
+                if !detected { continue }
+                if pausing && !eof && stats.bytes >= UInt64(TraceReader.chunkSize) {
+                    unsplit = true
+                    return .paused
+                }
+            }
+            unsplit = false
+            guard splitLines(handOff) else { return .stopped }
+            if eof {
+                finishInput()
+                return .finished
+            }
+        }
+    }
+
+    /// Decide the format from the first bytes; true when the input is rejected whole (simpletrace binary).
+    private mutating func detectFormat() -> Bool {
+        detected = true
+        let m = RecordingFormat.magic
+        if filled >= m.count && (0..<m.count).allSatisfy({ buffer[$0] == m[$0] }) { stats.format = .recording }
+        // QEMU's simple backend writes a binary file (reference §4c): say so instead of finding no event.
+        let simpletrace: [UInt8] = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xb4, 0x29, 0xa4, 0x0a, 0xcb, 0x77, 0xb1, 0xf2]
+        if filled >= simpletrace.count && (0..<simpletrace.count).allSatisfy({ buffer[$0] == simpletrace[$0] }) {
+            stats.rejected += 1
+            batch.reject(
+                Diagnostic(
+                    input: input, line: 0,
+                    reason:
+                        "a QEMU simpletrace binary file; migtrace reads the log backend: decode it with QEMU's scripts/simpletrace.py or trace with -trace migrate_transferred -D FILE"
+                ))
+            return true
+        }
+        return false
+    }
+
+    /// Handle the complete lines in the buffer and keep the partial one; false when the consumer left.
+    private mutating func splitLines(_ handOff: (inout TraceBatch) -> Bool) -> Bool {
+        let maxLineLength = TraceReader.maxLineLength
+        var start = 0
+        while start < filled {
+            let rest = filled - start
+            guard let nl = memchr(buffer + start, 10, rest) else { break }
+            let end = buffer.distance(to: nl.assumingMemoryBound(to: UInt8.self))
+            if skipping || end - start > maxLineLength {
+                // Too long, whether it began in an earlier read or lies whole in this one.
+                let length = (skipping ? skippedLength : 0) + end - start
+                skipping = false
+                rejectLine("line of \(length) bytes exceeds \(maxLineLength) bytes; skipped")
+            } else {
+                handle(UnsafeBufferPointer(start: buffer + start, count: end - start))
+            }
+            start = end + 1
+            if batch.count >= batchCapacity {
+                guard handOff(&batch) else { return false }
+            }
+        }
+        // Keep the partial line, or skip it when it is too long to be a trace line.
+        let remaining = filled - start
+        if remaining > maxLineLength || (skipping && remaining > 0) {
+            if !skipping { skippedLength = 0 }
+            skipping = true
+            skippedLength += remaining
+            filled = 0
+        } else {
+            if start > 0 && remaining > 0 { memmove(buffer, buffer + start, remaining) }
+            filled = remaining
+        }
+        return true
+    }
+
+    /// The end of the input: an over-long or unterminated last line.
+    private mutating func finishInput() {
+        let maxLineLength = TraceReader.maxLineLength
         if skipping {
             rejectLine("line of \(skippedLength) bytes exceeds \(maxLineLength) bytes; skipped")
         } else if filled > 0 {
@@ -170,6 +302,187 @@ public struct TraceReader {
                 handle(partial)
             }
         }
-        return stats
     }
+
+    /// The next line is unusable: count it and report why.
+    private mutating func rejectLine(_ reason: String) {
+        lineNumber += 1
+        stats.lines += 1
+        stats.rejected += 1
+        batch.reject(Diagnostic(input: input, line: lineNumber, reason: reason))
+    }
+
+    @inline(__always)
+    private mutating func handle(_ line: UnsafeBufferPointer<UInt8>) {
+        lineNumber += 1
+        stats.lines += 1
+        switch stats.format {
+        case .qemuLog:
+            switch parser.parse(line, line: lineNumber) {
+            case .event(let e):
+                stats.events += 1
+                batch.events.append(e)
+            case .ignored:
+                break
+            case .malformed(let reason):
+                stats.rejected += 1
+                batch.reject(Diagnostic(input: input, line: lineNumber, reason: reason))
+            }
+        case .recording:
+            guard line.count > 0 else { return }
+            switch RecordingFormat.parse(line, input: input, line: lineNumber) {
+            case .success(.event(let e)):
+                stats.events += 1
+                batch.events.append(e)
+            case .success(.header(let h)):
+                stats.header = h
+            case .success(.lost(let k, let c)):
+                stats.kernelDrops = k
+                stats.consumerDrops = c
+            case .success(.end(let reason, let k, let c)):
+                stats.endReason = reason
+                stats.kernelDrops = k
+                stats.consumerDrops = c
+            case .success(.unknown):
+                break
+            case .failure(let f):
+                stats.rejected += 1
+                batch.reject(Diagnostic(input: input, line: lineNumber, reason: f.reason))
+            }
+        }
+    }
+}
+
+/// One input's ``LineSource`` and, once it runs on a producer thread, the bounded queue of batches between
+/// that thread and the calling one.
+final class ReadPipeline: @unchecked Sendable {
+    // SAFETY: @unchecked Sendable. `source` (the parser state, buffer and statistics) is used by the calling
+    // thread before pthread_create and after pthread_join, and by the producer thread only in between:
+    // create and join order those accesses. `ready`, `free`, `cancelled`, `producerDone` and `outcome` are
+    // read and written only with `mutex` held (`outcome` also by the calling thread after the join). A batch
+    // belongs to whoever took it out of `ready`/`free` (or holds it in `source.batch`); it is moved, never
+    // shared, so its storage stays uniquely owned and is never copied.
+    var source: LineSource
+    private var ready: [TraceBatch] = []
+    private var free: [TraceBatch] = []
+    private var cancelled = false
+    private var producerDone = false
+    private var outcome: LineSource.Outcome = .finished
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private let readyCondition: UnsafeMutablePointer<pthread_cond_t>  // a batch is ready or the producer done
+    private let freeCondition: UnsafeMutablePointer<pthread_cond_t>  // a batch is free or the consumer gone
+
+    init(source: LineSource) {
+        self.source = source
+        mutex = .allocate(capacity: 1)
+        readyCondition = .allocate(capacity: 1)
+        freeCondition = .allocate(capacity: 1)
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(readyCondition, nil)
+        pthread_cond_init(freeCondition, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(freeCondition)
+        pthread_cond_destroy(readyCondition)
+        pthread_mutex_destroy(mutex)
+        freeCondition.deallocate()
+        readyCondition.deallocate()
+        mutex.deallocate()
+    }
+
+    /// Start the producer thread on `source`; nil if no thread can be created.
+    func startProducer() -> pthread_t? {
+        ready.reserveCapacity(TraceReader.batchesInFlight)
+        free.reserveCapacity(TraceReader.batchesInFlight)
+        for _ in 1..<TraceReader.batchesInFlight { free.append(TraceBatch(capacity: source.batchCapacity)) }
+        // SAFETY: the retained reference is balanced by exactly one takeRetainedValue() in the thread.
+        let context = Unmanaged.passRetained(self).toOpaque()
+        var thread = pthread_t()
+        if pthread_create(&thread, nil, traceReaderProducerMain, context) != 0 {
+            Unmanaged<ReadPipeline>.fromOpaque(context).release()
+            free.removeAll()
+            return nil
+        }
+        return thread
+    }
+
+    /// Producer thread: pump the source to its end, queueing each full batch and the last one.
+    fileprivate func produce() {
+        let result = source.pump(pausing: false) { batch in exchange(&batch) }
+        pthread_mutex_lock(mutex)
+        if result != .stopped {
+            ready.append(source.batch)
+            source.batch = TraceBatch()
+        }
+        outcome = result
+        producerDone = true
+        pthread_cond_signal(readyCondition)
+        pthread_mutex_unlock(mutex)
+    }
+
+    /// Producer: queue the full `batch` and take an empty one in its place, waiting for one to be free;
+    /// false when the consumer has left.
+    private func exchange(_ batch: inout TraceBatch) -> Bool {
+        pthread_mutex_lock(mutex)
+        if !cancelled {
+            ready.append(batch)
+            batch = TraceBatch()  // the queued batch is now the only owner of its storage
+            pthread_cond_signal(readyCondition)
+            while free.isEmpty && !cancelled { pthread_cond_wait(freeCondition, mutex) }
+            if !cancelled { batch = free.removeLast() }
+        }
+        let taken = !cancelled
+        pthread_mutex_unlock(mutex)
+        // Emptying a used batch releases its events one by one: done here, off the analyzer's thread, which is
+        // the slower stage.
+        batch.removeAll()
+        return taken
+    }
+
+    /// Calling thread: feed `analyzer` every batch in order until the producer is done or `keepGoing` says
+    /// stop; then let the producer go, join it, and say how the read ended.
+    func drain(into analyzer: MigrationAnalyzer, joining thread: pthread_t, keepGoing: () -> Bool) -> LineSource.Outcome {
+        var stopped = false
+        while var batch = next() {
+            batch.deliver(to: analyzer)
+            recycle(&batch)  // the producer empties it
+            if !keepGoing() {
+                stopped = true
+                break
+            }
+        }
+        // Whether the producer is done or blocked waiting for a free batch, this lets it leave. (A producer
+        // blocked in read(2) on a pipe that stays silent leaves once the read returns.)
+        pthread_mutex_lock(mutex)
+        cancelled = true
+        pthread_cond_signal(freeCondition)
+        pthread_mutex_unlock(mutex)
+        pthread_join(thread, nil)
+        return stopped ? .stopped : outcome
+    }
+
+    /// The next batch in line order, waiting for the producer; nil once it is done and all are taken.
+    private func next() -> TraceBatch? {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        while ready.isEmpty && !producerDone { pthread_cond_wait(readyCondition, mutex) }
+        return ready.isEmpty ? nil : ready.removeFirst()
+    }
+
+    /// Give a delivered batch back to the producer, which empties it.
+    private func recycle(_ batch: inout TraceBatch) {
+        pthread_mutex_lock(mutex)
+        free.append(batch)
+        batch = TraceBatch()  // before unlocking, so the producer gets the storage uniquely owned
+        pthread_cond_signal(freeCondition)
+        pthread_mutex_unlock(mutex)
+    }
+}
+
+/// The producer thread's body (a C function for pthread_create).
+private func traceReaderProducerMain(_ context: UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
+    // SAFETY: balances the passRetained in startProducer(); the reference keeps the pipeline alive.
+    Unmanaged<ReadPipeline>.fromOpaque(context!).takeRetainedValue().produce()
+    return nil
 }
