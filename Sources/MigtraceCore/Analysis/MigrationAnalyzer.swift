@@ -57,8 +57,9 @@ public final class MigrationAnalyzer {
     // profiles) is switched off for the fields written per window. The compile-time checks still apply.
     private final class OpenSeries {
         @exclusivity(unchecked) var info: SeriesInfo
-        @exclusivity(unchecked) var context: RuleContext
-        @exclusivity(unchecked) var rules: [any AnomalyRule]
+        // Constants, so that a window reaches the rules without retaining either.
+        let context: RuleContext
+        let rules: BuiltinRules
         @exclusivity(unchecked) var summary: SeriesSummary
         @exclusivity(unchecked) var limit: UInt64?
         @exclusivity(unchecked) var cumulative: UInt64 = 0
@@ -68,7 +69,7 @@ public final class MigrationAnalyzer {
         /// When this series last had a window (the analyzer's window counter), to close the idlest first.
         @exclusivity(unchecked) var lastUse: UInt64 = 0
 
-        init(info: SeriesInfo, context: RuleContext, rules: [any AnomalyRule]) {
+        init(info: SeriesInfo, context: RuleContext, rules: BuiltinRules) {
             self.info = info
             self.context = context
             self.rules = rules
@@ -101,13 +102,11 @@ public final class MigrationAnalyzer {
     /// Events accepted, indexed by `ProbeKind.rawValue` (a dictionary only in the report).
     @exclusivity(unchecked) private var kindCounts = [UInt64](repeating: 0, count: ProbeKind.allCases.count)
     private var suppressed: [String: Int] = [:]
-    private var ruleTypes: [any AnomalyRule.Type]
 
     /// An analyzer that reports to `sink`.
     public init(configuration: AnalysisConfiguration = AnalysisConfiguration(), sink: any AnalysisSink) {
         self.configuration = configuration
         self.sink = sink
-        ruleTypes = RuleRegistry.all.filter { !configuration.disabledRules.contains($0.id) }
     }
 
     /// Record a line or event that could not be used.
@@ -262,8 +261,7 @@ public final class MigrationAnalyzer {
         }
 
         sink.window(window, in: series.info)
-        for rule in series.rules { rule.observe(window, series.context) }
-        series.context.previous = window
+        series.rules.observe(window, series.context)
     }
 
     private func start(_ key: SeriesKey, _ event: TraceEvent) -> OpenSeries {
@@ -280,7 +278,8 @@ public final class MigrationAnalyzer {
             self.findings.append(finding)
             self.sink.finding(finding)
         }
-        let series = OpenSeries(info: info, context: context, rules: ruleTypes.map { $0.init(thresholds: configuration.thresholds) })
+        let rules = BuiltinRules(thresholds: configuration.thresholds, disabled: configuration.disabledRules)
+        let series = OpenSeries(info: info, context: context, rules: rules)
         if let (p, exact) = pendingBeforeSeries.removeValue(forKey: key) {
             series.pending = p
             series.pendingExact = exact
@@ -298,7 +297,7 @@ public final class MigrationAnalyzer {
             cachedKey = nil
             cachedSeries = nil
         }
-        for rule in s.rules { rule.finish(s.context) }
+        s.rules.finish(s.context)
         for (id, n) in s.context.suppressed { suppressed[id, default: 0] += n }
         s.summary.info = s.info
         summaries.append(s.summary)

@@ -16,7 +16,9 @@ public final class BandwidthShiftRule: AnomalyRule {
     private let minMs: UInt64
     private let baselineSize: Int
     @exclusivity(unchecked) private var baseline: RuleMath.SlidingMedian  // confined to the analyzer's thread
-    @exclusivity(unchecked) private var run: [AnalyzedWindow] = []  // confined to the analyzer's thread
+    /// The candidate run's bandwidths (at most 512) and where its first window lies.
+    @exclusivity(unchecked) private var run: [Double] = []  // confined to the analyzer's thread
+    @exclusivity(unchecked) private var runStart = WindowMark(index: 0, startTime: 0, endTime: 0)  // confined to the analyzer's thread
     @exclusivity(unchecked) private var runMs: UInt64 = 0  // confined to the analyzer's thread
     @exclusivity(unchecked) private var runUp = false  // confined to the analyzer's thread
 
@@ -50,21 +52,22 @@ public final class BandwidthShiftRule: AnomalyRule {
             runMs = 0
         }
         runUp = up
-        if run.count < 512 { run.append(window) }
+        if run.isEmpty { runStart = window.mark }
+        if run.count < 512 { run.append(bw) }
         // Saturating: time_spent is whatever the trace says, and a sum of huge values must not trap.
         let (ms, overflow) = runMs.addingReportingOverflow(window.timeSpentMs)
         runMs = overflow ? .max : ms
         if run.count >= 3 && runMs >= minMs {
-            let newLevel = RuleMath.median(run.map(\.bandwidth))
+            let newLevel = RuleMath.median(run)
             let change = (newLevel - base) / base
             context.report(
-                Self.self, .warning, from: run[0], to: window,
-                "Bandwidth \(up ? "rose" : "fell") \(Format.fixed(abs(change) * 100, 0)) % from \(RuleMath.rate(base)) to \(RuleMath.rate(newLevel)) at window \(run[0].index) and held for \(RuleMath.seconds(Double(runMs))).",
+                Self.self, .warning, from: runStart, to: window.mark,
+                "Bandwidth \(up ? "rose" : "fell") \(Format.fixed(abs(change) * 100, 0)) % from \(RuleMath.rate(base)) to \(RuleMath.rate(newLevel)) at window \(runStart.index) and held for \(RuleMath.seconds(Double(runMs))).",
                 evidence: [
                     .number("baseline_bytes_per_ms", base), .number("new_bytes_per_ms", newLevel),
                     .number("change_fraction", change), .count("duration_ms", runMs),
                 ])
-            baseline.reset(run.suffix(baselineSize).lazy.map(\.bandwidth))
+            baseline.reset(run.suffix(baselineSize))
             run.removeAll(keepingCapacity: true)
             runMs = 0
         }

@@ -28,7 +28,7 @@ public final class FormulaMismatchRule: AnomalyRule {
         guard let (first, last, count, _) = run.take() else { return }
         let limit = first.rebuild.downtimeLimitMs.map { "\($0) ms" } ?? "no limit"
         context.report(
-            Self.self, .warning, from: first, to: last,
+            Self.self, .warning, from: first.mark, to: last,
             "Window \(first.index): traced max_size \(first.thresholdTraced) but QEMU's formula gives \(first.rebuild.threshold) (\(limit)); \(count) window(s) mismatch.",
             evidence: [
                 .count("threshold_traced_bytes", first.thresholdTraced),

@@ -31,7 +31,7 @@ public final class NoProgressRule: AnomalyRule {
     private func flush(_ context: RuleContext) {
         guard let r = run.take(), r.durationMs >= minMs, r.windows >= 2 else { return }
         context.report(
-            Self.self, .warning, from: r.first, to: r.last,
+            Self.self, .warning, from: r.first.mark, to: r.last,
             "Windows \(r.first.index)–\(r.last.index) (\(RuleMath.seconds(Double(r.durationMs)))) each sent less than one page.",
             evidence: [.count("windows", r.windows), .count("duration_ms", r.durationMs), .count("min_bytes", minBytes)])
     }

@@ -15,8 +15,9 @@ public final class NonConvergenceRule: AnomalyRule {
         "Raise `max-bandwidth` or `downtime-limit`, enable the `auto-converge` or `dirty-limit` capability, or switch to postcopy (`postcopy-ram` + migrate-start-postcopy)."
 
     private let minMs: Double
-    private var start: AnalyzedWindow?
-    private var last: AnalyzedWindow?
+    private var start: WindowMark?
+    /// The episode's latest window, with the values the finding quotes.
+    private var last: (mark: WindowMark, pending: UInt64, threshold: UInt64)?
     private var previousPending: UInt64?
     private var firstLevel: UInt64?
     private var latestLevel: UInt64?
@@ -34,8 +35,8 @@ public final class NonConvergenceRule: AnomalyRule {
             flush(context)
             return
         }
-        if start == nil { start = window }
-        last = window
+        if start == nil { start = window.mark }
+        last = (window.mark, pending, window.thresholdTraced)
         if let before = previousPending, pending > before {
             // Pending rose: a bitmap sync found newly dirtied pages; this is the post-sync level.
             if firstLevel == nil { firstLevel = pending }
@@ -58,15 +59,15 @@ public final class NonConvergenceRule: AnomalyRule {
             levels = 0
             reported = false
         }
-        guard reported, let start, let last, let pending = last.pendingBytes else { return }
+        guard reported, let start, let (last, pending, threshold) = last else { return }
         let durationMs = (last.endTime - start.startTime) * 1000
         context.report(
             Self.self, .warning, from: start, to: last,
-            "Pending data stayed above the threshold for \(RuleMath.seconds(durationMs)) (windows \(start.index)–\(last.index)); after \(levels) dirty syncs it is back at \(latestLevel ?? 0) bytes (first post-sync level \(firstLevel ?? 0)) against a \(last.thresholdTraced)-byte threshold.",
+            "Pending data stayed above the threshold for \(RuleMath.seconds(durationMs)) (windows \(start.index)–\(last.index)); after \(levels) dirty syncs it is back at \(latestLevel ?? 0) bytes (first post-sync level \(firstLevel ?? 0)) against a \(threshold)-byte threshold.",
             evidence: [
                 .count("first_post_sync_pending_bytes", firstLevel ?? 0), .count("latest_post_sync_pending_bytes", latestLevel ?? 0),
                 .count("syncs", UInt64(levels)), .count("pending_end_bytes", pending),
-                .count("threshold_bytes", last.thresholdTraced), .number("duration_ms", durationMs),
+                .count("threshold_bytes", threshold), .number("duration_ms", durationMs),
             ])
     }
 }

@@ -20,15 +20,19 @@ public final class RateCappedRule: AnomalyRule {
     private static let bucketWidth = 0.005
     private let tolerance: Double
     private let share: Double
-    @exclusivity(unchecked) private var histogram: [Int: Int] = [:]  // confined to the analyzer's thread
+    /// Windows per bucket, indexed by bucket (every `UInt64` falls in 0...maxBucket): an array, not a
+    /// dictionary, since counting is per window. Allocated at the first count (35 KB per series); `Int32`
+    /// wraps only after 2^31 windows in one bucket, 6.8 years of 100 ms windows.
+    @exclusivity(unchecked) private var histogram: [Int32] = []  // confined to the analyzer's thread
+    /// `log(1 + bucketWidth)`, once.
+    private static let logBucketBase = log(1 + bucketWidth)
+    /// The bucket of `UInt64.max`.
+    private static let maxBucket = Int((log(Double(UInt64.max)) / logBucketBase).rounded())
     @exclusivity(unchecked) private var windows = 0  // confined to the analyzer's thread
-    @exclusivity(unchecked) private var first: AnalyzedWindow?  // confined to the analyzer's thread
-    /// The last counted window and the held-back one live in two slots that swap roles, so each window is
-    /// copied once (into the free slot) instead of three times.
-    @exclusivity(unchecked) private var slots: (AnalyzedWindow?, AnalyzedWindow?) = (nil, nil)  // confined to the analyzer's thread
-    /// Which slot holds the held-back window (the other holds the last counted one).
-    @exclusivity(unchecked) private var pendingSlot = 0  // confined to the analyzer's thread
-    private var last: AnalyzedWindow? { pendingSlot == 0 ? slots.1 : slots.0 }
+    @exclusivity(unchecked) private var first: WindowMark?  // confined to the analyzer's thread
+    @exclusivity(unchecked) private var last: WindowMark?  // confined to the analyzer's thread
+    /// The held-back window: where it lies and what it sent (counted once the next window shows it was not the last).
+    @exclusivity(unchecked) private var held: (mark: WindowMark, transferred: UInt64)?  // confined to the analyzer's thread
 
     public init(thresholds: RuleThresholds) {
         tolerance = thresholds.rateCapTolerance
@@ -38,30 +42,29 @@ public final class RateCappedRule: AnomalyRule {
     public func observe(_ window: AnalyzedWindow, _ context: RuleContext) {
         // Skip the first window (setup) and hold one back so that the last window (completion) is skipped too.
         guard window.index > 0 else { return }
-        // Count the held-back window; it becomes `last`, and `window` goes into the other slot.
-        let held: UInt64? = pendingSlot == 0 ? slots.0?.transferred : slots.1?.transferred
-        if let transferred = held {
-            if first == nil { first = pendingSlot == 0 ? slots.0 : slots.1 }
+        if let (mark, transferred) = held {
+            if first == nil { first = mark }
+            last = mark
             count(transferred)
         }
-        pendingSlot ^= 1
-        if pendingSlot == 0 { slots.0 = window } else { slots.1 = window }
+        held = (window.mark, window.transferred)
     }
 
     private func count(_ transferred: UInt64) {
         windows += 1
         guard transferred > 0 else { return }
-        let bucket = Int((log(Double(transferred)) / log(1 + Self.bucketWidth)).rounded())
-        histogram[bucket, default: 0] += 1
+        let bucket = Int((log(Double(transferred)) / Self.logBucketBase).rounded())
+        if histogram.isEmpty { histogram = [Int32](repeating: 0, count: Self.maxBucket + 1) }
+        histogram[bucket] &+= 1
     }
 
     public func finish(_ context: RuleContext) {
         guard windows >= 10, let first, let last else { return }
         let span = Int(log(1 + tolerance) / log(1 + Self.bucketWidth))
         var best = (center: 0, count: 0)
-        for center in histogram.keys {
+        for center in histogram.indices where histogram[center] > 0 {
             var n = 0
-            for b in (center - span)...(center + span) { n += histogram[b] ?? 0 }
+            for b in max(0, center - span)...min(Self.maxBucket, center + span) { n += Int(histogram[b]) }
             if n > best.count || (n == best.count && center < best.center) { best = (center, n) }
         }
         guard Double(best.count) >= share * Double(windows) else { return }

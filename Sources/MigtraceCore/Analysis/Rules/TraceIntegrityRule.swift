@@ -15,6 +15,8 @@ public final class TraceIntegrityRule: AnomalyRule {
     private let impossibleBandwidth: Double
     private let gapFactor: Double
     private var era: ProbeEra?
+    /// Where the series' previous window lies (the rule sees every window of its series).
+    private var previous: WindowMark?
 
     public init(thresholds: RuleThresholds) {
         impossibleBandwidth = thresholds.impossibleBandwidth
@@ -22,8 +24,10 @@ public final class TraceIntegrityRule: AnomalyRule {
     }
 
     public func observe(_ w: AnalyzedWindow, _ context: RuleContext) {
-        func report(_ message: String, _ evidence: [Evidence], from: AnalyzedWindow? = nil) {
-            context.report(Self.self, .warning, from: from ?? w, to: w, message, evidence: evidence)
+        let previous = self.previous
+        self.previous = w.mark
+        func report(_ message: String, _ evidence: [Evidence], from: WindowMark? = nil) {
+            context.report(Self.self, .warning, from: from ?? w.mark, to: w.mark, message, evidence: evidence)
         }
         if let e = w.era {
             if let old = era, old != e {
@@ -48,11 +52,10 @@ public final class TraceIntegrityRule: AnomalyRule {
                 "Window \(w.index) lasted \(w.timeSpentMs) ms; QEMU never traces windows shorter than 100 ms.",
                 [.count("time_spent_ms", w.timeSpentMs)])
         }
-        // Only the end time is read per window; the whole previous window is copied only for a report.
-        guard context.series.timeBase != .relative, let prevEnd = context.previous?.endTime else { return }
+        guard context.series.timeBase != .relative, let prev = previous else { return }
+        let prevEnd = prev.endTime
         let deltaMs = (w.endTime - prevEnd) * 1000
         if deltaMs < 0 {
-            let prev = context.previous!
             report(
                 "Time goes backwards by \(Format.fixed(-deltaMs, 3)) ms between windows \(prev.index) and \(w.index).",
                 [.number("delta_ms", deltaMs)], from: prev)
@@ -60,7 +63,6 @@ public final class TraceIntegrityRule: AnomalyRule {
         }
         let gapMs = deltaMs - Double(w.timeSpentMs)
         if gapMs >= 1000 && gapMs >= gapFactor * Double(w.timeSpentMs) {
-            let prev = context.previous!
             report(
                 "No window for \(RuleMath.seconds(gapMs)) between windows \(prev.index) and \(w.index).",
                 [.number("gap_ms", gapMs), .count("time_spent_ms", w.timeSpentMs)], from: prev)

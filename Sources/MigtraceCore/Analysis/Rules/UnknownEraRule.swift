@@ -28,7 +28,7 @@ public final class UnknownEraRule: AnomalyRule {
         let q = QEMUArithmetic.truncate(first.bandwidth)
         let m = QEMUArithmetic.truncate(first.mbps)
         context.report(
-            Self.self, .warning, from: first, to: last,
+            Self.self, .warning, from: first.mark, to: last,
             "Window \(first.index): bandwidth argument \(first.bandwidthTraced) is neither \(q) bytes/ms nor \(m) Mbit/s; \(count) window(s) fit no era.",
             evidence: [
                 .count("bandwidth_traced", first.bandwidthTraced), .count("bytes_per_ms", q), .count("mbps", m),

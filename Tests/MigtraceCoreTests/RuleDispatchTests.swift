@@ -1,0 +1,107 @@
+// SPDX-License-Identifier: Apache-2.0
+import Foundation
+import Testing
+
+@testable import MigtraceCore
+
+/// The rules run by concrete type (``BuiltinRules``); the registry, the order of findings and what the
+/// rules keep of windows must stay as they were with an array of existentials.
+@Suite struct RuleDispatchTests {
+    @Test func registryListsTheBuiltinRulesInRunOrder() {
+        #expect(
+            RuleRegistry.ids == [
+                "thread-stall", "no-progress", "bandwidth-shift", "threshold-collapse", "downtime-limit-changed",
+                "switchover-bandwidth-mismatch", "rate-capped", "non-convergence", "formula-mismatch", "unknown-era",
+                "trace-integrity",
+            ])
+        let rules = BuiltinRules(thresholds: RuleThresholds(), disabled: ["rate-capped", "trace-integrity"])
+        #expect(rules.rateCapped == nil && rules.traceIntegrity == nil)
+        #expect(rules.threadStall != nil && rules.unknownEra != nil)
+    }
+
+    /// One window that several rules report: their findings come in registry order.
+    @Test func findingsOfOneWindowFollowTheRegistryOrder() throws {
+        func line(_ t: String, _ transferred: UInt64, _ ms: UInt64, bandwidth: UInt64? = nil) -> String {
+            let bw = Double(transferred) / Double(ms)
+            return
+                "11@\(t):migrate_transferred transferred \(transferred) time_spent \(ms) bandwidth \(bandwidth ?? UInt64(bw)) max_size \(UInt64(bw * 300))"
+        }
+        let log = [
+            line("1700000000.100000", 1_000_000, 100),
+            line("1700000000.200000", 1_000_000, 100),
+            // 1500 ms (thread-stall), 20 s after the previous window (trace-integrity gap), a bandwidth
+            // argument that fits no era (unknown-era, reported when the run ends).
+            line("1700000021.700000", 1_000_000, 1500, bandwidth: 123),
+            line("1700000021.800000", 1_000_000, 100),
+        ].joined(separator: "\n")
+        let sink = try analyze(text: log)
+        let rules = sink.findings.map(\.rule)
+        #expect(rules.contains("thread-stall") && rules.contains("trace-integrity") && rules.contains("unknown-era"))
+        let order = RuleRegistry.ids
+        let positions = rules.map { order.firstIndex(of: $0)! }
+        // thread-stall and the gap are found on window 2, unknown-era when window 3 ends its run.
+        #expect(rules.prefix(2) == ["thread-stall", "trace-integrity"])
+        #expect(positions.prefix(2).elementsEqual(positions.prefix(2).sorted()))
+        let gap = try #require(sink.findings.first { $0.rule == "trace-integrity" })
+        #expect(gap.firstWindow == 1 && gap.lastWindow == 2)
+        #expect(gap.startTime == sink.windows[1].startTime && gap.endTime == sink.windows[2].endTime)
+    }
+
+    @Test func windowRunKeepsTheFirstWindowAndWhereTheLastLies() throws {
+        var run = WindowRun()
+        #expect(run.take() == nil)
+        #expect(run.isEmpty)
+        let sink = try analyze(
+            text: (0..<3).map { "migrate_transferred transferred \($0 + 1) time_spent 100 bandwidth 0 max_size 0" }.joined(separator: "\n"))
+        for w in sink.windows { run.add(w) }
+        let result = run.take()
+        let taken = try #require(result)
+        #expect(taken.first == sink.windows[0])
+        #expect(taken.last == sink.windows[2].mark)
+        #expect(taken.windows == 3 && taken.durationMs == 300)
+        #expect(run.isEmpty)
+        #expect(run.take() == nil)
+    }
+
+    /// The ring and the hand-shifted sorted copy give the median of the values in insertion order.
+    @Test func slidingMedianFollowsTheValuesInInsertionOrder() {
+        var rng = SplitMix64(seed: 3)
+        for capacity in [0, 1, 3, 10, 25] {
+            var m = RuleMath.SlidingMedian(capacity: capacity)
+            var values: [Double] = []
+            for step in 0..<5_000 {
+                // Few distinct values, so that equal values are common.
+                let v = Double(rng.next() % 40) * 0.5
+                switch rng.next() % 7 {
+                case 0 where !values.isEmpty:
+                    let n = Int(rng.next() % UInt64(values.count)) + 1
+                    m.removeOldest(n)
+                    values.removeFirst(n)
+                case 1 where step % 50 == 0:
+                    let fresh = (0..<Int(rng.next() % 12)).map { _ in Double(rng.next() % 1000) }
+                    m.reset(fresh)
+                    values = fresh
+                default:
+                    m.append(v)
+                    values.append(v)
+                }
+                #expect(m.count == values.count)
+                #expect(m.values == values)
+                if !values.isEmpty { #expect(m.median == RuleMath.median(values)) }
+            }
+        }
+    }
+}
+
+/// A small deterministic generator, so that a failing sample can be reproduced.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
