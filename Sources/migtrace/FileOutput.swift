@@ -26,21 +26,34 @@ final class FileDescriptorOutput: ByteOutput {
         if buffer.count >= capacity { flush() }
     }
 
+    /// A block that does not fit in the buffer goes out directly (after what is buffered): no copy.
+    func write(_ bytes: UnsafeRawBufferPointer) {
+        guard !closed else { return }
+        if buffer.count + bytes.count < capacity {
+            buffer.append(contentsOf: bytes)
+            return
+        }
+        flush()
+        writeAll(bytes)
+    }
+
     func flush() {
         guard !closed, !buffer.isEmpty else { return }
-        buffer.withUnsafeBytes { raw in
-            var off = 0
-            while off < raw.count {
-                let n = Glibc.write(fd, raw.baseAddress! + off, raw.count - off)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    closed = true
-                    return
-                }
-                off += n
-            }
-        }
+        buffer.withUnsafeBytes { writeAll($0) }
         buffer.removeAll(keepingCapacity: true)
+    }
+
+    private func writeAll(_ raw: UnsafeRawBufferPointer) {
+        var off = 0
+        while off < raw.count {
+            let n = Glibc.write(fd, raw.baseAddress! + off, raw.count - off)
+            if n < 0 {
+                if errno == EINTR { continue }
+                closed = true
+                return
+            }
+            off += n
+        }
     }
 
     // SAFETY: the CLI writes to these from one task at a time (the command's run loop).

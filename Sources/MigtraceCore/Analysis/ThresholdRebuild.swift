@@ -13,6 +13,17 @@ public enum SwitchoverBasis: String, Sendable, Equatable, Codable {
     /// Era B with 0 < avail-switchover-bandwidth < 1000 B/s: the integer division yields 0 and so does
     /// the threshold (reference §1.7).
     case userBelowResolution = "user-below-resolution"
+
+    /// `rawValue` as a static string: written into CSV rows without going through `String`.
+    var name: StaticString {
+        switch self {
+        case .measured: "measured"
+        case .userInteger: "user-integer"
+        case .userFloat: "user-float"
+        case .estimated: "estimated"
+        case .userBelowResolution: "user-below-resolution"
+        }
+    }
 }
 
 /// Which era an individual window fits, from its values alone (reference §1.6).

@@ -106,24 +106,41 @@ struct ASCIIWriter: TextOutputStream {
             byte(UInt8(ascii: "0") &+ UInt8(value))
             return
         }
-        var n = 1
-        var t = value
-        while t >= 10 {
-            t /= 10
-            n &+= 1
-        }
-        digits(value, width: n)
+        digits(value, width: Self.digitCount(value))
     }
+
+    /// 10^0 ... 10^19: every power of ten a `UInt64` holds.
+    static let powersOfTen: [UInt64] = [
+        1, 10, 100, 1000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000, 1_000_000_000, 10_000_000_000,
+        100_000_000_000, 1_000_000_000_000, 10_000_000_000_000, 100_000_000_000_000, 1_000_000_000_000_000,
+        10_000_000_000_000_000, 100_000_000_000_000_000, 1_000_000_000_000_000_000, 10_000_000_000_000_000_000,
+    ]
+
+    /// How many decimal digits `value` has (1 for 0), from its bit length: no division.
+    @inline(__always) static func digitCount(_ value: UInt64) -> Int {
+        // 1233 / 4096 ≈ log10(2): a lower estimate of the digit count minus one, corrected by one comparison.
+        let estimate = ((64 &- (value | 1).leadingZeroBitCount) &* 1233) &>> 12
+        return estimate &+ (value | 1 >= powersOfTen[estimate] ? 1 : 0)
+    }
+
+    /// "00", "01", ..., "99": two digits per division by 100.
+    private static let digitPairs: StaticString =
+        "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899"
 
     /// The last `width` decimal digits of `value`, zero-padded on the left.
     @inline(__always) private mutating func digits(_ value: UInt64, width: Int) {
+        let pairs = UnsafeRawPointer(Self.digitPairs.utf8Start)
+        let out = UnsafeMutableRawPointer(base + count)
         var v = value
-        var i = count &+ width &- 1
-        while i >= count {
-            base[i] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: v % 10)
-            v /= 10
-            i &-= 1
+        var i = width
+        while i >= 2 {
+            let q = v / 100
+            let r = Int(truncatingIfNeeded: v &- q &* 100)
+            i &-= 2
+            out.storeBytes(of: pairs.loadUnaligned(fromByteOffset: r &* 2, as: UInt16.self), toByteOffset: i, as: UInt16.self)
+            v = q
         }
+        if i == 1 { out.storeBytes(of: UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: v % 10), as: UInt8.self) }
         count &+= width
     }
 
@@ -133,7 +150,9 @@ struct ASCIIWriter: TextOutputStream {
         (1, 10, 100, 1000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000)
 
     /// `value` with `decimals` (0...8) digits after the point, rounded half away from zero.
-    mutating func fixed(_ value: Double, _ decimals: Int) {
+    ///
+    /// Inlined so that a constant `decimals` turns the divisions by 10^decimals into multiplications.
+    @inline(__always) mutating func fixed(_ value: Double, _ decimals: Int) {
         precondition((0...8).contains(decimals), "0...8 decimals")
         guard value.isFinite else {
             if value.isNaN { bytes("nan") } else if value < 0 { bytes("-inf") } else { bytes("inf") }
@@ -145,12 +164,16 @@ struct ASCIIWriter: TextOutputStream {
             v = -v
         }
         let scale = withUnsafeBytes(of: Self.powers) { $0.load(fromByteOffset: decimals * 8, as: Double.self) }
-        let scaled = (v * scale).rounded()
+        let scaled = v * scale
+        // Values this large are whole numbers, so the test on `scaled` equals the old one on `scaled.rounded()`.
         guard scaled < 1.8e19 else {
             Format.writeDescription(v, &self)
             return
         }
-        let n = UInt64(scaled)
+        // `scaled.rounded()` (half away from zero) without the libm call: `whole` is the truncation, exact in a
+        // double, so `scaled - Double(whole)` is the exact fraction.
+        let whole = UInt64(scaled)
+        let n = scaled - Double(whole) >= 0.5 ? whole &+ 1 : whole
         let intScale = withUnsafeBytes(of: Self.intPowers) { $0.load(fromByteOffset: decimals * 8, as: UInt64.self) }
         unsigned(n / intScale)
         if decimals > 0 {
@@ -160,16 +183,112 @@ struct ASCIIWriter: TextOutputStream {
     }
 
     /// The shortest decimal form of `value` that reads back to the same double; `null` when not finite.
+    ///
+    /// Byte for byte `value.description`, except that whole numbers below 10^15 have no `.0`.
     mutating func exact(_ value: Double) {
         guard value.isFinite else {
             bytes("null")
             return
         }
-        if value == value.rounded(), abs(value) < 1e15 {
+        let magnitude = abs(value)
+        // Whole (`Int64(value)` is exact below 10^15), the same test as `value == value.rounded()` without libm.
+        if magnitude < 1e15, Double(Int64(value)) == value {
             if value < 0 { byte(UInt8(ascii: "-")) }
-            unsigned(UInt64(abs(value)))
+            unsigned(UInt64(magnitude))
+            return
+        }
+        if magnitude >= ShortestDecimal.lowerBound, magnitude < 1e15, let (digits, exponent) = ShortestDecimal.digits(magnitude) {
+            if value < 0 { byte(UInt8(ascii: "-")) }
+            decimal(digits, exponent)
             return
         }
         Format.writeDescription(value, &self)
+    }
+
+    /// `digits` · 10^`exponent` (`exponent` < 0, at most 17 digits) in positional notation, as Swift prints
+    /// a double between 10^-4 and 2^53: `123.45`, `0.00012`.
+    mutating func decimal(_ digits: UInt64, _ exponent: Int) {
+        let n = Self.digitCount(digits)
+        let whole = n &+ exponent  // digits before the point
+        if whole > 0 {
+            // Every digit one place to the right, the whole part back one place left, the point between:
+            // no division by a variable power of ten.
+            let start = count
+            count &+= 1
+            self.digits(digits, width: n)
+            for i in 0..<whole { base[start &+ i] = base[start &+ i &+ 1] }
+            base[start &+ whole] = UInt8(ascii: ".")
+        } else {
+            byte(UInt8(ascii: "0"))
+            byte(UInt8(ascii: "."))
+            for _ in 0..<(-whole) { byte(UInt8(ascii: "0")) }
+            self.digits(digits, width: n)
+        }
+    }
+}
+
+/// The shortest round-trip digits of a double, as Swift's `description` chooses them, for the values analysis
+/// output is made of: finite, not whole, 10^-4 ≤ |v| < 10^15 (where Swift writes positional notation).
+///
+/// Swift prints the shortest digit string that reads back to the same double and, among several of that
+/// length, the one closest to the value. That is decided here exactly, with integers: for `v = c·2^q` and
+/// `e = -⌊q·log10 2⌋`, `v·10^e = 4c·5^e / 2^shift` is a ratio of integers below 2^102, and the candidates
+/// (Schubfach's selection: Giulietti, "The Schubfach way to render doubles") are compared with the rounding
+/// interval without error. The interval's ends belong to it when `c` is even, as round-half-even reading
+/// makes them. A power of two (its lower neighbour is nearer) and an exact tie between two candidates are
+/// left to the standard library: `digits` returns `nil`.
+enum ShortestDecimal {
+    /// The smallest magnitude handled: below it Swift switches to exponent notation.
+    static let lowerBound = 1e-4
+
+    /// 5^0 ... 5^22.
+    static let powersOfFive: [UInt64] = (0...22).map { e in (0..<e).reduce(1) { p, _ in p &* 5 } }
+
+    /// `(digits, exponent)` with `magnitude` ≈ `digits`·10^`exponent` and no trailing zero in `digits`, or `nil`
+    /// when the value is outside this fast path. `magnitude` must be positive, not whole, and in
+    /// `lowerBound..<1e15`.
+    static func digits(_ magnitude: Double) -> (UInt64, Int)? {
+        let bits = magnitude.bitPattern
+        let fraction = bits & ((1 << 52) &- 1)
+        let biased = Int(truncatingIfNeeded: bits &>> 52)
+        // A power of two has a nearer lower neighbour (irregular spacing); subnormals are out of range.
+        guard fraction != 0, biased > 0 else { return nil }
+        let c = fraction | (1 << 52)
+        let q = biased &- 1075  // magnitude = c·2^q, q in -66...-3 here
+        let k = (q &* 78913) &>> 18  // ⌊q·log10 2⌋, exact for |q| ≤ 1650
+        let e = -k  // 10^e·2^q is in [1, 10): v·10^e = x is in [c, 10c), so ⌊x⌋ has 16 or 17 digits
+        let shift = 2 &- (e &+ q)  // x = 4c·5^e / 2^shift
+        guard e >= 1, e < powersOfFive.count, shift >= 2, shift < 60 else { return nil }
+        let five = powersOfFive[e]
+        let (high, low) = (c &<< 2).multipliedFullWidth(by: five)
+        let unit = UInt64(1) &<< shift  // 1 in units of 2^-shift
+        let s = high &<< (64 &- shift) | low &>> shift  // ⌊x⌋
+        let rest = low & (unit &- 1)  // x - s
+        // The interval's half-width is 2·5^e units: a candidate at distance `d` lies in it when d ≤ reach.
+        let reach = (five &<< 1) &- (c & 1)
+        // One digit fewer: the multiples of 10 around s (at most one lies in the interval, narrower than 10).
+        let lastDigit = s % 10
+        let belowIn = rest &+ lastDigit &* unit <= reach
+        let aboveIn = (10 &- lastDigit) &* unit &- rest <= reach
+        if belowIn != aboveIn { return stripped(belowIn ? s &- lastDigit : s &- lastDigit &+ 10, k) }
+        let sIn = rest <= reach
+        let nextIn = unit &- rest <= reach
+        if sIn != nextIn { return stripped(sIn ? s : s &+ 1, k) }
+        // Both (the interval is wider than 1): the nearer one; a tie is left to the standard library.
+        let half = unit &>> 1
+        guard sIn, rest != half else { return nil }
+        return stripped(rest < half ? s : s &+ 1, k)
+    }
+
+    @inline(__always) private static func stripped(_ digits: UInt64, _ exponent: Int) -> (UInt64, Int)? {
+        var d = digits
+        var x = exponent
+        guard d != 0 else { return nil }
+        while d % 10 == 0 {
+            d /= 10
+            x &+= 1
+        }
+        // A whole result means the input was whole: not this path's job.
+        return x < 0 ? (d, x) : nil
     }
 }

@@ -4,8 +4,15 @@
 public protocol ByteOutput: AnyObject {
     /// Append bytes.
     func write(_ bytes: [UInt8])
+    /// Append bytes from memory the caller owns (e.g. a sink's block of rows), without building an array.
+    func write(_ bytes: UnsafeRawBufferPointer)
     /// Push buffered bytes out (at the end, and after each live line).
     func flush()
+}
+
+extension ByteOutput {
+    /// Outputs without a faster way take the bytes as an array.
+    public func write(_ bytes: UnsafeRawBufferPointer) { write(Array(bytes)) }
 }
 
 /// Collects output in memory (tests, golden files).

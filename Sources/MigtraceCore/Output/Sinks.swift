@@ -10,31 +10,37 @@ public final class CSVSink: AnalysisSink {
         "downtime_limit_ms", "threshold_exact", "cumulative_bytes", "pending_bytes",
     ]
     private let out: any ByteOutput
-    private var row: [UInt8] = []
-    /// Scratch memory the row is formatted into (a row takes < 600 bytes).
-    private let scratch = UnsafeMutablePointer<UInt8>.allocate(capacity: 1024)
+    /// Rows are formatted straight into this block, which goes to `out` in one piece once it holds 64 KiB:
+    /// no copy per row, and one `write(2)` per block.
+    private let block: UnsafeMutablePointer<UInt8>
+    /// Bytes in `block`. Exclusivity unchecked: a sink is fed from one thread (the analyzer's), and no access
+    /// overlaps a call that could reach it again.
+    @exclusivity(unchecked) private var filled = 0
+    static let blockSize = 1 << 16
+    /// Room left after the block for one more row (a row takes < 600 bytes).
+    private static let maxRow = 1024
     /// The finished report.
     public private(set) var report: AnalysisReport?
 
     /// A CSV writer; the header row is written at once.
     public init(out: any ByteOutput) {
         self.out = out
+        block = .allocate(capacity: Self.blockSize + Self.maxRow)
         out.write(Array((Self.columns.joined(separator: ",") + "\n").utf8))
-        row.reserveCapacity(1024)
     }
 
-    deinit { scratch.deallocate() }
+    deinit { block.deallocate() }
 
     public func seriesStarted(_ info: SeriesInfo) {}
 
     public func window(_ w: AnalyzedWindow, in series: SeriesInfo) {
-        // Formatted with plain stores into scratch memory: no allocation, no exclusivity checks.
-        var o = ASCIIWriter(scratch)
+        // Formatted with plain stores: no allocation, no exclusivity checks. `filled` < blockSize, so the row fits.
+        var o = ASCIIWriter(block + filled)
         let comma = UInt8(ascii: ",")
         o.unsigned(UInt64(w.series)); o.byte(comma)
         o.unsigned(UInt64(w.index)); o.byte(comma)
         o.unsigned(w.origin.line); o.byte(comma)
-        if let era = w.era { o.write(era.rawValue) }
+        if let era = w.era { o.bytes(era.name) }
         o.byte(comma)
         o.fixed(w.startTime, 6); o.byte(comma)
         o.fixed(w.endTime, 6); o.byte(comma)
@@ -48,7 +54,7 @@ public final class CSVSink: AnalysisSink {
         o.exact(w.mbps); o.byte(comma)
         o.exact(w.megabytesPerSecond); o.byte(comma)
         if w.bandwidthTracedExact { o.bytes("true,") } else { o.bytes("false,") }
-        o.write(w.rebuild.basis.rawValue); o.byte(comma)
+        o.bytes(w.rebuild.basis.name); o.byte(comma)
         o.unsigned(w.rebuild.threshold); o.byte(comma)
         o.exact(w.thresholdMegabytes); o.byte(comma)
         if let l = w.rebuild.downtimeLimitMs { o.unsigned(l) }
@@ -57,15 +63,22 @@ public final class CSVSink: AnalysisSink {
         o.unsigned(w.cumulativeBytes); o.byte(comma)
         if let p = w.pendingBytes { o.unsigned(p) }
         o.byte(10)
-        row.removeAll(keepingCapacity: true)
-        row.append(contentsOf: UnsafeBufferPointer(start: scratch, count: o.count))
-        out.write(row)
+        filled &+= o.count
+        if filled >= Self.blockSize { pushBlock() }
+    }
+
+    /// Hands the rows formatted so far to `out`.
+    private func pushBlock() {
+        guard filled > 0 else { return }
+        out.write(UnsafeRawBufferPointer(start: block, count: filled))
+        filled = 0
     }
 
     public func finding(_ finding: Finding) {}
     public func seriesEnded(_ summary: SeriesSummary) {}
     public func finished(_ report: AnalysisReport) {
         self.report = report
+        pushBlock()
         out.flush()
     }
 }
