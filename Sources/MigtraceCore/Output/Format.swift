@@ -128,16 +128,33 @@ struct ASCIIWriter: TextOutputStream {
         "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899"
 
     /// The last `width` decimal digits of `value`, zero-padded on the left.
+    ///
+    /// Eight digits at a time from the right, each eight split into four pairs by independent divisions
+    /// (by constants: multiplications), so that the digits of one number are not one long chain.
     @inline(__always) private mutating func digits(_ value: UInt64, width: Int) {
         let pairs = UnsafeRawPointer(Self.digitPairs.utf8Start)
         let out = UnsafeMutableRawPointer(base + count)
+        @inline(__always) func pair(_ r: UInt32, at offset: Int) {
+            out.storeBytes(of: pairs.loadUnaligned(fromByteOffset: Int(r) &* 2, as: UInt16.self), toByteOffset: offset, as: UInt16.self)
+        }
         var v = value
         var i = width
+        while i >= 8 {
+            let q = v / 100_000_000
+            let eight = UInt32(truncatingIfNeeded: v &- q &* 100_000_000)
+            let high = eight / 10_000
+            let low = eight &- high &* 10_000
+            i &-= 8
+            pair(high / 100, at: i)
+            pair(high % 100, at: i &+ 2)
+            pair(low / 100, at: i &+ 4)
+            pair(low % 100, at: i &+ 6)
+            v = q
+        }
         while i >= 2 {
             let q = v / 100
-            let r = Int(truncatingIfNeeded: v &- q &* 100)
             i &-= 2
-            out.storeBytes(of: pairs.loadUnaligned(fromByteOffset: r &* 2, as: UInt16.self), toByteOffset: i, as: UInt16.self)
+            pair(UInt32(truncatingIfNeeded: v &- q &* 100), at: i)
             v = q
         }
         if i == 1 { out.storeBytes(of: UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: v % 10), as: UInt8.self) }
@@ -150,10 +167,20 @@ struct ASCIIWriter: TextOutputStream {
         (1, 10, 100, 1000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000)
 
     /// `value` with `decimals` (0...8) digits after the point, rounded half away from zero.
-    ///
-    /// Inlined so that a constant `decimals` turns the divisions by 10^decimals into multiplications.
-    @inline(__always) mutating func fixed(_ value: Double, _ decimals: Int) {
+    mutating func fixed(_ value: Double, _ decimals: Int) {
         precondition((0...8).contains(decimals), "0...8 decimals")
+        if decimals == 6 {
+            // CSV times: with the scale a constant, the division by 10^6 becomes a multiplication.
+            fixed(value, decimals: 6, scale: 1e6, intScale: 1_000_000)
+        } else {
+            let scale = withUnsafeBytes(of: Self.powers) { $0.load(fromByteOffset: decimals * 8, as: Double.self) }
+            let intScale = withUnsafeBytes(of: Self.intPowers) { $0.load(fromByteOffset: decimals * 8, as: UInt64.self) }
+            fixed(value, decimals: decimals, scale: scale, intScale: intScale)
+        }
+    }
+
+    /// `fixed(_:_:)` with 10^decimals given as a double and as an integer.
+    @inline(__always) private mutating func fixed(_ value: Double, decimals: Int, scale: Double, intScale: UInt64) {
         guard value.isFinite else {
             if value.isNaN { bytes("nan") } else if value < 0 { bytes("-inf") } else { bytes("inf") }
             return
@@ -163,7 +190,6 @@ struct ASCIIWriter: TextOutputStream {
             byte(UInt8(ascii: "-"))
             v = -v
         }
-        let scale = withUnsafeBytes(of: Self.powers) { $0.load(fromByteOffset: decimals * 8, as: Double.self) }
         let scaled = v * scale
         // Values this large are whole numbers, so the test on `scaled` equals the old one on `scaled.rounded()`.
         guard scaled < 1.8e19 else {
@@ -174,7 +200,6 @@ struct ASCIIWriter: TextOutputStream {
         // double, so `scaled - Double(whole)` is the exact fraction.
         let whole = UInt64(scaled)
         let n = scaled - Double(whole) >= 0.5 ? whole &+ 1 : whole
-        let intScale = withUnsafeBytes(of: Self.intPowers) { $0.load(fromByteOffset: decimals * 8, as: UInt64.self) }
         unsigned(n / intScale)
         if decimals > 0 {
             byte(UInt8(ascii: "."))

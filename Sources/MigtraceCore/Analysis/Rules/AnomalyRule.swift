@@ -200,15 +200,19 @@ enum RuleMath {
             ascending.reserveCapacity(capacity + 2)
         }
 
-        /// Index of the first element not less than `v` (bisection).
-        @inline(__always) private func lowerBound(_ v: Double) -> Int {
-            var lo = 0
-            var hi = ascending.count
-            while lo < hi {
-                let mid = (lo + hi) >> 1
-                if ascending[mid] < v { lo = mid + 1 } else { hi = mid }
+        /// Index of the first of the `n` first elements of `a` not less than `v`: a bisection whose steps
+        /// are conditional moves, not branches (the baseline's order is unpredictable). Values are finite
+        /// bandwidths, never NaN.
+        @inline(__always) private static func lowerBound(_ a: UnsafeMutableBufferPointer<Double>, _ n: Int, _ v: Double) -> Int {
+            guard n > 0 else { return 0 }
+            var base = 0
+            var length = n
+            while length > 1 {
+                let half = length >> 1
+                base = a[base &+ half] < v ? base &+ half : base
+                length &-= half
             }
-            return lo
+            return a[base] < v ? base &+ 1 : base
         }
 
         mutating func append(_ v: Double) {
@@ -222,13 +226,13 @@ enum RuleMath {
             ring[slot] = v
             count += 1
             // Insert at the lower bound, as `Array.insert(v, at: lowerBound(v))` would.
-            let at = lowerBound(v)
             ascending.append(v)
             ascending.withUnsafeMutableBufferPointer { a in
-                var j = a.count - 1
+                let at = Self.lowerBound(a, a.count &- 1, v)
+                var j = a.count &- 1
                 while j > at {
-                    a[j] = a[j - 1]
-                    j -= 1
+                    a[j] = a[j &- 1]
+                    j &-= 1
                 }
                 a[at] = v
             }
@@ -242,20 +246,19 @@ enum RuleMath {
                 oldest += 1
                 if oldest == ring.count { oldest = 0 }
                 count -= 1
-                let i = lowerBound(v)
-                let at: Int
-                if i < ascending.count && ascending[i] == v {
-                    at = i
-                } else if let j = ascending.firstIndex(where: { $0.bitPattern == v.bitPattern }) {
-                    at = j  // NaN: never equal to itself (bandwidths are finite; kept for safety)
-                } else {
-                    at = ascending.count - 1
-                }
                 ascending.withUnsafeMutableBufferPointer { a in
-                    var j = at
-                    while j < a.count - 1 {
-                        a[j] = a[j + 1]
-                        j += 1
+                    let i = Self.lowerBound(a, a.count, v)
+                    var j: Int
+                    if i < a.count && a[i] == v {
+                        j = i
+                    } else if let k = a.firstIndex(where: { $0.bitPattern == v.bitPattern }) {
+                        j = k  // NaN: never equal to itself (bandwidths are finite; kept for safety)
+                    } else {
+                        j = a.count &- 1
+                    }
+                    while j < a.count &- 1 {
+                        a[j] = a[j &+ 1]
+                        j &+= 1
                     }
                 }
                 ascending.removeLast()
