@@ -21,13 +21,18 @@ public final class JSONLinesSink: AnalysisSink {
         self.flushEachObject = flushEachObject
     }
 
+    /// One writer for every object: its memory is reused, so an object allocates nothing.
+    private var writer = JSONWriter()
+
     /// Write one object built by `body` (which writes the fields after `"type"`).
     public func object(_ type: String, _ body: (inout JSONWriter) -> Void) {
-        var o = JSONWriter()
-        o.raw("{\"type\":\"\(type)\"")
-        body(&o)
-        o.raw("}\n")
-        out.write(o.bytes)
+        writer.reset()
+        writer.raw("{\"type\":\"")
+        writer.raw(type)
+        writer.raw("\"")
+        body(&writer)
+        writer.raw("}\n")
+        writer.bytes.withUnsafeBytes { out.write($0) }
         if flushEachObject { out.flush() }
     }
 

@@ -42,36 +42,46 @@ public struct InputNames: Sendable {
 /// The JSON fields of one window, shared by `analyze --format json` and `attach --format json`.
 public enum WindowJSON {
     /// Append the window's fields (without braces) to `o`.
+    ///
+    /// Written into stack memory and appended once (live capture writes one of these per event). Bound:
+    /// the keys and punctuation take 640 bytes, 17 integers at most 20 digits, 8 doubles at most 24
+    /// characters (`exact`), 4 range bounds at most 20: < 1,400 bytes of the 2,048 reserved.
     public static func fields(_ w: AnalyzedWindow, _ o: inout JSONWriter) {
-        o.raw("\"index\":"); o.unsigned(UInt64(w.index))
-        if w.origin.line > 0 { o.raw(",\"line\":"); o.unsigned(w.origin.line) }
-        o.raw(",\"start_time\":"); o.number(w.startTime)
-        o.raw(",\"end_time\":"); o.number(w.endTime)
-        o.raw(",\"era\":"); if let e = w.era { o.string(e.rawValue) } else { o.raw("null") }
-        o.raw(",\"transferred_bytes\":"); o.unsigned(w.transferred)
-        o.raw(",\"time_spent_ms\":"); o.unsigned(w.timeSpentMs)
-        o.raw(",\"bandwidth_traced\":"); o.unsigned(w.bandwidthTraced)
-        o.raw(",\"switchover_bw_traced\":"); if let s = w.switchoverTraced { o.unsigned(s) } else { o.raw("null") }
-        o.raw(",\"threshold_traced_bytes\":"); o.unsigned(w.thresholdTraced)
-        o.raw(",\"bandwidth_bytes_per_ms\":"); o.number(w.bandwidth)
-        o.raw(",\"mbps\":"); o.number(w.mbps)
-        o.raw(",\"megabytes_per_second\":"); o.number(w.megabytesPerSecond)
-        o.raw(",\"bandwidth_exact\":"); o.raw(w.bandwidthTracedExact ? "true" : "false")
-        o.raw(",\"switchover_basis\":"); o.string(w.rebuild.basis.rawValue)
-        o.raw(",\"switchover_bytes_per_ms\":"); o.number(w.rebuild.expectedPerMs)
-        if let r = w.rebuild.switchoverBytesPerSecond {
-            o.raw(",\"avail_switchover_bandwidth_range\":["); o.unsigned(r.lowerBound); o.raw(","); o.unsigned(r.upperBound); o.raw("]")
+        o.ascii(capacity: 2048) { o in
+            @inline(__always) func optional(_ v: UInt64?) { if let v { o.unsigned(v) } else { o.bytes("null") } }
+            @inline(__always) func bool(_ b: Bool) { if b { o.bytes("true") } else { o.bytes("false") } }
+            o.bytes("\"index\":"); o.unsigned(UInt64(w.index))
+            if w.origin.line > 0 { o.bytes(",\"line\":"); o.unsigned(w.origin.line) }
+            o.bytes(",\"start_time\":"); o.exact(w.startTime)
+            o.bytes(",\"end_time\":"); o.exact(w.endTime)
+            // Era and basis raw values are plain ASCII words: quoted without escaping.
+            o.bytes(",\"era\":"); if let e = w.era { o.byte(34); o.write(e.rawValue); o.byte(34) } else { o.bytes("null") }
+            o.bytes(",\"transferred_bytes\":"); o.unsigned(w.transferred)
+            o.bytes(",\"time_spent_ms\":"); o.unsigned(w.timeSpentMs)
+            o.bytes(",\"bandwidth_traced\":"); o.unsigned(w.bandwidthTraced)
+            o.bytes(",\"switchover_bw_traced\":"); optional(w.switchoverTraced)
+            o.bytes(",\"threshold_traced_bytes\":"); o.unsigned(w.thresholdTraced)
+            o.bytes(",\"bandwidth_bytes_per_ms\":"); o.exact(w.bandwidth)
+            o.bytes(",\"mbps\":"); o.exact(w.mbps)
+            o.bytes(",\"megabytes_per_second\":"); o.exact(w.megabytesPerSecond)
+            o.bytes(",\"bandwidth_exact\":"); bool(w.bandwidthTracedExact)
+            o.bytes(",\"switchover_basis\":\""); o.write(w.rebuild.basis.rawValue); o.byte(34)
+            o.bytes(",\"switchover_bytes_per_ms\":"); o.exact(w.rebuild.expectedPerMs)
+            if let r = w.rebuild.switchoverBytesPerSecond {
+                o.bytes(",\"avail_switchover_bandwidth_range\":["); o.unsigned(r.lowerBound); o.byte(44); o.unsigned(r.upperBound);
+                o.byte(93)
+            }
+            o.bytes(",\"threshold_rebuilt_bytes\":"); o.unsigned(w.rebuild.threshold)
+            o.bytes(",\"threshold_megabytes\":"); o.exact(w.thresholdMegabytes)
+            o.bytes(",\"downtime_limit_ms\":"); optional(w.rebuild.downtimeLimitMs)
+            if let r = w.rebuild.limitRange, r.lowerBound != r.upperBound {
+                o.bytes(",\"downtime_limit_range_ms\":["); o.unsigned(r.lowerBound); o.byte(44); o.unsigned(r.upperBound); o.byte(93)
+            }
+            o.bytes(",\"threshold_exact\":"); bool(w.rebuild.exact)
+            o.bytes(",\"cumulative_bytes\":"); o.unsigned(w.cumulativeBytes)
+            o.bytes(",\"pending_bytes\":"); optional(w.pendingBytes)
+            o.bytes(",\"pending_exact\":"); if w.pendingBytes == nil { o.bytes("null") } else { bool(w.pendingExact) }
         }
-        o.raw(",\"threshold_rebuilt_bytes\":"); o.unsigned(w.rebuild.threshold)
-        o.raw(",\"threshold_megabytes\":"); o.number(w.thresholdMegabytes)
-        o.raw(",\"downtime_limit_ms\":"); if let l = w.rebuild.downtimeLimitMs { o.unsigned(l) } else { o.raw("null") }
-        if let r = w.rebuild.limitRange, r.lowerBound != r.upperBound {
-            o.raw(",\"downtime_limit_range_ms\":["); o.unsigned(r.lowerBound); o.raw(","); o.unsigned(r.upperBound); o.raw("]")
-        }
-        o.raw(",\"threshold_exact\":"); o.raw(w.rebuild.exact ? "true" : "false")
-        o.raw(",\"cumulative_bytes\":"); o.unsigned(w.cumulativeBytes)
-        o.raw(",\"pending_bytes\":"); if let p = w.pendingBytes { o.unsigned(p) } else { o.raw("null") }
-        o.raw(",\"pending_exact\":"); o.raw(w.pendingBytes == nil ? "null" : (w.pendingExact ? "true" : "false"))
     }
 
     /// Append a finding as a JSON object.

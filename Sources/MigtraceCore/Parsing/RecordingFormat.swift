@@ -241,6 +241,19 @@ public struct JSONWriter: Sendable {
         let done: Void? = s.utf8.withContiguousStorageIfAvailable { bytes.append(contentsOf: $0) }
         if done == nil { bytes.append(contentsOf: s.utf8) }
     }
+    /// Remove the text, keeping the memory (a writer reused per object allocates nothing).
+    public mutating func reset() { bytes.removeAll(keepingCapacity: true) }
+    /// Append what `body` writes into `capacity` bytes of stack memory, with one copy: for objects of many
+    /// fields, where an array append per key and per number was most of the cost. `body` must write at
+    /// most `capacity` bytes (the writer does not check).
+    @inline(__always) mutating func ascii(capacity: Int, _ body: (inout ASCIIWriter) -> Void) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: capacity) { scratch in
+            var w = ASCIIWriter(scratch.baseAddress!)
+            body(&w)
+            precondition(w.count <= capacity, "JSONWriter.ascii: more than the capacity was written")
+            bytes.append(contentsOf: UnsafeBufferPointer(start: scratch.baseAddress!, count: w.count))
+        }
+    }
     /// Append an unsigned integer.
     @inline(__always) public mutating func unsigned(_ v: UInt64) { Format.appendUnsigned(v, to: &bytes) }
     /// Append a signed integer.
