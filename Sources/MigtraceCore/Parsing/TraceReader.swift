@@ -109,6 +109,10 @@ public struct TraceReader {
 
 /// Parsed lines handed to the analyzer at once: the events, and each diagnostic with how many of the
 /// events came before it, so that the analyzer sees them in the order of the lines.
+///
+/// Events are stored as ``PackedEvent``s (no references, 88 bytes instead of TraceEvent's 120), so that
+/// filling a batch and emptying it for reuse touch no reference count; the few `migrate_set_state` strings
+/// sit beside them. The analyzer receives each event as the same ``TraceEvent``.
 struct TraceBatch: Sendable {
     /// A diagnostic and its place among the batch's events.
     struct Rejection: Sendable {
@@ -116,7 +120,8 @@ struct TraceBatch: Sendable {
         var diagnostic: Diagnostic
     }
 
-    var events = ContiguousArray<TraceEvent>()
+    var events = ContiguousArray<PackedEvent>()
+    var states = ContiguousArray<String>()
     var rejections = ContiguousArray<Rejection>()
 
     init() {}
@@ -132,6 +137,45 @@ struct TraceBatch: Sendable {
         rejections.append(Rejection(eventsBefore: events.count, diagnostic: diagnostic))
     }
 
+    /// Add any event.
+    mutating func append(_ e: TraceEvent) {
+        var packed = PackedEvent(
+            kind: e.kind, arguments: e.arguments, timestamp: e.timestampNanoseconds, clock: e.clock, thread: e.threadID,
+            line: e.origin.line, input: e.origin.input)
+        if let process = e.processID {
+            packed.process = process
+            packed.flags |= PackedEvent.hasProcess
+        }
+        if let state = e.state {
+            packed.stateIndex = UInt32(truncatingIfNeeded: states.count)
+            packed.flags |= PackedEvent.hasState
+            states.append(state)
+        }
+        events.append(packed)
+    }
+
+    /// Add an event the fast path read: wall-clock timestamp and thread id, nothing else optional.
+    @inline(__always)
+    mutating func append(_ line: FastLine, lineNumber: UInt64, input: Int) {
+        events.append(
+            PackedEvent(
+                kind: line.kind, arguments: line.arguments, timestamp: line.timestamp, clock: .wall, thread: line.thread,
+                line: lineNumber, input: input))
+    }
+
+    /// The event at `index` as the analyzer receives it.
+    @inline(__always)
+    func event(_ index: Int) -> TraceEvent {
+        let p = events[index]
+        return TraceEvent(
+            kind: p.kind, arguments: p.arguments,
+            timestampNanoseconds: p.flags & PackedEvent.hasTimestamp != 0 ? p.timestamp : nil, clock: p.clock,
+            threadID: p.flags & PackedEvent.hasThread != 0 ? p.thread : nil,
+            processID: p.flags & PackedEvent.hasProcess != 0 ? p.process : nil,
+            state: p.flags & PackedEvent.hasState != 0 ? states[Int(p.stateIndex)] : nil,
+            origin: EventOrigin(input: p.input, line: p.line))
+    }
+
     /// Feed everything to `analyzer` in line order.
     func deliver(to analyzer: MigrationAnalyzer) {
         inLineOrder(analyzer.consume, analyzer.reject)
@@ -143,13 +187,13 @@ struct TraceBatch: Sendable {
         var next = 0
         for r in rejections {
             while next < r.eventsBefore {
-                event(events[next])
+                event(self.event(next))
                 next += 1
             }
             rejection(r.diagnostic)
         }
         while next < events.count {
-            event(events[next])
+            event(self.event(next))
             next += 1
         }
     }
@@ -157,7 +201,43 @@ struct TraceBatch: Sendable {
     /// Empty it for reuse, keeping its storage so that the steady state allocates nothing.
     mutating func removeAll() {
         events.removeAll(keepingCapacity: true)
+        states.removeAll(keepingCapacity: true)
         rejections.removeAll(keepingCapacity: true)
+    }
+}
+
+/// A ``TraceEvent`` as a batch stores it: every field inline, optionals as flag bits, the state string as an
+/// index into the batch's `states`. Trivially copyable, so a batch of them is emptied without visiting them.
+struct PackedEvent: Sendable {
+    static let hasTimestamp: UInt8 = 1
+    static let hasThread: UInt8 = 2
+    static let hasProcess: UInt8 = 4
+    static let hasState: UInt8 = 8
+
+    var arguments: ProbeArguments
+    var timestamp: UInt64
+    var line: UInt64
+    var input: Int
+    var thread: UInt32
+    var process: UInt32 = 0
+    var stateIndex: UInt32 = 0
+    var kind: ProbeKind
+    var clock: ClockKind
+    var flags: UInt8
+
+    @inline(__always)
+    init(
+        kind: ProbeKind, arguments: ProbeArguments, timestamp: UInt64?, clock: ClockKind, thread: UInt32?, line: UInt64,
+        input: Int
+    ) {
+        self.kind = kind
+        self.arguments = arguments
+        self.timestamp = timestamp ?? 0
+        self.clock = clock
+        self.thread = thread ?? 0
+        self.line = line
+        self.input = input
+        flags = (timestamp == nil ? 0 : Self.hasTimestamp) | (thread == nil ? 0 : Self.hasThread)
     }
 }
 
@@ -257,7 +337,25 @@ struct LineSource {
     private mutating func splitLines(_ handOff: (inout TraceBatch) -> Bool) -> Bool {
         let maxLineLength = TraceReader.maxLineLength
         var start = 0
+        let fast = stats.format == .qemuLog
         while start < filled {
+            if fast && !skipping {
+                // Lines in QEMU's common layout are split and parsed in one pass, while a whole line's reach is
+                // buffered; the first other line (and the last few of the buffer) takes the exact path below.
+                let fastEnd = filled &- QEMULogParser.fastPathReach
+                // SAFETY: start <= fastEnd leaves fastPathReach bytes of the buffer's data after buffer + start.
+                while start <= fastEnd, let line = QEMULogParser.fastLine(UnsafeRawPointer(buffer + start)) {
+                    lineNumber &+= 1
+                    stats.lines &+= 1
+                    stats.events &+= 1
+                    batch.append(line, lineNumber: lineNumber, input: input)
+                    start &+= line.length
+                    if batch.count >= batchCapacity {
+                        guard handOff(&batch) else { return false }
+                    }
+                }
+                if start >= filled { break }
+            }
             let rest = filled - start
             guard let nl = memchr(buffer + start, 10, rest) else { break }
             let end = buffer.distance(to: nl.assumingMemoryBound(to: UInt8.self))
@@ -321,7 +419,7 @@ struct LineSource {
             switch parser.parse(line, line: lineNumber) {
             case .event(let e):
                 stats.events += 1
-                batch.events.append(e)
+                batch.append(e)
             case .ignored:
                 break
             case .malformed(let reason):
@@ -333,7 +431,7 @@ struct LineSource {
             switch RecordingFormat.parse(line, input: input, line: lineNumber) {
             case .success(.event(let e)):
                 stats.events += 1
-                batch.events.append(e)
+                batch.append(e)
             case .success(.header(let h)):
                 stats.header = h
             case .success(.lost(let k, let c)):
