@@ -81,6 +81,10 @@ import Testing
                     let fresh = (0..<Int(rng.next() % 12)).map { _ in Double(rng.next() % 1000) }
                     m.reset(fresh)
                     values = fresh
+                case 2 where !values.isEmpty, 3 where !values.isEmpty:
+                    m.replaceOldest(with: v)
+                    values.removeFirst()
+                    values.append(v)
                 default:
                     m.append(v)
                     values.append(v)
@@ -90,6 +94,66 @@ import Testing
                 if !values.isEmpty { #expect(m.median == RuleMath.median(values)) }
             }
         }
+    }
+}
+
+extension RuleDispatchTests {
+    /// The steady state of a baseline: each window replaces the oldest value, with concrete medians.
+    @Test func slidingMedianReplacesTheOldestValue() {
+        var m = RuleMath.SlidingMedian(capacity: 4)
+        for v in [5.0, 1.0, 4.0, 2.0] { m.append(v) }
+        #expect(m.median == 3.0)
+        var medians: [Double] = []
+        for v in [3.0, 0.0, 7.5, 7.5, 2.0, 2.0, 0.25, 100.0, 4.0] {
+            m.replaceOldest(with: v)
+            medians.append(m.median)
+        }
+        #expect(medians == [2.5, 2.5, 2.5, 5.25, 4.75, 4.75, 2.0, 2.0, 3.0])
+        #expect(m.values == [2.0, 0.25, 100.0, 4.0])
+        #expect(m.count == 4)
+    }
+
+    /// Bandwidth-like values (finite, ≥ 0, many ties) through a 10-window baseline: the branch-free
+    /// replacement and the plain median agree on every step, and on a fixed sample of them.
+    @Test func slidingMedianReplacementMatchesThePlainMedian() {
+        var rng = SplitMix64(seed: 11)
+        var m = RuleMath.SlidingMedian(capacity: 10)
+        var values: [Double] = []
+        var sample: [Double] = []
+        for step in 0..<20_000 {
+            let v = Double(rng.next() % 5_000_000) / Double(100 + rng.next() % 50)
+            if values.count < 10 {
+                m.append(v)
+                values.append(v)
+            } else {
+                m.replaceOldest(with: step % 97 == 0 ? 0 : v)
+                values.removeFirst()
+                values.append(step % 97 == 0 ? 0 : v)
+            }
+            #expect(m.median == RuleMath.median(values))
+            if step % 5_000 == 4_999 { sample.append(m.median) }
+        }
+        #expect(m.values == values)
+        #expect(sample.count == 4)
+    }
+
+    /// Negative values, -0 and NaN (never bandwidths) take the general path and keep the order of values.
+    @Test func slidingMedianReplacementHandlesIrregularValues() {
+        var m = RuleMath.SlidingMedian(capacity: 3)
+        for v in [1.0, 2.0, 3.0] { m.append(v) }
+        m.replaceOldest(with: -4.0)
+        #expect(m.values == [2.0, 3.0, -4.0])
+        #expect(m.median == 2.0)
+        m.replaceOldest(with: -0.0)
+        #expect(m.median == -0.0)
+        m.replaceOldest(with: 10.0)
+        #expect(m.values == [-4.0, -0.0, 10.0])
+        #expect(m.median == 0.0)
+        m.replaceOldest(with: .nan)
+        #expect(m.count == 3 && m.values[2].isNaN)
+        for v in [6.0, 8.0, 9.0] { m.replaceOldest(with: v) }
+        #expect(m.values == [6.0, 8.0, 9.0])
+        #expect(m.median == 8.0)
     }
 }
 

@@ -128,28 +128,57 @@ public final class MigrationAnalyzer {
         return s
     }
 
+    /// The fields of a `migrate_transferred` event, all trivial: what ``consume(_:)`` hands on instead of the
+    /// ``TraceEvent``, whose optional state string made the hand-over copy it (a retain and a release per event).
+    private struct WindowEvent {
+        var arguments: ProbeArguments
+        var origin: EventOrigin
+        var threadID: UInt32?
+        var processID: UInt32?
+        var timestampNanoseconds: UInt64?
+        var clock: ClockKind
+    }
+
     /// Feed the next event.
+    ///
+    /// Inlined into the reader's loop: windows and pending events (nearly all of a trace) go on as trivial
+    /// values, so that the event itself is only read, never copied.
+    @inline(__always)
     public func consume(_ event: TraceEvent) {
         switch event.kind {
         case .migrateTransferred:
-            consumeWindow(event)
+            consumeWindow(
+                WindowEvent(
+                    arguments: event.arguments, origin: event.origin, threadID: event.threadID,
+                    processID: event.processID, timestampNanoseconds: event.timestampNanoseconds, clock: event.clock))
         case .migratePendingEstimate, .migratePendingExact, .migratePending:
-            count(event.kind)
-            let key = SeriesKey(input: event.origin.input, thread: event.threadID)
-            // Pre-8.0 `migrate_pending` syncs the dirty bitmap itself only when the estimate fell below
-            // `max` (its second argument), so a size below `max` proves a sync; a larger one may be stale.
-            let exact =
-                switch event.kind {
-                case .migratePendingExact: true
-                case .migratePending: event.arguments.count >= 2 && event.arguments.a0 < event.arguments.a1
-                default: false
-                }
-            if let s = openSeries(key) {
-                s.pending = event.arguments.a0
-                s.pendingExact = exact
-            } else {
-                pendingBeforeSeries[key] = (event.arguments.a0, exact)
+            consumePending(event.kind, event.arguments, input: event.origin.input, thread: event.threadID)
+        default:
+            consumeOther(event)
+        }
+    }
+
+    private func consumePending(_ kind: ProbeKind, _ arguments: ProbeArguments, input: Int, thread: UInt32?) {
+        count(kind)
+        let key = SeriesKey(input: input, thread: thread)
+        // Pre-8.0 `migrate_pending` syncs the dirty bitmap itself only when the estimate fell below
+        // `max` (its second argument), so a size below `max` proves a sync; a larger one may be stale.
+        let exact =
+            switch kind {
+            case .migratePendingExact: true
+            case .migratePending: arguments.count >= 2 && arguments.a0 < arguments.a1
+            default: false
             }
+        if let s = openSeries(key) {
+            s.pending = arguments.a0
+            s.pendingExact = exact
+        } else {
+            pendingBeforeSeries[key] = (arguments.a0, exact)
+        }
+    }
+
+    private func consumeOther(_ event: TraceEvent) {
+        switch event.kind {
         case .migrateSetState:
             count(event.kind)
             let state = event.state ?? ""
@@ -175,7 +204,7 @@ public final class MigrationAnalyzer {
         return last.index
     }
 
-    private func consumeWindow(_ event: TraceEvent) {
+    private func consumeWindow(_ event: WindowEvent) {
         let args = event.arguments
         guard args.count == 4 || args.count == 5 else {
             reject(
@@ -264,7 +293,7 @@ public final class MigrationAnalyzer {
         series.rules.observe(window, series.context)
     }
 
-    private func start(_ key: SeriesKey, _ event: TraceEvent) -> OpenSeries {
+    private func start(_ key: SeriesKey, _ event: WindowEvent) -> OpenSeries {
         if open.count >= Self.maxOpenSeries, let idlest = open.min(by: { $0.value.lastUse < $1.value.lastUse })?.key {
             close(idlest)
         }

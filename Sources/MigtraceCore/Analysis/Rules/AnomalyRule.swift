@@ -184,103 +184,159 @@ enum RuleMath {
     /// The median of a sliding set of values, kept sorted as values come and go, so that a query is O(1)
     /// instead of a sort per window. Gives exactly ``median(_:)`` of the values in insertion order.
     ///
-    /// The insertion order is a ring (dropping the oldest moves nothing) and the sorted copy is shifted by
-    /// hand: `Array.insert`/`remove(at:)`/`removeFirst` went through generic range replacement and `memmove`
-    /// for a handful of doubles, ≈ 5 % of `analyze` for the two rules with a baseline.
-    struct SlidingMedian {
-        /// The values in insertion order: `count` of them from `oldest`, wrapping around.
-        private var ring: [Double]
+    /// The insertion order is a ring (dropping the oldest moves nothing) and the sorted copy is kept by hand,
+    /// all in one allocation that the value owns (it is noncopyable): the arrays it replaced paid a uniqueness
+    /// and a bounds check per access. In the steady state a window replaces the oldest value
+    /// (``replaceOldest(with:)``) without a single data-dependent branch: the baseline's order is random, and
+    /// the bisection and shifting loops this replaced mispredicted two or three times per window.
+    struct SlidingMedian: ~Copyable {
+        /// The start of the allocation: `capacity` values in insertion order (`count` of them from `oldest`,
+        /// wrapping around), then two sorted buffers of `capacity + 2` slots each.
+        private var ring: UnsafeMutablePointer<Double>
+        /// The values ascending, at `0..<count`; the slot at -1 is readable padding.
+        private var ascending: UnsafeMutablePointer<Double>
+        /// The other sorted buffer, which ``replaceOldest(with:)`` fills and then swaps with `ascending`.
+        private var spare: UnsafeMutablePointer<Double>
+        private var capacity: Int
         private var oldest = 0
         private(set) var count = 0
-        /// The same values, ascending.
-        private var ascending: [Double] = []
+        /// Whether a value below +0 or a NaN was ever added (bandwidths never are): replacing then takes the
+        /// general path.
+        private var irregular = false
+        /// The bits of +infinity: a value is ≥ +0 and not NaN exactly when its bits are at most these.
+        private static let infinityBits = Double.infinity.bitPattern
 
         init(capacity: Int) {
-            ring = [Double](repeating: 0, count: max(4, capacity + 2))
-            ascending.reserveCapacity(capacity + 2)
+            self.capacity = max(4, capacity + 2)
+            (ring, ascending, spare) = Self.allocate(self.capacity)
         }
 
-        /// Index of the first of the `n` first elements of `a` not less than `v`: a bisection whose steps
-        /// are conditional moves, not branches (the baseline's order is unpredictable). Values are finite
-        /// bandwidths, never NaN.
-        @inline(__always) private static func lowerBound(_ a: UnsafeMutableBufferPointer<Double>, _ n: Int, _ v: Double) -> Int {
-            guard n > 0 else { return 0 }
-            var base = 0
-            var length = n
-            while length > 1 {
-                let half = length >> 1
-                base = a[base &+ half] < v ? base &+ half : base
-                length &-= half
-            }
-            return a[base] < v ? base &+ 1 : base
+        deinit { ring.deallocate() }
+
+        private static func allocate(_ capacity: Int) -> (
+            UnsafeMutablePointer<Double>, UnsafeMutablePointer<Double>, UnsafeMutablePointer<Double>
+        ) {
+            let base = UnsafeMutablePointer<Double>.allocate(capacity: 3 * capacity + 4)
+            base.initialize(repeating: 0, count: 3 * capacity + 4)
+            return (base, base + capacity + 1, base + 2 * capacity + 3)
+        }
+
+        /// How many of the `n` first elements of `a` are less than `v`: where `Array.insert` at the lower
+        /// bound puts `v`, and where the first copy of `v` is. A count, not a bisection: branch-free.
+        @inline(__always) private static func below(_ a: UnsafeMutablePointer<Double>, _ n: Int, _ v: Double) -> Int {
+            var k = 0
+            for p in 0..<n { k &+= a[p] < v ? 1 : 0 }
+            return k
+        }
+
+        /// Where `v` is in the ascending copy (values are finite bandwidths; a NaN is found by its bits).
+        @inline(__always) private func sortedIndex(of v: Double) -> Int {
+            let i = Self.below(ascending, count, v)
+            if i < count && ascending[i] == v { return i }
+            for k in 0..<count where ascending[k].bitPattern == v.bitPattern { return k }
+            return count &- 1
+        }
+
+        /// The slot of the ring `offset` values after the oldest.
+        @inline(__always) private func slot(_ offset: Int) -> Int {
+            let s = oldest &+ offset
+            return s >= capacity ? s &- capacity : s
         }
 
         mutating func append(_ v: Double) {
-            if count == ring.count {
-                // Full (a baseline shorter than 3 windows briefly holds more): unroll the ring into a larger one.
-                ring = (0..<count).map { ring[($0 + oldest) % count] } + [Double](repeating: 0, count: count)
+            if count == capacity {
+                // Full (a baseline shorter than 3 windows briefly holds more): unroll into twice the room.
+                let (r, a, s) = Self.allocate(2 * capacity)
+                for k in 0..<count { r[k] = ring[slot(k)] }
+                a.update(from: ascending, count: count)
+                ring.deallocate()
+                (ring, ascending, spare) = (r, a, s)
+                capacity *= 2
                 oldest = 0
             }
-            var slot = oldest + count
-            if slot >= ring.count { slot -= ring.count }
-            ring[slot] = v
-            count += 1
+            if v.bitPattern > Self.infinityBits { irregular = true }
+            ring[slot(count)] = v
             // Insert at the lower bound, as `Array.insert(v, at: lowerBound(v))` would.
-            ascending.append(v)
-            ascending.withUnsafeMutableBufferPointer { a in
-                let at = Self.lowerBound(a, a.count &- 1, v)
-                var j = a.count &- 1
-                while j > at {
-                    a[j] = a[j &- 1]
-                    j &-= 1
-                }
-                a[at] = v
+            let a = ascending
+            var j = count
+            while j > 0 && !(a[j &- 1] < v) {
+                a[j] = a[j &- 1]
+                j &-= 1
             }
+            a[j] = v
+            count &+= 1
         }
 
         /// Drops the `n` oldest values.
         mutating func removeOldest(_ n: Int = 1) {
             for _ in 0..<n {
                 precondition(count > 0, "no value to remove")
-                let v = ring[oldest]
-                oldest += 1
-                if oldest == ring.count { oldest = 0 }
-                count -= 1
-                ascending.withUnsafeMutableBufferPointer { a in
-                    let i = Self.lowerBound(a, a.count, v)
-                    var j: Int
-                    if i < a.count && a[i] == v {
-                        j = i
-                    } else if let k = a.firstIndex(where: { $0.bitPattern == v.bitPattern }) {
-                        j = k  // NaN: never equal to itself (bandwidths are finite; kept for safety)
-                    } else {
-                        j = a.count &- 1
-                    }
-                    while j < a.count &- 1 {
-                        a[j] = a[j &+ 1]
-                        j &+= 1
-                    }
+                var j = sortedIndex(of: ring[oldest])
+                oldest = slot(1)
+                count &-= 1
+                let a = ascending
+                while j < count {
+                    a[j] = a[j &+ 1]
+                    j &+= 1
                 }
-                ascending.removeLast()
             }
+        }
+
+        /// Drops the oldest value and adds `v`: the same values as `append(v)` then `removeOldest()`.
+        mutating func replaceOldest(with v: Double) {
+            precondition(count > 0, "no value to replace")
+            guard !irregular, v.bitPattern <= Self.infinityBits else {
+                append(v)
+                removeOldest()
+                return
+            }
+            let old = ring[oldest]
+            ring[slot(count)] = v
+            oldest = slot(1)
+            // The old value's first copy is at `i`; without it, `k` values are less than `v`. The new order
+            // is the old one with `i` taken out and `v` put in at `k` (equal values are interchangeable).
+            // Every value is ≥ +0 and not NaN, so `x < y` is `x.bits < y.bits`, and the sign of the 64-bit
+            // difference says it without a comparison that LLVM would turn back into a branch.
+            let a = ascending
+            let b = spare
+            let n = count
+            let oldBits = old.bitPattern
+            let newBits = v.bitPattern
+            var i = 0
+            var k = 0
+            for p in 0..<n {
+                let bits = a[p].bitPattern
+                i &+= Int(truncatingIfNeeded: (bits &- oldBits) >> 63)
+                k &+= Int(truncatingIfNeeded: (bits &- newBits) >> 63)
+            }
+            k &-= Int(truncatingIfNeeded: (oldBits &- newBits) >> 63)
+            for p in 0..<n {
+                // Before k: the old order without slot i (from p or p + 1); from k on: the same one place on
+                // (from p - 1 or p). At p == k the value read (a[-1] is padding) is overwritten below.
+                let beforeK = (p &- k) >> 63  // all ones when p < k
+                let beforeI = (p &- i) >> 63
+                let atOrBeforeI = (p &- i &- 1) >> 63
+                b[p] = a[p &+ ((beforeK & (1 &+ beforeI)) | (~beforeK & atOrBeforeI))]
+            }
+            b[k] = v
+            swap(&ascending, &spare)
         }
 
         /// Replaces every value.
         mutating func reset<S: Sequence<Double>>(_ newValues: S) {
             oldest = 0
             count = 0
-            ascending.removeAll(keepingCapacity: true)
             for v in newValues { append(v) }
         }
 
         /// The values in insertion order (oldest first).
-        var values: [Double] { (0..<count).map { ring[($0 + oldest) % ring.count] } }
+        var values: [Double] { (0..<count).map { ring[slot($0)] } }
 
         /// The median (the mean of the two middle values for even counts); the set must not be empty.
         var median: Double {
-            precondition(!ascending.isEmpty)
-            let m = ascending.count / 2
-            return ascending.count % 2 == 1 ? ascending[m] : (ascending[m - 1] + ascending[m]) / 2
+            precondition(count > 0)
+            let m = count >> 1
+            return count & 1 == 1 ? ascending[m] : (ascending[m &- 1] + ascending[m]) / 2
         }
     }
 

@@ -74,6 +74,10 @@ public final class BandwidthShiftRule: AnomalyRule {
     }
 
     private func push(_ bw: Double) {
+        if baseline.count == baselineSize {
+            baseline.replaceOldest(with: bw)  // the steady state: append, then drop the oldest
+            return
+        }
         baseline.append(bw)
         if baseline.count > baselineSize { baseline.removeOldest(baseline.count - baselineSize) }
     }

@@ -34,8 +34,12 @@ public final class ThresholdCollapseRule: AnomalyRule {
             return
         }
         flush(base, context)
-        baseline.append(window.bandwidth)
-        if baseline.count > baselineSize { baseline.removeOldest() }
+        // Append, then drop the oldest once over size: one pass when both happen.
+        if baseline.count >= baselineSize {
+            baseline.replaceOldest(with: window.bandwidth)
+        } else {
+            baseline.append(window.bandwidth)
+        }
     }
 
     public func finish(_ context: RuleContext) {
