@@ -49,16 +49,19 @@ struct AnalyzeCommand: ParsableCommand {
     func run() throws {
         let names = InputNames(files.map { $0 == "-" ? "<stdin>" : $0 })
         let out = FileDescriptorOutput.standardOutput
-        let sink: any AnalysisSink
+        let formatter: any AnalysisSink
         var jsonSink: JSONSink?
         switch format {
-        case .text: sink = TextSink(out: out, names: names, showWindows: !noWindows)
-        case .csv: sink = CSVSink(out: out)
+        case .text: formatter = TextSink(out: out, names: names, showWindows: !noWindows)
+        case .csv: formatter = CSVSink(out: out)
         case .json:
             let j = JSONSink(out: out, names: names, version: Migtrace.version)
             jsonSink = j
-            sink = j
+            formatter = j
         }
+        // Formatting and writing run on a thread of their own once an input is large enough. `drain()` before
+        // anything else looks at `out` or writes to stderr keeps both exactly as if the formatter ran here.
+        let sink = PipelinedSink(wrapping: formatter)
         let analyzer = MigrationAnalyzer(configuration: analysis.configuration, sink: sink)
         var inputs: [(String, TraceReader.Statistics)] = []
         var failed = false
@@ -75,15 +78,21 @@ struct AnalyzeCommand: ParsableCommand {
                 analyzer.endInput(index)
                 inputs.append((names[index], stats))
                 if stats.format == .recording, stats.endReason == nil, stats.header != nil {
+                    sink.drain()
                     printError(
                         "migtrace: \(path): recording has no end record (the recorder was killed); analysed up to its last complete event")
                 }
             } catch {
+                sink.drain()
                 printError("migtrace: \(path): \(error)")
                 failed = true
             }
-            if out.closed { break }
+            if index + 1 < files.count {
+                sink.drain()
+                if out.closed { break }
+            }
         }
+        // Read only by the JSON sink's `finished`, which `sink.finished` calls on this thread after joining the consumer.
         jsonSink?.inputs = inputs
         let report = analyzer.finish()
         for d in report.diagnostics.prefix(50) {

@@ -1,0 +1,292 @@
+// SPDX-License-Identifier: Apache-2.0
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A sink that replays every call it receives, in order, on another sink run by a thread of its own.
+///
+/// The analyzer's thread then only records: a window is one copy of plain values into a batch, the rarer
+/// calls sit beside the windows with their place. Full batches go through a small bounded queue to the
+/// consumer thread, which formats and writes them; batches are recycled, so the steady state allocates
+/// nothing. The thread starts only after `startAfterWindows` windows (small inputs run inline, as if the
+/// wrapped sink were used directly). ``finished(_:)`` hands over the rest, joins the thread and calls the
+/// wrapped sink's `finished` on the calling thread: once it returns, everything is written, as without it.
+public final class PipelinedSink: AnalysisSink, @unchecked Sendable {
+    // SAFETY: @unchecked Sendable. `sink` is called by the calling thread while no consumer thread runs
+    // (before it is created, and after it is joined), and by the consumer thread only in between: create and
+    // join order those accesses; `drain()` and `finished(_:)` wait, with `mutex` held, until the consumer is
+    // idle, and the calling thread calls `sink` again only after the join. `ready`, `free`, `busy` and `done`
+    // are read and written only with `mutex` held. A batch belongs to whoever took it out of `ready`/`free`
+    // (or holds it in `current`), never to two threads at once. `current`, `cursor`, `end`, `inlineWindows`
+    // and `thread` belong to the calling thread.
+
+    /// One window with the series it belongs to, as the analyzer gave them. Plain values: copying one
+    /// touches no reference count.
+    struct Entry {
+        var window: AnalyzedWindow
+        var series: SeriesInfo
+    }
+
+    /// A call other than `window`.
+    enum Call {
+        case seriesStarted(SeriesInfo)
+        case finding(Finding)
+        case seriesEnded(SeriesSummary)
+    }
+
+    /// Windows in call order, and the other calls each with how many of the windows came before it.
+    final class Batch {
+        let entries: UnsafeMutablePointer<Entry>
+        var count = 0
+        var calls: [(windowsBefore: Int, call: Call)] = []
+
+        init(capacity: Int) {
+            entries = .allocate(capacity: capacity)
+        }
+
+        deinit {
+            entries.deinitialize(count: count)
+            entries.deallocate()
+        }
+
+        /// Empty it for reuse (the calls' storage is kept).
+        func reset() {
+            entries.deinitialize(count: count)
+            count = 0
+            calls.removeAll(keepingCapacity: true)
+        }
+    }
+
+    /// Windows per batch.
+    public static let defaultBatchCapacity = 512
+    /// Batches in all: one being filled, the others queued or being replayed.
+    static let batchCount = 3
+    /// Windows passed on inline before the thread starts.
+    public static let defaultStartAfterWindows = 4096
+
+    private let sink: any AnalysisSink
+    private let batchCapacity: Int
+    private let startAfterWindows: Int
+    private var inlineWindows = 0
+    private var thread: pthread_t?
+    /// The batch being filled (while the thread runs).
+    private var current: Batch?
+    /// Where the next window goes in `current`, nil while calls are passed on inline. Exclusivity unchecked:
+    /// only the calling thread touches it, and no access overlaps another.
+    @exclusivity(unchecked) private var cursor: UnsafeMutablePointer<Entry>?
+    /// One past `current`'s last entry.
+    @exclusivity(unchecked) private var end: UnsafeMutablePointer<Entry>?
+
+    private var ready: [Batch] = []
+    private var free: [Batch] = []
+    /// The consumer is replaying a batch.
+    private var busy = false
+    /// No more batches will come: the consumer leaves once `ready` is empty.
+    private var done = false
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private let readyCondition: UnsafeMutablePointer<pthread_cond_t>  // a batch is ready, or done
+    private let freeCondition: UnsafeMutablePointer<pthread_cond_t>  // a batch was replayed and is free
+
+    /// How many times a consumer thread was started (tests).
+    private(set) var threadsStarted = 0
+
+    /// Passes `sink` every call, through a consumer thread once `startAfterWindows` windows went by inline.
+    public init(
+        wrapping sink: any AnalysisSink, batchCapacity: Int = PipelinedSink.defaultBatchCapacity,
+        startAfterWindows: Int = PipelinedSink.defaultStartAfterWindows
+    ) {
+        precondition(batchCapacity > 0)
+        self.sink = sink
+        self.batchCapacity = batchCapacity
+        self.startAfterWindows = startAfterWindows
+        mutex = .allocate(capacity: 1)
+        readyCondition = .allocate(capacity: 1)
+        freeCondition = .allocate(capacity: 1)
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(readyCondition, nil)
+        pthread_cond_init(freeCondition, nil)
+    }
+
+    deinit {
+        // A running consumer holds a reference: the sink cannot go away before `finished` joined it.
+        pthread_cond_destroy(freeCondition)
+        pthread_cond_destroy(readyCondition)
+        pthread_mutex_destroy(mutex)
+        freeCondition.deallocate()
+        readyCondition.deallocate()
+        mutex.deallocate()
+    }
+
+    // MARK: Calling thread
+
+    public func seriesStarted(_ info: SeriesInfo) {
+        if cursor != nil { record(.seriesStarted(info)) } else { sink.seriesStarted(info) }
+    }
+
+    public func window(_ w: AnalyzedWindow, in series: SeriesInfo) {
+        if let c = cursor {
+            c.initialize(to: Entry(window: w, series: series))
+            let next = c + 1
+            cursor = next
+            if next == end { handOff() }
+            return
+        }
+        sink.window(w, in: series)
+        inlineWindows &+= 1
+        if inlineWindows == startAfterWindows { start() }
+    }
+
+    public func finding(_ finding: Finding) {
+        if cursor != nil { record(.finding(finding)) } else { sink.finding(finding) }
+    }
+
+    public func seriesEnded(_ summary: SeriesSummary) {
+        if cursor != nil { record(.seriesEnded(summary)) } else { sink.seriesEnded(summary) }
+    }
+
+    /// Hands over what is left, waits for the consumer thread to replay it and leave, then passes the report on.
+    public func finished(_ report: AnalysisReport) {
+        if let thread {
+            let batch = sealCurrent()
+            pthread_mutex_lock(mutex)
+            ready.append(batch)
+            done = true
+            pthread_cond_signal(readyCondition)
+            pthread_mutex_unlock(mutex)
+            pthread_join(thread, nil)
+            // Calls after this (a sink is not meant to get any) are passed on inline.
+            self.thread = nil
+            ready.removeAll()
+            free.removeAll()
+            done = false
+        }
+        sink.finished(report)
+    }
+
+    /// Waits until every call received so far has reached the wrapped sink (and whatever it wrote is written
+    /// as far as it would be without the thread): then the caller may look at the sink's output, e.g. whether
+    /// it was closed, or write elsewhere in the same order as before.
+    public func drain() {
+        guard thread != nil else { return }
+        let batch = sealCurrent()
+        pthread_mutex_lock(mutex)
+        if batch.count > 0 || !batch.calls.isEmpty {
+            ready.append(batch)
+            pthread_cond_signal(readyCondition)
+        } else {
+            free.append(batch)
+        }
+        while !ready.isEmpty || busy { pthread_cond_wait(freeCondition, mutex) }
+        let next = free.removeLast()
+        pthread_mutex_unlock(mutex)
+        take(next)
+    }
+
+    private func record(_ call: Call) {
+        let batch = current!
+        batch.calls.append((windowsBefore: cursor! - batch.entries, call: call))
+    }
+
+    /// `current` with its count set, now no longer the calling thread's.
+    private func sealCurrent() -> Batch {
+        let batch = current!
+        batch.count = cursor! - batch.entries
+        current = nil
+        cursor = nil
+        end = nil
+        return batch
+    }
+
+    /// Make `batch` the one being filled.
+    private func take(_ batch: Batch) {
+        current = batch
+        cursor = batch.entries
+        end = batch.entries + batchCapacity
+    }
+
+    /// Queue the full batch and take a free one, waiting for the consumer if none is.
+    private func handOff() {
+        let batch = sealCurrent()
+        pthread_mutex_lock(mutex)
+        ready.append(batch)
+        pthread_cond_signal(readyCondition)
+        while free.isEmpty { pthread_cond_wait(freeCondition, mutex) }
+        let next = free.removeLast()
+        pthread_mutex_unlock(mutex)
+        take(next)
+    }
+
+    /// Start the consumer thread; if none can be created, calls keep going to the sink inline.
+    private func start() {
+        ready.reserveCapacity(Self.batchCount)
+        free.reserveCapacity(Self.batchCount)
+        for _ in 1..<Self.batchCount { free.append(Batch(capacity: batchCapacity)) }
+        // SAFETY: the retained reference is balanced by exactly one takeRetainedValue() in the thread.
+        let context = Unmanaged.passRetained(self).toOpaque()
+        var t = pthread_t()
+        guard pthread_create(&t, nil, pipelinedSinkConsumerMain, context) == 0 else {
+            Unmanaged<PipelinedSink>.fromOpaque(context).release()
+            free.removeAll()
+            return
+        }
+        thread = t
+        threadsStarted += 1
+        take(Batch(capacity: batchCapacity))
+    }
+
+    // MARK: Consumer thread
+
+    /// Replay each batch in order until `done` and none is left.
+    fileprivate func consume() {
+        pthread_mutex_lock(mutex)
+        while true {
+            while ready.isEmpty && !done { pthread_cond_wait(readyCondition, mutex) }
+            if ready.isEmpty { break }
+            let batch = ready.removeFirst()
+            busy = true
+            pthread_mutex_unlock(mutex)
+            replay(batch)
+            batch.reset()
+            pthread_mutex_lock(mutex)
+            free.append(batch)
+            busy = false
+            pthread_cond_signal(freeCondition)
+        }
+        pthread_mutex_unlock(mutex)
+    }
+
+    /// Pass the batch's calls to the sink in the order they were made.
+    private func replay(_ batch: Batch) {
+        let calls = batch.calls
+        var k = 0
+        var nextCallAt = calls.isEmpty ? Int.max : calls[0].windowsBefore
+        for i in 0..<batch.count {
+            while nextCallAt == i {
+                deliver(calls[k].call)
+                k += 1
+                nextCallAt = k < calls.count ? calls[k].windowsBefore : Int.max
+            }
+            let e = batch.entries + i
+            sink.window(e.pointee.window, in: e.pointee.series)
+        }
+        while k < calls.count {
+            deliver(calls[k].call)
+            k += 1
+        }
+    }
+
+    private func deliver(_ call: Call) {
+        switch call {
+        case .seriesStarted(let info): sink.seriesStarted(info)
+        case .finding(let f): sink.finding(f)
+        case .seriesEnded(let s): sink.seriesEnded(s)
+        }
+    }
+}
+
+/// The consumer thread's body (a C function for pthread_create).
+private func pipelinedSinkConsumerMain(_ context: UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
+    // SAFETY: balances the passRetained in start(); the reference keeps the sink alive.
+    Unmanaged<PipelinedSink>.fromOpaque(context!).takeRetainedValue().consume()
+    return nil
+}
