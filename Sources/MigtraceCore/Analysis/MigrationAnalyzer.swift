@@ -88,7 +88,9 @@ public final class MigrationAnalyzer {
     var openSeriesCount: Int { open.count }
     /// The series of the last look-up (nearly every event belongs to it): spares a hash per event.
     @exclusivity(unchecked) private var cachedKey: SeriesKey?
-    @exclusivity(unchecked) private var cachedSeries: OpenSeries?
+    /// Unowned: `open` holds every cached series, and `close` (the only removal from `open`) clears the
+    /// cache; a strong reference cost a retain and a release per event.
+    @exclusivity(unchecked) private unowned(unsafe) var cachedSeries: OpenSeries?
     /// The key last stored in `lastSeriesOfInput` (its only writer is consumeWindow).
     @exclusivity(unchecked) private var lastSeriesKeyWritten: SeriesKey?
     private var lastSeriesOfInput: [Int: SeriesKey] = [:]
@@ -153,8 +155,10 @@ public final class MigrationAnalyzer {
                     processID: event.processID, timestampNanoseconds: event.timestampNanoseconds, clock: event.clock))
         case .migratePendingEstimate, .migratePendingExact, .migratePending:
             consumePending(event.kind, event.arguments, input: event.origin.input, thread: event.threadID)
+        case .migrateSetState:
+            consumeState(event.state, input: event.origin.input)
         default:
-            consumeOther(event)
+            count(event.kind)
         }
     }
 
@@ -177,23 +181,17 @@ public final class MigrationAnalyzer {
         }
     }
 
-    private func consumeOther(_ event: TraceEvent) {
-        switch event.kind {
-        case .migrateSetState:
-            count(event.kind)
-            let state = event.state ?? ""
-            let input = event.origin.input
-            if state == "setup" {
-                // A new migration: close what this input has open, the next window starts a new series.
-                for key in open.keys where key.input == input { close(key) }
-                newMigrationPending.insert(input)
-            } else if let key = lastSeriesOfInput[input], let s = open[key] {
-                s.summary.finalState = state
-            } else if let key = lastSeriesOfInput[input], let i = summaries.lastIndex(where: { $0.info.index == seriesIndex(key) }) {
-                summaries[i].finalState = state
-            }
-        default:
-            count(event.kind)
+    private func consumeState(_ newState: String?, input: Int) {
+        count(.migrateSetState)
+        let state = newState ?? ""
+        if state == "setup" {
+            // A new migration: close what this input has open, the next window starts a new series.
+            for key in open.keys where key.input == input { close(key) }
+            newMigrationPending.insert(input)
+        } else if let key = lastSeriesOfInput[input], let s = open[key] {
+            s.summary.finalState = state
+        } else if let key = lastSeriesOfInput[input], let i = summaries.lastIndex(where: { $0.info.index == seriesIndex(key) }) {
+            summaries[i].finalState = state
         }
     }
 
@@ -235,15 +233,15 @@ public final class MigrationAnalyzer {
         }
 
         // Era: the window's own fit; an ambiguous window takes the series' era.
-        var fit = EraFit.classify(args)
+        let bw = QEMUArithmetic.bandwidth(transferred: args.a0, timeSpent: args.a1)
+        let mb = QEMUArithmetic.mbps(transferred: args.a0, timeSpent: args.a1)
+        var fit = EraFit.classify(args, bandwidth: bw, mbps: mb)
         if fit.ambiguous, let e = series.info.era { fit.era = e }
         if !fit.ambiguous, series.info.era == nil, let e = fit.era {
             series.info.era = e
             series.context.series.era = e
             series.summary.info.era = e
         }
-        let bw = QEMUArithmetic.bandwidth(transferred: args.a0, timeSpent: args.a1)
-        let mb = QEMUArithmetic.mbps(transferred: args.a0, timeSpent: args.a1)
         let traced = args[args.count - 1]
         var rebuild = ThresholdRebuild(
             basis: .measured, expectedPerMs: bw, downtimeLimitMs: series.limit, limitRange: nil,

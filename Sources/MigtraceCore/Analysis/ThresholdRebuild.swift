@@ -36,10 +36,19 @@ public struct EraFit: Sendable, Equatable {
     /// Classify one `migrate_transferred` argument list.
     public static func classify(_ args: ProbeArguments) -> EraFit {
         guard args.count == 4 || args.count == 5, args.a1 > 0 else { return EraFit(era: nil, ambiguous: false) }
-        let bw = QEMUArithmetic.truncate(QEMUArithmetic.bandwidth(transferred: args.a0, timeSpent: args.a1))
+        return classify(
+            args, bandwidth: QEMUArithmetic.bandwidth(transferred: args.a0, timeSpent: args.a1),
+            mbps: args.count == 4 ? 0 : QEMUArithmetic.mbps(transferred: args.a0, timeSpent: args.a1))
+    }
+
+    /// ``classify(_:)`` of a window with 4 or 5 arguments and `time_spent` > 0 whose bandwidth and (for 5
+    /// arguments) Mbit/s the caller has computed already: the analyzer needs them anyway.
+    @inline(__always)
+    static func classify(_ args: ProbeArguments, bandwidth: Double, mbps: Double) -> EraFit {
+        let bw = QEMUArithmetic.truncate(bandwidth)
         let fitsMeasured = args.a2 &+ 1 >= bw && args.a2 <= bw &+ 1
         if args.count == 4 { return EraFit(era: fitsMeasured ? .a : nil, ambiguous: false) }
-        let mb = QEMUArithmetic.truncate(QEMUArithmetic.mbps(transferred: args.a0, timeSpent: args.a1))
+        let mb = QEMUArithmetic.truncate(mbps)
         let fitsMbps = args.a2 &+ 1 >= mb && args.a2 <= mb &+ 1
         switch (fitsMeasured, fitsMbps) {
         case (true, false): return EraFit(era: .b, ambiguous: false)
@@ -122,7 +131,9 @@ public struct ThresholdRebuild: Sendable, Equatable {
         fixedLimit: UInt64?, preferredLimit: UInt64?
     ) -> ThresholdRebuild {
         let traced = args[args.count - 1]
-        var candidates: [ThresholdRebuild] = []
+        // The first inexact rebuild, returned when the float form does not fit either (an optional, not an
+        // array: no allocation per window).
+        var candidate: ThresholdRebuild?
         func fixed(_ basis: SwitchoverBasis, _ expected: Double) -> ThresholdRebuild {
             solveFixedExpected(basis: basis, expected: expected, traced: traced, fixedLimit: fixedLimit, preferredLimit: preferredLimit)
         }
@@ -147,18 +158,18 @@ public struct ThresholdRebuild: Sendable, Equatable {
             }
             let integer = fixed(.userInteger, Double(args.a3))
             if integer.exact { return integer }
-            candidates.append(integer)
+            candidate = integer
         case .c:
             let estimate = QEMUArithmetic.estimatedSwitchoverPerMs(mbps: mbps)
             if QEMUArithmetic.truncate(estimate) == args.a3 {
                 let estimated = fixed(.estimated, estimate)
                 if estimated.exact { return estimated }
-                candidates.append(estimated)
+                candidate = estimated
             }
         }
         let float = solveUserFloat(perMsTraced: args.a3, traced: traced, fixedLimit: fixedLimit, preferredLimit: preferredLimit)
         if float.exact { return float }
-        return candidates.first ?? float
+        return candidate ?? float
     }
 
     private static func solveFixedExpected(
