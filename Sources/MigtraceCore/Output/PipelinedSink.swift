@@ -14,9 +14,9 @@
 public final class PipelinedSink: AnalysisSink, @unchecked Sendable {
     // SAFETY: @unchecked Sendable. `sink` is called by the calling thread while no consumer thread runs
     // (before it is created, and after it is joined), and by the consumer thread only in between: create and
-    // join order those accesses; `drain()` and `finished(_:)` wait, with `mutex` held, until the consumer is
+    // join order those accesses; `drain()` and `finished(_:)` wait, with `handoff` locked, until the consumer is
     // idle, and the calling thread calls `sink` again only after the join. `ready`, `free`, `busy` and `done`
-    // are read and written only with `mutex` held. A batch belongs to whoever took it out of `ready`/`free`
+    // are read and written only with `handoff` locked. A batch belongs to whoever took it out of `ready`/`free`
     // (or holds it in `current`), never to two threads at once. `current`, `cursor`, `end`, `inlineWindows`
     // and `thread` belong to the calling thread.
 
@@ -83,9 +83,9 @@ public final class PipelinedSink: AnalysisSink, @unchecked Sendable {
     private var busy = false
     /// No more batches will come: the consumer leaves once `ready` is empty.
     private var done = false
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-    private let readyCondition: UnsafeMutablePointer<pthread_cond_t>  // a batch is ready, or done
-    private let freeCondition: UnsafeMutablePointer<pthread_cond_t>  // a batch was replayed and is free
+    /// Guards the hand-off state above; "ready": a batch is ready (or the producer done), "free": a batch
+    /// was consumed and is free (or the consumer gone).
+    private let handoff = HandoffLock()
 
     /// How many times a consumer thread was started (tests).
     private(set) var threadsStarted = 0
@@ -99,23 +99,10 @@ public final class PipelinedSink: AnalysisSink, @unchecked Sendable {
         self.sink = sink
         self.batchCapacity = batchCapacity
         self.startAfterWindows = startAfterWindows
-        mutex = .allocate(capacity: 1)
-        readyCondition = .allocate(capacity: 1)
-        freeCondition = .allocate(capacity: 1)
-        pthread_mutex_init(mutex, nil)
-        pthread_cond_init(readyCondition, nil)
-        pthread_cond_init(freeCondition, nil)
     }
 
-    deinit {
-        // A running consumer holds a reference: the sink cannot go away before `finished` joined it.
-        pthread_cond_destroy(freeCondition)
-        pthread_cond_destroy(readyCondition)
-        pthread_mutex_destroy(mutex)
-        freeCondition.deallocate()
-        readyCondition.deallocate()
-        mutex.deallocate()
-    }
+    // No deinit work: a running consumer holds a reference, so the sink cannot go away before `finished`
+    // joined it.
 
     // MARK: Calling thread
 
@@ -148,11 +135,11 @@ public final class PipelinedSink: AnalysisSink, @unchecked Sendable {
     public func finished(_ report: AnalysisReport) {
         if let thread {
             let batch = sealCurrent()
-            pthread_mutex_lock(mutex)
+            handoff.lock()
             ready.append(batch)
             done = true
-            pthread_cond_signal(readyCondition)
-            pthread_mutex_unlock(mutex)
+            handoff.signalReady()
+            handoff.unlock()
             pthread_join(thread, nil)
             // Calls after this (a sink is not meant to get any) are passed on inline.
             self.thread = nil
@@ -169,16 +156,16 @@ public final class PipelinedSink: AnalysisSink, @unchecked Sendable {
     public func drain() {
         guard thread != nil else { return }
         let batch = sealCurrent()
-        pthread_mutex_lock(mutex)
+        handoff.lock()
         if batch.count > 0 || !batch.calls.isEmpty {
             ready.append(batch)
-            pthread_cond_signal(readyCondition)
+            handoff.signalReady()
         } else {
             free.append(batch)
         }
-        while !ready.isEmpty || busy { pthread_cond_wait(freeCondition, mutex) }
+        while !ready.isEmpty || busy { handoff.waitFree() }
         let next = free.removeLast()
-        pthread_mutex_unlock(mutex)
+        handoff.unlock()
         take(next)
     }
 
@@ -207,12 +194,12 @@ public final class PipelinedSink: AnalysisSink, @unchecked Sendable {
     /// Queue the full batch and take a free one, waiting for the consumer if none is.
     private func handOff() {
         let batch = sealCurrent()
-        pthread_mutex_lock(mutex)
+        handoff.lock()
         ready.append(batch)
-        pthread_cond_signal(readyCondition)
-        while free.isEmpty { pthread_cond_wait(freeCondition, mutex) }
+        handoff.signalReady()
+        while free.isEmpty { handoff.waitFree() }
         let next = free.removeLast()
-        pthread_mutex_unlock(mutex)
+        handoff.unlock()
         take(next)
     }
 
@@ -238,21 +225,21 @@ public final class PipelinedSink: AnalysisSink, @unchecked Sendable {
 
     /// Replay each batch in order until `done` and none is left.
     fileprivate func consume() {
-        pthread_mutex_lock(mutex)
+        handoff.lock()
         while true {
-            while ready.isEmpty && !done { pthread_cond_wait(readyCondition, mutex) }
+            while ready.isEmpty && !done { handoff.waitReady() }
             if ready.isEmpty { break }
             let batch = ready.removeFirst()
             busy = true
-            pthread_mutex_unlock(mutex)
+            handoff.unlock()
             replay(batch)
             batch.reset()
-            pthread_mutex_lock(mutex)
+            handoff.lock()
             free.append(batch)
             busy = false
-            pthread_cond_signal(freeCondition)
+            handoff.signalFree()
         }
-        pthread_mutex_unlock(mutex)
+        handoff.unlock()
     }
 
     /// Pass the batch's calls to the sink in the order they were made.

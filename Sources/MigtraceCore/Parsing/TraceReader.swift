@@ -457,7 +457,7 @@ final class ReadPipeline: @unchecked Sendable {
     // SAFETY: @unchecked Sendable. `source` (the parser state, buffer and statistics) is used by the calling
     // thread before pthread_create and after pthread_join, and by the producer thread only in between:
     // create and join order those accesses. `ready`, `free`, `cancelled`, `producerDone` and `outcome` are
-    // read and written only with `mutex` held (`outcome` also by the calling thread after the join). A batch
+    // read and written only with `handoff` locked (`outcome` also by the calling thread after the join). A batch
     // belongs to whoever took it out of `ready`/`free` (or holds it in `source.batch`); it is moved, never
     // shared, so its storage stays uniquely owned and is never copied.
     var source: LineSource
@@ -466,27 +466,12 @@ final class ReadPipeline: @unchecked Sendable {
     private var cancelled = false
     private var producerDone = false
     private var outcome: LineSource.Outcome = .finished
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-    private let readyCondition: UnsafeMutablePointer<pthread_cond_t>  // a batch is ready or the producer done
-    private let freeCondition: UnsafeMutablePointer<pthread_cond_t>  // a batch is free or the consumer gone
+    /// Guards the hand-off state above; "ready": a batch is ready (or the producer done), "free": a batch
+    /// was consumed and is free (or the consumer gone).
+    private let handoff = HandoffLock()
 
     init(source: LineSource) {
         self.source = source
-        mutex = .allocate(capacity: 1)
-        readyCondition = .allocate(capacity: 1)
-        freeCondition = .allocate(capacity: 1)
-        pthread_mutex_init(mutex, nil)
-        pthread_cond_init(readyCondition, nil)
-        pthread_cond_init(freeCondition, nil)
-    }
-
-    deinit {
-        pthread_cond_destroy(freeCondition)
-        pthread_cond_destroy(readyCondition)
-        pthread_mutex_destroy(mutex)
-        freeCondition.deallocate()
-        readyCondition.deallocate()
-        mutex.deallocate()
     }
 
     /// Start the producer thread on `source`; nil if no thread can be created.
@@ -508,30 +493,30 @@ final class ReadPipeline: @unchecked Sendable {
     /// Producer thread: pump the source to its end, queueing each full batch and the last one.
     fileprivate func produce() {
         let result = source.pump(pausing: false) { batch in exchange(&batch) }
-        pthread_mutex_lock(mutex)
+        handoff.lock()
         if result != .stopped {
             ready.append(source.batch)
             source.batch = TraceBatch()
         }
         outcome = result
         producerDone = true
-        pthread_cond_signal(readyCondition)
-        pthread_mutex_unlock(mutex)
+        handoff.signalReady()
+        handoff.unlock()
     }
 
     /// Producer: queue the full `batch` and take an empty one in its place, waiting for one to be free;
     /// false when the consumer has left.
     private func exchange(_ batch: inout TraceBatch) -> Bool {
-        pthread_mutex_lock(mutex)
+        handoff.lock()
         if !cancelled {
             ready.append(batch)
             batch = TraceBatch()  // the queued batch is now the only owner of its storage
-            pthread_cond_signal(readyCondition)
-            while free.isEmpty && !cancelled { pthread_cond_wait(freeCondition, mutex) }
+            handoff.signalReady()
+            while free.isEmpty && !cancelled { handoff.waitFree() }
             if !cancelled { batch = free.removeLast() }
         }
         let taken = !cancelled
-        pthread_mutex_unlock(mutex)
+        handoff.unlock()
         // Emptying a used batch releases its events one by one: done here, off the analyzer's thread, which is
         // the slower stage.
         batch.removeAll()
@@ -552,29 +537,29 @@ final class ReadPipeline: @unchecked Sendable {
         }
         // Whether the producer is done or blocked waiting for a free batch, this lets it leave. (A producer
         // blocked in read(2) on a pipe that stays silent leaves once the read returns.)
-        pthread_mutex_lock(mutex)
+        handoff.lock()
         cancelled = true
-        pthread_cond_signal(freeCondition)
-        pthread_mutex_unlock(mutex)
+        handoff.signalFree()
+        handoff.unlock()
         pthread_join(thread, nil)
         return stopped ? .stopped : outcome
     }
 
     /// The next batch in line order, waiting for the producer; nil once it is done and all are taken.
     private func next() -> TraceBatch? {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        while ready.isEmpty && !producerDone { pthread_cond_wait(readyCondition, mutex) }
+        handoff.lock()
+        defer { handoff.unlock() }
+        while ready.isEmpty && !producerDone { handoff.waitReady() }
         return ready.isEmpty ? nil : ready.removeFirst()
     }
 
     /// Give a delivered batch back to the producer, which empties it.
     private func recycle(_ batch: inout TraceBatch) {
-        pthread_mutex_lock(mutex)
+        handoff.lock()
         free.append(batch)
         batch = TraceBatch()  // before unlocking, so the producer gets the storage uniquely owned
-        pthread_cond_signal(freeCondition)
-        pthread_mutex_unlock(mutex)
+        handoff.signalFree()
+        handoff.unlock()
     }
 }
 
