@@ -83,7 +83,7 @@ public final class MigrationAnalyzer {
     /// At most this many series stay open at once; a trace with more concurrent thread ids (only a hostile
     /// or garbled one has them) closes the idlest, so memory stays bounded.
     static let maxOpenSeries = 64
-    private var windowClock: UInt64 = 0
+    @exclusivity(unchecked) private var windowClock: UInt64 = 0  // written per window
     /// How many series are open now (tests).
     var openSeriesCount: Int { open.count }
     /// The series of the last look-up (nearly every event belongs to it): spares a hash per event.
@@ -94,7 +94,7 @@ public final class MigrationAnalyzer {
     /// The key last stored in `lastSeriesOfInput` (its only writer is consumeWindow).
     @exclusivity(unchecked) private var lastSeriesKeyWritten: SeriesKey?
     private var lastSeriesOfInput: [Int: SeriesKey] = [:]
-    private var newMigrationPending: Set<Int> = []
+    @exclusivity(unchecked) private var newMigrationPending: Set<Int> = []  // read per window
     private var pendingBeforeSeries: [SeriesKey: (UInt64, Bool)] = [:]
     private var nextSeriesIndex = 0
     private var summaries: [SeriesSummary] = []

@@ -41,8 +41,9 @@ public final class BandwidthShiftRule: AnomalyRule {
         let up = bw >= base * (1 + fraction)
         let down = bw <= base * (1 - fraction)
         guard up || down else {
-            // Back at the baseline: an earlier excursion was transient.
-            run.removeAll(keepingCapacity: true)
+            // Back at the baseline: an earlier excursion was transient. (Nearly every window comes here with no
+            // run: `removeAll(keepingCapacity:)` of an empty array still went through range replacement.)
+            if !run.isEmpty { run.removeAll(keepingCapacity: true) }
             runMs = 0
             push(bw)
             return
