@@ -44,7 +44,7 @@ public enum WindowJSON {
     /// Append the window's fields (without braces) to `o`.
     ///
     /// Written into stack memory and appended once (live capture writes one of these per event). Bound:
-    /// the keys and punctuation take 640 bytes, 17 integers at most 20 digits, 8 doubles at most 24
+    /// keys, punctuation and literals take 520 bytes, 17 integers at most 20 digits, 8 doubles at most 24
     /// characters (`exact`), 4 range bounds at most 20: < 1,400 bytes of the 2,048 reserved.
     public static func fields(_ w: AnalyzedWindow, _ o: inout JSONWriter) {
         o.ascii(capacity: 2048) { o in
