@@ -109,6 +109,11 @@ struct AnalyzeCommand: ParsableCommand {
         if report.windowCount == 0 && !failed && format != .text {
             printError("migtrace: no migrate_transferred events found; trace the source QEMU with `-trace migrate_transferred -D FILE`")
         }
+        out.flush()
+        if let failure = outputWriteFailure() {
+            printError(failure)
+            failed = true
+        }
         if failed { throw MigtraceExit.error }
         let code = analysis.exitCode(for: report)
         if code != .success { throw code }

@@ -324,12 +324,15 @@ struct LiveRun {
                         .utf8))
             out.flush()
         }
+        let outputFailure = outputWriteFailure()
+        if let outputFailure { printError(outputFailure) }
         if let failure = recorder?.failure, let record {
             printError(
                 "migtrace: recording to \(record) stopped: \(failure); the file is valid up to its last complete event. Free space or record elsewhere."
             )
             return AttachExit.recording
         }
+        if outputFailure != nil { return MigtraceExit.error }
         return analysis.exitCode(for: report)
     }
 }

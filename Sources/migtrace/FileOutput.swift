@@ -11,8 +11,11 @@ final class FileDescriptorOutput: ByteOutput {
     private let fd: Int32
     private var buffer: [UInt8] = []
     private let capacity: Int
-    /// Set once the reader went away.
+    /// Set once the reader went away or a write failed: nothing more is written.
     private(set) var closed = false
+    /// The errno of a failed write other than a closed pipe (a full disk, an I/O error): the caller reports
+    /// it and exits non-zero, since the output is incomplete. A closed pipe (`| head`) is not an error.
+    private(set) var writeError: Int32?
 
     init(fd: Int32, capacity: Int = 1 << 16) {
         self.fd = fd
@@ -49,6 +52,7 @@ final class FileDescriptorOutput: ByteOutput {
             let n = Glibc.write(fd, raw.baseAddress! + off, raw.count - off)
             if n < 0 {
                 if errno == EINTR { continue }
+                if errno != EPIPE { writeError = errno }
                 closed = true
                 return
             }
@@ -61,6 +65,12 @@ final class FileDescriptorOutput: ByteOutput {
     nonisolated(unsafe) static let standardOutput = FileDescriptorOutput(fd: 1)
     /// Standard error, unbuffered in practice (flushed per message).
     nonisolated(unsafe) static let standardError = FileDescriptorOutput(fd: 2, capacity: 1)
+}
+
+/// The message for a failed standard output write, if one failed (see `FileDescriptorOutput.writeError`).
+func outputWriteFailure() -> String? {
+    guard let e = FileDescriptorOutput.standardOutput.writeError else { return nil }
+    return "migtrace: writing the output failed: \(String(cString: strerror(e))); the output is incomplete: free space or write elsewhere"
 }
 
 /// Print a line to standard error.

@@ -151,6 +151,27 @@ extension Trait where Self == ConditionTrait {
         #expect(r.stdout.contains("1 line(s) rejected"))
     }
 
+    /// A full disk is an error with a message, never a silent exit 0 with half the output (a closed pipe, `| head`,
+    /// is not an error).
+    @Test func outputWriteFailureIsReported() throws {
+        let fixture = CLI.fixture("7.2-converge.log")
+        // 300 copies (6,900 windows, 1.4 MB): large enough for the parse and output threads to start.
+        let large = CLI.temporaryPath("large.log")
+        try String(repeating: try String(contentsOfFile: fixture, encoding: .utf8), count: 300)
+            .write(toFile: large, atomically: false, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: large) }
+        for input in [fixture, large] {
+            for format in ["csv", "json", "text"] {
+                let r = try CLI.run(["analyze", "--format", format, input], prefix: ["/bin/sh", "-c", "exec \"$0\" \"$@\" > /dev/full"])
+                #expect(r.status == 1, "format \(format), \(input)")
+                #expect(r.stderr.contains("migtrace: writing the output failed: No space left on device"), "format \(format), \(input)")
+            }
+        }
+        let ok = try CLI.run(["analyze", "--format", "csv", fixture])
+        #expect(ok.status == 0)
+        #expect(!ok.stderr.contains("writing the output failed"))
+    }
+
     @Test func fileWithoutEventsSaysSo() throws {
         let r = try CLI.run(["analyze", "-"], stdin: "qemu-system-x86_64: terminating on signal 15\n")
         #expect(r.status == 0)
