@@ -66,9 +66,12 @@ public final class LiveSession: @unchecked Sendable {
 
     /// Session settings, fixed before the BPF object is loaded.
     public struct Configuration: Sendable {
-        /// Ring-buffer size in bytes: a power of two and a multiple of the page size. Default 4 MiB
-        /// (about 40 000 records of 104 bytes).
-        public var ringBufferSize: Int = 4 << 20
+        /// The default ring-buffer size: 16 MiB, about 160,000 records of 104 bytes. QEMU fires ~10 events a
+        /// second; the room is for bursts while the reader is starved of CPU (a 1.3 M events/s burst fills
+        /// 4 MiB in 30 ms, which a loaded 2-CPU machine running the test suite did starve the reader for).
+        public static let defaultRingBufferSize = 16 << 20
+        /// Ring-buffer size in bytes: a power of two and a multiple of the page size.
+        public var ringBufferSize: Int = Configuration.defaultRingBufferSize
         /// Probes to attach; `migrate_transferred` is required, the others are optional context.
         public var probes: [ProbeKind] = ProbeKind.allCases
         /// Attach scope (see ``AttachScope``).

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import ArgumentParser
+import MigtraceBPF
 import MigtraceCore
 
 #if canImport(Glibc)
@@ -40,7 +41,7 @@ struct DemoCommand: AsyncParsableCommand {
         let script = DemoTrace.replayScript(speed: speed)
         let run = LiveRun(
             pid: target.pid, format: output.format, record: output.record, force: output.force, untilComplete: false,
-            ringBufferSize: 4 << 20, verbose: false, analysis: analysis,
+            ringBufferSize: LiveSession.Configuration.defaultRingBufferSize, verbose: false, analysis: analysis,
             onAttached: { target.feed(script) })
         let code: ExitCode
         do {
