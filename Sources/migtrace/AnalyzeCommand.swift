@@ -109,7 +109,7 @@ struct AnalyzeCommand: ParsableCommand {
         if report.windowCount == 0 && !failed && format != .text {
             printError("migtrace: no migrate_transferred events found; trace the source QEMU with `-trace migrate_transferred -D FILE`")
         }
-        out.flush()
+        // Every sink flushed `out` in `finished`: a failed write is known by now.
         if let failure = outputWriteFailure() {
             printError(failure)
             failed = true

@@ -208,11 +208,7 @@ public final class PipelinedSink: AnalysisSink, @unchecked Sendable {
         ready.reserveCapacity(Self.batchCount)
         free.reserveCapacity(Self.batchCount)
         for _ in 1..<Self.batchCount { free.append(Batch(capacity: batchCapacity)) }
-        // SAFETY: the retained reference is balanced by exactly one takeRetainedValue() in the thread.
-        let context = Unmanaged.passRetained(self).toOpaque()
-        var t = pthread_t()
-        guard pthread_create(&t, nil, pipelinedSinkConsumerMain, context) == 0 else {
-            Unmanaged<PipelinedSink>.fromOpaque(context).release()
+        guard let t = startPipelineThread({ self.consume() }) else {
             free.removeAll()
             return
         }
@@ -224,7 +220,7 @@ public final class PipelinedSink: AnalysisSink, @unchecked Sendable {
     // MARK: Consumer thread
 
     /// Replay each batch in order until `done` and none is left.
-    fileprivate func consume() {
+    private func consume() {
         handoff.lock()
         while true {
             while ready.isEmpty && !done { handoff.waitReady() }
@@ -269,11 +265,4 @@ public final class PipelinedSink: AnalysisSink, @unchecked Sendable {
         case .seriesEnded(let s): sink.seriesEnded(s)
         }
     }
-}
-
-/// The consumer thread's body (a C function for pthread_create).
-private func pipelinedSinkConsumerMain(_ context: UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
-    // SAFETY: balances the passRetained in start(); the reference keeps the sink alive.
-    Unmanaged<PipelinedSink>.fromOpaque(context!).takeRetainedValue().consume()
-    return nil
 }

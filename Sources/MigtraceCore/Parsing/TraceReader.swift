@@ -479,11 +479,7 @@ final class ReadPipeline: @unchecked Sendable {
         ready.reserveCapacity(TraceReader.batchesInFlight)
         free.reserveCapacity(TraceReader.batchesInFlight)
         for _ in 1..<TraceReader.batchesInFlight { free.append(TraceBatch(capacity: source.batchCapacity)) }
-        // SAFETY: the retained reference is balanced by exactly one takeRetainedValue() in the thread.
-        let context = Unmanaged.passRetained(self).toOpaque()
-        var thread = pthread_t()
-        if pthread_create(&thread, nil, traceReaderProducerMain, context) != 0 {
-            Unmanaged<ReadPipeline>.fromOpaque(context).release()
+        guard let thread = startPipelineThread({ self.produce() }) else {
             free.removeAll()
             return nil
         }
@@ -491,7 +487,7 @@ final class ReadPipeline: @unchecked Sendable {
     }
 
     /// Producer thread: pump the source to its end, queueing each full batch and the last one.
-    fileprivate func produce() {
+    private func produce() {
         let result = source.pump(pausing: false) { batch in exchange(&batch) }
         handoff.lock()
         if result != .stopped {
@@ -561,11 +557,4 @@ final class ReadPipeline: @unchecked Sendable {
         handoff.signalFree()
         handoff.unlock()
     }
-}
-
-/// The producer thread's body (a C function for pthread_create).
-private func traceReaderProducerMain(_ context: UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
-    // SAFETY: balances the passRetained in startProducer(); the reference keeps the pipeline alive.
-    Unmanaged<ReadPipeline>.fromOpaque(context!).takeRetainedValue().produce()
-    return nil
 }

@@ -39,3 +39,29 @@ final class HandoffLock {
     /// Wait (the lock is held) until `signalFree`.
     @inline(__always) func waitFree() { pthread_cond_wait(freeCondition, mutex) }
 }
+
+/// Starts a joinable thread running `body`, for the post-mortem pipelines (`ReadPipeline`, `PipelinedSink`);
+/// nil when no thread can be created (resource limits), in which case the caller does the work itself.
+func startPipelineThread(_ body: @escaping @Sendable () -> Void) -> pthread_t? {
+    // SAFETY: the retained box is balanced by exactly one takeRetainedValue(): in the thread, or below when
+    // no thread starts.
+    let context = Unmanaged.passRetained(PipelineThreadBody(body)).toOpaque()
+    var thread = pthread_t()
+    let created = pthread_create(
+        &thread, nil,
+        { context in
+            Unmanaged<PipelineThreadBody>.fromOpaque(context!).takeRetainedValue().run()
+            return nil
+        }, context)
+    guard created == 0 else {
+        Unmanaged<PipelineThreadBody>.fromOpaque(context).release()
+        return nil
+    }
+    return thread
+}
+
+/// The closure a pipeline thread runs, boxed to travel through pthread_create's context pointer.
+private final class PipelineThreadBody {
+    let run: @Sendable () -> Void
+    init(_ run: @escaping @Sendable () -> Void) { self.run = run }
+}
