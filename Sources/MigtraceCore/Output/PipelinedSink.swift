@@ -60,7 +60,7 @@ public final class PipelinedSink: AnalysisSink, @unchecked Sendable {
     /// Windows per batch.
     public static let defaultBatchCapacity = 512
     /// Batches in all: one being filled, the others queued or being replayed.
-    static let batchCount = 3
+    static let batchCount = 16
     /// Windows passed on inline before the thread starts.
     public static let defaultStartAfterWindows = 4096
 
