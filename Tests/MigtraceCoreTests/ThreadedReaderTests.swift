@@ -295,4 +295,95 @@ import Testing
         #expect(sink.windows.count == completeLines)
         #expect(sink.windows.last?.origin.line == UInt64(completeLines))
     }
+
+    /// A `tid@sec.usec:` line as QEMU's log backend writes it (the reader's fast path reads these).
+    static func prefixed(_ thread: Int, _ i: Int, _ body: String) -> String {
+        "\(thread)@\(1_700_000_000 + i / 10).\(String(format: "%06d", (i % 10) * 100_000 + 7)):\(body)\n"
+    }
+
+    /// A QEMU 7.2 `migrate_pending` line: `size` below `max` proves a bitmap sync (an exact estimate).
+    static func pending(size: Int, max: Int) -> String {
+        "migrate_pending pending size \(size) max \(max) (pre = \(size) compat=0 post=0)"
+    }
+
+    @Test func runsOfPendingEstimatesFoldedByTheReaderGiveWhatLineByLineFeedingGives() throws {
+        // Runs of estimates from two threads, cut by a malformed line, a state change and the other thread's
+        // estimates; the reader folds each run into its last estimate, and the analysis, the counts and every
+        // window's pending bytes must be those of feeding each line.
+        var text = ""
+        var pendingLines: UInt64 = 0
+        var malformedLines: UInt64 = 0
+        var stateLines: UInt64 = 0
+        var lastOfThread100 = 0
+        var lastOfThread200 = 0
+        var expectedPending: [UInt64] = []
+        for i in 0..<12_000 {
+            let run = 1 + i % 6
+            for k in 0..<run {
+                let size = 5_000_000_000 - i * 1_000 - k
+                text += Self.prefixed(100, i, Self.pending(size: size, max: k == run - 1 && i % 2 == 0 ? size + 1 : 40_000_000))
+                pendingLines += 1
+                lastOfThread100 = size
+                if k == 1 && i % 7 == 0 {
+                    text += Self.prefixed(100, i, "migrate_pending pending size 12 max")
+                    malformedLines += 1
+                }
+                if k == 2 && i % 11 == 0 {
+                    text += Self.prefixed(200, i, Self.pending(size: 77_000 + i, max: 0))
+                    pendingLines += 1
+                    lastOfThread200 = 77_000 + i
+                }
+                if k == 0 && i % 500 == 250 {
+                    text += Self.prefixed(100, i, "migrate_set_state new state active")
+                    stateLines += 1
+                }
+            }
+            text += Self.prefixed(100, i, "migrate_transferred transferred \(1_000_000 + i) time_spent 100 bandwidth \((1_000_000 + i) / 100) max_size 40000000")
+            expectedPending.append(UInt64(lastOfThread100))
+        }
+        text += Self.prefixed(200, 12_000, "migrate_transferred transferred 5000 time_spent 100 bandwidth 50 max_size 15000")
+        let bytes = Array(text.utf8)
+        #expect(bytes.count > 3 * TraceReader.chunkSize)
+
+        let (expected, _, _, rejected) = Self.lineByLine(bytes)
+        #expect(rejected == malformedLines && malformedLines > 1000 && stateLines == 24)
+        #expect(expected.eventCounts[.migratePending] == pendingLines)
+        #expect(expected.windows.count == 12_001)
+        #expect(expected.windows.prefix(12_000).map { $0.pendingBytes } == expectedPending)
+        #expect(expected.windows.prefix(12_000).map { $0.pendingExact } == (0..<12_000).map { $0 % 2 == 0 })
+        #expect(expected.windows.last?.pendingBytes == UInt64(lastOfThread200))
+        for capacity in [TraceReader.batchCapacity, 7] {
+            let r = try Self.read(bytes, tuning: TraceReader.Tuning(batchCapacity: capacity))
+            #expect(r.run.threaded)
+            #expect(r.outcome == expected)
+            #expect(r.run.statistics.events == pendingLines + 12_001 + stateLines)
+            #expect(r.run.statistics.rejected == malformedLines)
+        }
+    }
+
+    @Test func batchFoldsOnlyAnUninterruptedRunOfOneThreadsEstimates() throws {
+        func fast(_ line: String) throws -> FastLine {
+            try #require(FastPathTests.padded(Array(line.utf8)).withUnsafeBytes { QEMULogParser.fastLine($0.baseAddress!) })
+        }
+        var batch = TraceBatch(capacity: 64)
+        var number: UInt64 = 0
+        func add(_ line: String) throws {
+            number += 1
+            batch.append(try fast(line), lineNumber: number, input: 0)
+        }
+        try add(Self.prefixed(100, 0, Self.pending(size: 30, max: 0)))
+        try add(Self.prefixed(100, 1, Self.pending(size: 20, max: 0)))  // folds into line 1
+        try add(Self.prefixed(100, 2, Self.pending(size: 10, max: 0)))  // and again
+        try add(Self.prefixed(200, 3, Self.pending(size: 9, max: 0)))  // another thread: kept
+        try add(Self.prefixed(100, 4, Self.pending(size: 8, max: 0)))  // kept: thread 200 came between
+        batch.reject(Diagnostic(input: 0, line: 6, reason: "r"))
+        number += 1
+        try add(Self.prefixed(100, 7, Self.pending(size: 7, max: 0)))  // kept: a diagnostic came between
+        try add(Self.prefixed(100, 8, "migrate_transferred transferred 5 time_spent 100 bandwidth 0 max_size 7"))
+        try add(Self.prefixed(100, 9, "migrate_transferred transferred 5 time_spent 100 bandwidth 0 max_size 7"))  // never folded
+        #expect(batch.events.map { $0.line } == [3, 4, 5, 7, 8, 9])
+        #expect(batch.events.map { $0.folded } == [2, 0, 0, 0, 0, 0])
+        #expect(batch.events.map { $0.arguments.a0 } == [10, 9, 8, 7, 5, 5])
+        #expect(MemoryLayout<PackedEvent>.stride == 88)
+    }
 }

@@ -174,6 +174,9 @@ public final class MigrationAnalyzer {
                     threadID: event.optionalThread, processID: event.optionalProcess,
                     timestampNanoseconds: event.optionalTimestamp, clock: event.clock))
         case .migratePendingEstimate, .migratePendingExact, .migratePending:
+            // A folded event stands for `folded` earlier estimates of its thread: they are counted, and their
+            // values would have been overwritten by this one before any window could read them.
+            kindCounts[Int(event.kind.rawValue)] &+= UInt64(event.folded)
             consumePending(event.kind, event.arguments, input: event.input, thread: event.optionalThread)
         case .migrateSetState:
             consumeState(batch.state(of: event), input: event.input)

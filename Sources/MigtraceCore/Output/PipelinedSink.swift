@@ -59,7 +59,8 @@ public final class PipelinedSink: AnalysisSink, @unchecked Sendable {
 
     /// Windows per batch.
     public static let defaultBatchCapacity = 512
-    /// Batches in all: one being filled, the others queued or being replayed.
+    /// Batches in all: one being filled, the others queued or being replayed. Enough for more than a
+    /// scheduler time slice of the analyzer's output (see `TraceReader.batchesInFlight`); ≈ 2.5 MB.
     static let batchCount = 16
     /// Windows passed on inline before the thread starts.
     public static let defaultStartAfterWindows = 4096
