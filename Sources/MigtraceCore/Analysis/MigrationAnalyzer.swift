@@ -254,7 +254,21 @@ public final class MigrationAnalyzer {
             newMigrationPending.remove(key.input)
             for k in open.keys where k.input == key.input { close(k) }
         }
-        let series = openSeries(key) ?? start(key, event)
+        // The series is used through an unmanaged reference: `open` keeps it alive, and nothing below closes a
+        // series; a strong local cost two retain/release pairs per window.
+        let handle: Unmanaged<OpenSeries>
+        if let cached = cachedSeries, cachedKey == key {
+            handle = cached
+        } else {
+            handle = Unmanaged.passUnretained(openSeries(key) ?? start(key, event))
+        }
+        handle._withUnsafeGuaranteedRef { analyse(event, key: key, in: $0) }
+    }
+
+    /// The arithmetic, bookkeeping and hand-over of one valid window of `series`.
+    @inline(__always)
+    private func analyse(_ event: WindowEvent, key: SeriesKey, in series: OpenSeries) {
+        let args = event.arguments
         windowClock &+= 1
         series.lastUse = windowClock
         if lastSeriesKeyWritten != key {
