@@ -90,10 +90,14 @@ import Testing
             (W.pre, " (pre = "), (W.compat, " compat="), (W.post, " post="), (W.transfer, "transfer"),
             (W.redTran, "red tran"), (W.sferred, "sferred "), (W.timeSp, " time_sp"), (W.ent, "ent "),
             (W.bandwid, " bandwid"), (W.ndwidth, "ndwidth "), (W.maxSiz, " max_siz"), (W.e, "e "),
-            (W.switcho, " switcho"), (W.overBw, "over_bw "),
+            (W.switcho, " switcho"), (W.overBw, "over_bw "), (W.pendingUnderscore, "pending_"), (W.estimate, "estimate"),
+            (W.spaceEstimat, " estimat"), (W.ePendin, "e pendin"), (W.exactEx, "exact ex"), (W.actPend, "act pend"),
+            (W.ingSize, "ing size"),
         ]
         for (value, text) in words { #expect(value == word(text), "\(text)") }
         #expect("migrate_pending pending size ".utf8.count == 29 && " switchover_bw ".utf8.count == 15)
+        #expect("migrate_pending_estimate estimate pending size ".utf8.count == 47)
+        #expect("migrate_pending_exact exact pending size ".utf8.count == 41)
     }
 
     /// The fast path's reading of `line` (newline included) or nil.
@@ -123,6 +127,9 @@ import Testing
         "41873@1700000000.268646:migrate_transferred transferred 8035333 time_spent 124 bandwidth 64801 max_size 19440321\n"
     static let switchover =
         "7@1700000000.1:migrate_transferred transferred 5 time_spent 100 bandwidth 0 switchover_bw 125000 max_size 37500000\n"
+    static let estimate =
+        "41873@1700000000.164457:migrate_pending_estimate estimate pending size 17179374598 (pre = 17179374590 post=8)\n"
+    static let exactPending = "9@1700000000.205789:migrate_pending_exact exact pending size 4096 (pre = 0 post=4096)\n"
 
     @Test func fastPathReadsTheCommonLinesWithTheirValues() throws {
         let p = try #require(Self.fast(Self.pending))
@@ -137,7 +144,17 @@ import Testing
         #expect(s.arguments == ProbeArguments(count: 5, 5, 100, 0, 125_000, 37_500_000))
         let crlf = try #require(Self.fast(String(Self.transferred.dropLast()) + "\r\n"))
         #expect(crlf.length == Self.transferred.utf8.count + 1 && crlf.arguments == t.arguments)
-        for line in [Self.pending, Self.transferred, Self.switchover] { #expect(Self.agree(line)) }
+        let e = try #require(Self.fast(Self.estimate))
+        #expect(e.kind == .migratePendingEstimate && e.thread == 41873 && e.timestamp == 1_700_000_000_164_457_000)
+        #expect(e.arguments == ProbeArguments(count: 3, 17_179_374_598, 17_179_374_590, 8))
+        #expect(e.length == Self.estimate.utf8.count)
+        let x = try #require(Self.fast(Self.exactPending))
+        #expect(x.kind == .migratePendingExact && x.thread == 9 && x.timestamp == 1_700_000_000_205_789_000)
+        #expect(x.arguments == ProbeArguments(count: 3, 4096, 0, 4096))
+        #expect(x.length == Self.exactPending.utf8.count)
+        for line in [Self.pending, Self.transferred, Self.switchover, Self.estimate, Self.exactPending] {
+            #expect(Self.agree(line))
+        }
     }
 
     @Test func fastPathDeclinesWhatItCannotVouchFor() {
@@ -151,6 +168,11 @@ import Testing
             Self.pending.replacingOccurrences(of: "max 0", with: "max  0"),
             Self.pending.replacingOccurrences(of: ".164457:", with: ".1644570001:"),  // 10-digit fraction
             Self.pending.replacingOccurrences(of: "migrate_pending pending", with: "migrate_pending_exact exact pending"),
+            Self.estimate.replacingOccurrences(of: "estimate pending", with: "exact pending"),  // name and word differ
+            Self.exactPending.replacingOccurrences(of: "exact pending", with: "estimate pending"),
+            Self.estimate.replacingOccurrences(of: "post=8)", with: "post=8) "),
+            Self.estimate.replacingOccurrences(of: "(pre = ", with: "(pre =  "),
+            Self.exactPending.replacingOccurrences(of: "size 4096", with: "size 18446744073709551615"),  // 20 digits
             "41873@1700000000.143791:migrate_set_state new state active\n",
         ]
         for line in declined {
@@ -164,7 +186,7 @@ import Testing
         let replacements = Array("0 9/:.@)(\r\nm_-xe".utf8) + [0, 0xFA, 0xFF]
         var accepted = 0
         var disagreements: [String] = []
-        for line in [Self.pending, Self.transferred, Self.switchover] {
+        for line in [Self.pending, Self.transferred, Self.switchover, Self.estimate, Self.exactPending] {
             let bytes = Array(line.utf8)
             var variants: [[UInt8]] = []
             for i in bytes.indices {
@@ -256,6 +278,11 @@ import Testing
             case 29: text += "41873@1700000000.\(us):migrate_set_state new state active\n"
             case 31:
                 text += "41873@1700000000.\(us):migrate_transferred transferred \(i) time_spent 1 bandwidth 2 switchover_bw 3 max_size 4\n"
+            case 32...36:
+                text += "41873@1700000000.\(us):migrate_pending_estimate estimate pending size \(90_000_000 - i) (pre = \(i) post=\(i % 7))\n"
+            case 37:
+                text += "41873@1700000000.\(us):migrate_pending_exact exact pending size \(i) (pre = \(i) post=0)\n"
+            case 38: text += "41873@1700000000.\(us):migrate_pending_estimate estimate pending size \(i) (pre = x post=0)\n"
             default:
                 text += "41873@1700000000.\(us):migrate_pending pending size \(17_179_374_598 - i) max \(i) (pre = \(i) compat=0 post=0)\n"
                 if i == 20_000 { text += String(repeating: "x", count: 70_000) + "\n" }

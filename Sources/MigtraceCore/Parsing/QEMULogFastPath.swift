@@ -109,6 +109,13 @@ enum FastPathWords {
     static let e: UInt64 = 0x2065  // "e " (2 bytes: mask2)
     static let switcho: UInt64 = 0x6f68_6374_6977_7320  // " switcho"
     static let overBw: UInt64 = 0x2077_625f_7265_766f  // "over_bw " (bytes 7...14 of " switchover_bw ")
+    static let pendingUnderscore: UInt64 = 0x5f67_6e69_646e_6570  // "pending_"
+    static let estimate: UInt64 = 0x6574_616d_6974_7365  // "estimate"
+    static let spaceEstimat: UInt64 = 0x7461_6d69_7473_6520  // " estimat"
+    static let ePendin: UInt64 = 0x6e69_646e_6570_2065  // "e pendin"
+    static let exactEx: UInt64 = 0x7865_2074_6361_7865  // "exact ex"
+    static let actPend: UInt64 = 0x646e_6570_2074_6361  // "act pend"
+    static let ingSize: UInt64 = 0x657a_6973_2067_6e69  // "ing size"
     static let mask2: UInt64 = 0xFFFF
     static let mask3: UInt64 = 0xFF_FFFF
     static let mask4: UInt64 = 0xFFFF_FFFF
@@ -131,7 +138,8 @@ extension QEMULogParser {
     /// 50 (prefix) + 32 (name) + 5 × 19 (numbers) + 48 (labels) + 8 (last load) = 233 bytes.
     static let fastPathReach = 256
 
-    /// The line at `p`, when it is `migrate_pending` or `migrate_transferred` in QEMU's exact layout behind a
+    /// The line at `p`, when it is `migrate_pending` (QEMU < 8.0), `migrate_pending_estimate`,
+    /// `migrate_pending_exact` (QEMU ≥ 8.0) or `migrate_transferred` in QEMU's exact layout behind a
     /// `tid@sec.usec:` prefix, ending in `\n` or `\r\n`: the ~99 % of a real trace. `nil` for every other line,
     /// which the exact parser ``parse(_:line:)`` then reads.
     ///
@@ -197,6 +205,35 @@ extension QEMULogParser {
             i &+= n4 &+ 1
             kind = .migratePending
             arguments = ProbeArguments(count: 5, size, max, pre, compat, post)
+        } else if second == W.pendingUnderscore {
+            // QEMU ≥ 8.0: "migrate_pending_estimate estimate pending size N (pre = N post=N)" (47 bytes before the
+            // size) or "migrate_pending_exact exact pending size N (pre = N post=N)" (41 bytes).
+            let third = SWAR.load(p, i &+ 16)
+            if third == W.estimate {
+                guard SWAR.load(p, i &+ 24) == W.spaceEstimat, SWAR.load(p, i &+ 32) == W.ePendin,
+                    SWAR.load(p, i &+ 39) == W.ngSize
+                else { return nil }
+                i &+= 47
+                kind = .migratePendingEstimate
+            } else if third == W.exactEx {
+                guard SWAR.load(p, i &+ 24) == W.actPend, SWAR.load(p, i &+ 32) == W.ingSize,
+                    SWAR.load(p, i &+ 33) == W.ngSize
+                else { return nil }
+                i &+= 41
+                kind = .migratePendingExact
+            } else {
+                return nil
+            }
+            let (size, n0) = SWAR.number(p + i)
+            guard n0 > 0, SWAR.load(p, i &+ n0) == W.pre else { return nil }
+            i &+= n0 &+ 8
+            let (pre, n1) = SWAR.number(p + i)
+            guard n1 > 0, SWAR.load(p, i &+ n1) & W.mask6 == W.post else { return nil }
+            i &+= n1 &+ 6
+            let (post, n2) = SWAR.number(p + i)
+            guard n2 > 0, p.load(fromByteOffset: i &+ n2, as: UInt8.self) == UInt8(ascii: ")") else { return nil }
+            i &+= n2 &+ 1
+            arguments = ProbeArguments(count: 3, size, pre, post)
         } else if second == W.transfer {
             // "migrate_transferred transferred N time_spent N bandwidth N [switchover_bw N] max_size N"
             guard SWAR.load(p, i &+ 16) == W.redTran, SWAR.load(p, i &+ 24) == W.sferred else { return nil }
