@@ -104,6 +104,40 @@ import Testing
         // Every finding of the trace, as the earlier binary printed them (its JSON, hashed the same way).
         #expect(RuleTraces.digest(sink.findings) == 13_311_052_857_192_859_210)
     }
+
+    /// Runs that ordinary windows end, again and again: the rules that now skip their flush when no run is
+    /// open must still report each run when it ends.
+    @Test func runsEndedByOrdinaryWindowsAreReported() throws {
+        var lines: [String] = []
+        var micros: UInt64 = 1_700_000_000_000_000
+        for i: UInt64 in 0..<400 {
+            let ms = 100 + i % 3
+            let transferred = 1_700_000 + (i * 7919) % 20_000
+            let bandwidth = transferred / ms
+            let block = (i / 25) % 4
+            // A declared switchover bandwidth 4× the measured one for 25 windows in 100; in another 25, three
+            // windows whose bandwidth argument fits no era.
+            let switchover = block == 1 ? bandwidth * 4 : bandwidth
+            let argument = block == 3 && i % 25 < 3 ? 123 : bandwidth
+            micros += ms * 1000
+            lines.append(
+                "\(RuleTraces.prefix(micros: micros)):migrate_transferred transferred \(transferred) time_spent \(ms) bandwidth \(argument) switchover_bw \(switchover) max_size \(switchover * 300)"
+            )
+        }
+        let sink = try analyze(text: lines.joined(separator: "\n"))
+        #expect(
+            sink.findings.map { "\($0.rule) \($0.firstWindow)–\($0.lastWindow): \($0.message)" } == [
+                "switchover-bandwidth-mismatch 25–49: Declared switchover bandwidth 67.64 MB/s is 4.00× the measured 16.92 MB/s for 2.53 s: downtime will overshoot the limit.",
+                "unknown-era 75–77: Window 75: bandwidth argument 123 is neither 17139 bytes/ms nor 137 Mbit/s; 3 window(s) fit no era.",
+                "switchover-bandwidth-mismatch 125–149: Declared switchover bandwidth 67.45 MB/s is 3.99× the measured 16.92 MB/s for 2.53 s: downtime will overshoot the limit.",
+                "unknown-era 175–177: Window 175: bandwidth argument 123 is neither 16889 bytes/ms nor 135 Mbit/s; 3 window(s) fit no era.",
+                "switchover-bandwidth-mismatch 225–249: Declared switchover bandwidth 68.47 MB/s is 4.05× the measured 16.93 MB/s for 2.52 s: downtime will overshoot the limit.",
+                "unknown-era 275–277: Window 275: bandwidth argument 123 is neither 16840 bytes/ms nor 134 Mbit/s; 3 window(s) fit no era.",
+                "switchover-bandwidth-mismatch 325–349: Declared switchover bandwidth 67.47 MB/s is 3.99× the measured 16.93 MB/s for 2.53 s: downtime will overshoot the limit.",
+                "unknown-era 375–377: Window 375: bandwidth argument 123 is neither 17096 bytes/ms nor 136 Mbit/s; 3 window(s) fit no era.",
+                "rate-capped 1–398: 398 of 398 windows sent 1.697 MB ± 2 %: max-bandwidth ≈ 17.0 MB/s sets the pace.",
+            ])
+    }
 }
 
 extension RuleTraces {

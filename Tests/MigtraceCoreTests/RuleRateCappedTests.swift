@@ -102,10 +102,14 @@ enum RuleTraces {
     /// One era-A `migrate_transferred` line of thread 11 ending at `micros` µs since the epoch.
     static func line(micros: UInt64, transferred: UInt64, ms: UInt64) -> String {
         let bandwidth = transferred / ms
-        let fraction = String(micros % 1_000_000)
-        let padded = String(repeating: "0", count: 6 - fraction.count) + fraction
         return
-            "11@\(micros / 1_000_000).\(padded):migrate_transferred transferred \(transferred) time_spent \(ms) bandwidth \(bandwidth) max_size \(bandwidth * 300)"
+            "\(prefix(micros: micros)):migrate_transferred transferred \(transferred) time_spent \(ms) bandwidth \(bandwidth) max_size \(bandwidth * 300)"
+    }
+
+    /// `11@SECONDS.MICROSECONDS`: thread 11 at `micros` µs since the epoch.
+    static func prefix(micros: UInt64) -> String {
+        let fraction = String(micros % 1_000_000)
+        return "11@\(micros / 1_000_000).\(String(repeating: "0", count: 6 - fraction.count) + fraction)"
     }
 
     /// The findings of `rule` as `migtrace analyze --format text` shows them: id, windows, message.
