@@ -138,6 +138,43 @@ import Testing
                 "rate-capped 1–398: 398 of 398 windows sent 1.697 MB ± 2 %: max-bandwidth ≈ 17.0 MB/s sets the pace.",
             ])
     }
+
+    /// Every kind of trace-integrity finding, each reported out of line from the per-window checks.
+    @Test func traceIntegrityFindingsAreUnchanged() throws {
+        var lines: [String] = []
+        var micros: UInt64 = 1_700_000_000_000_000
+        for i: UInt64 in 0..<40 {
+            let ms: UInt64 = i == 5 ? 50 : 100  // too short
+            let transferred: UInt64 =
+                switch i {
+                case 9: (1 << 60) + 5  // a wrapped counter
+                case 13: 20_000_000_000_000  // an impossible bandwidth
+                default: 1_000_000 + i * 1000
+                }
+            switch i {
+            case 17: micros -= 300_000  // time going backwards
+            case 21: micros += 30_000_000  // a gap
+            default: micros += ms * 1000
+            }
+            let bandwidth = transferred / ms
+            // From window 30 on, era B (a switchover argument): the era changes inside the series.
+            let switchover = i >= 30 ? " switchover_bw \(bandwidth)" : ""
+            lines.append(
+                "\(RuleTraces.prefix(micros: micros)):migrate_transferred transferred \(transferred) time_spent \(ms) bandwidth \(bandwidth)\(switchover) max_size \(bandwidth * 300)"
+            )
+        }
+        let sink = try analyze(text: lines.joined(separator: "\n"))
+        #expect(
+            RuleTraces.render(sink.findings, rule: "trace-integrity") == [
+                "trace-integrity 5–5: Window 5 lasted 50 ms; QEMU never traces windows shorter than 100 ms.",
+                "trace-integrity 9–9: Window 9 claims 11529215046068.47 MB/s, above the 100000.00 MB/s any host reaches.",
+                "trace-integrity 9–9: Window 9 has transferred = 1152921504606846981: a wrapped (negative) byte counter.",
+                "trace-integrity 13–13: Window 13 claims 200000000.00 MB/s, above the 100000.00 MB/s any host reaches.",
+                "trace-integrity 16–17: Time goes backwards by 300.000 ms between windows 16 and 17.",
+                "trace-integrity 20–21: No window for 29.90 s between windows 20 and 21.",
+                "trace-integrity 30–30: The probe era changed from A to B at window 30 inside one series.",
+            ])
+    }
 }
 
 extension RuleTraces {

@@ -67,21 +67,26 @@ public final class BandwidthShiftRule: AnomalyRule {
         // Saturating: time_spent is whatever the trace says, and a sum of huge values must not trap.
         let (ms, overflow) = runMs.addingReportingOverflow(window.timeSpentMs)
         runMs = overflow ? .max : ms
-        if runCount >= 3 && runMs >= minMs, let values = run {
-            let run = Array(UnsafeBufferPointer(start: values, count: runCount))
-            let newLevel = RuleMath.median(run)
-            let change = (newLevel - base) / base
-            context.report(
-                Self.self, .warning, from: runStart, to: window.mark,
-                "Bandwidth \(up ? "rose" : "fell") \(Format.fixed(abs(change) * 100, 0)) % from \(RuleMath.rate(base)) to \(RuleMath.rate(newLevel)) at window \(runStart.index) and held for \(RuleMath.seconds(Double(runMs))).",
-                evidence: [
-                    .number("baseline_bytes_per_ms", base), .number("new_bytes_per_ms", newLevel),
-                    .number("change_fraction", change), .count("duration_ms", runMs),
-                ])
-            baseline.reset(run.suffix(baselineSize))
-            runCount = 0
-            runMs = 0
-        }
+        if runCount >= 3 && runMs >= minMs { reportShift(up: up, from: base, at: window.mark, context) }
+    }
+
+    /// The run became a shift: report it, and the new level is the baseline. Out of line (`@inline(never)`):
+    /// with the message building inline, `observe` saved and restored registers for every window.
+    @inline(never) private func reportShift(up: Bool, from base: Double, at mark: WindowMark, _ context: RuleContext) {
+        guard let values = run else { return }
+        let run = Array(UnsafeBufferPointer(start: values, count: runCount))
+        let newLevel = RuleMath.median(run)
+        let change = (newLevel - base) / base
+        context.report(
+            Self.self, .warning, from: runStart, to: mark,
+            "Bandwidth \(up ? "rose" : "fell") \(Format.fixed(abs(change) * 100, 0)) % from \(RuleMath.rate(base)) to \(RuleMath.rate(newLevel)) at window \(runStart.index) and held for \(RuleMath.seconds(Double(runMs))).",
+            evidence: [
+                .number("baseline_bytes_per_ms", base), .number("new_bytes_per_ms", newLevel),
+                .number("change_fraction", change), .count("duration_ms", runMs),
+            ])
+        baseline.reset(run.suffix(baselineSize))
+        runCount = 0
+        runMs = 0
     }
 
     private func makeRun() -> UnsafeMutablePointer<Double> {
