@@ -112,7 +112,9 @@ public final class RateCappedRule: AnomalyRule {
 
         /// The bucket of `transferred`, which is > 0.
         @inline(__always) func bucket(of transferred: UInt64) -> Int {
-            let bits = Double(transferred).bitPattern
+            // Below 2^63 (every real transfer) the signed conversion, one instruction, rounds the same.
+            let x = transferred < 1 << 63 ? Double(Int64(bitPattern: transferred)) : Double(transferred)
+            let bits = x.bitPattern
             let exponent = Double(Int(truncatingIfNeeded: bits >> 52) &- 1023)
             let entry = table[Int(truncatingIfNeeded: (bits >> UInt64(52 - Self.tableBits)) & (1 << Self.tableBits - 1))]
             // The transfer is 2^exponent · m with m in [1, 2); m / c = 1 + r with 0 ≤ r < 2^-7, and
@@ -121,16 +123,14 @@ public final class RateCappedRule: AnomalyRule {
             let r = m * entry.reciprocal - 1
             let log1pR = r * (1 + r * (-0.5 + r * (1.0 / 3 + r * -0.25)))
             let estimate = (exponent * 0.693_147_180_559_945_3 + entry.log + log1pR) * inverseLogBucketBase
-            // The estimate is ≥ -10⁻⁸, so `Int(estimate + 0.5)` rounds it half up without the libm call of
-            // `rounded()`; `above` says how far past the middle of that bucket it lies, which is near 0 or 1
-            // when it is near a half.
-            let shifted = estimate + 0.5
-            let bucket = Int(shifted)
-            let above = shifted - Double(bucket)
-            guard above > Self.unsureWithin && above < 1 - Self.unsureWithin else {
-                return Self.exactBucket(of: transferred)
-            }
-            return bucket
+            // Adding 1.5 · 2^52 rounds the estimate (≥ -10⁻⁸, < 9000) to the nearest integer, which is then the
+            // low bits of the sum: no libm call (`rounded()`) and no checked conversion to `Int`. `offset` is
+            // how far from that integer the estimate lies, near ± 0.5 when it is near a half.
+            let roundingMagic = 6_755_399_441_055_744.0
+            let sum = estimate + roundingMagic
+            let offset = estimate - (sum - roundingMagic)
+            guard abs(offset) < 0.5 - Self.unsureWithin else { return Self.exactBucket(of: transferred) }
+            return Int(truncatingIfNeeded: sum.bitPattern & 0x0007_FFFF_FFFF_FFFF)
         }
     }
 
