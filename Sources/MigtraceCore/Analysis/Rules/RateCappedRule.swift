@@ -60,7 +60,7 @@ public final class RateCappedRule: AnomalyRule {
         heldTransferred = window.transferred
     }
 
-    private func count(_ transferred: UInt64) {
+    @inline(__always) private func count(_ transferred: UInt64) {
         windows += 1
         guard transferred > 0 else { return }
         let bucket = bucketIndex.bucket(of: transferred)
