@@ -13,12 +13,22 @@ public final class DowntimeLimitChangedRule: AnomalyRule {
 
     public init(thresholds: RuleThresholds) {}
 
-    public func observe(_ window: AnalyzedWindow, _ context: RuleContext) {
-        guard window.rebuild.exact, let limit = window.rebuild.downtimeLimitMs, window.rebuild.expectedPerMs > 0 else {
-            return
-        }
-        defer { current = limit }
-        guard let old = current, old != limit else { return }
+    // Not inlined into the analyzer: there it made the caller big enough that `BuiltinRules.observe` was no
+    // longer inlined, and each window was copied to call it.
+    @inline(never) public func observe(_ window: AnalyzedWindow, _ context: RuleContext) {
+        // Whether the window tells the limit varies from window to window: computed as a value and the state
+        // updated with a select, where three early returns mispredicted about once per window.
+        let rebuild = window.rebuild
+        let tells = rebuild.exact && rebuild.downtimeLimitMs != nil && rebuild.expectedPerMs > 0
+        let limit = rebuild.downtimeLimitMs ?? 0
+        let old = current
+        current = tells ? limit : old
+        if tells, let old, old != limit { reportChange(window, from: old, to: limit, context) }
+    }
+
+    @inline(never) private func reportChange(
+        _ window: AnalyzedWindow, from old: UInt64, to limit: UInt64, _ context: RuleContext
+    ) {
         context.report(
             Self.self, .info, from: window, to: window,
             "Downtime limit changed from \(old) ms to \(limit) ms at window \(window.index).",

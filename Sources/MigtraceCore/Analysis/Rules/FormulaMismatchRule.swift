@@ -16,7 +16,7 @@ public final class FormulaMismatchRule: AnomalyRule {
     public func observe(_ window: AnalyzedWindow, _ context: RuleContext) {
         guard window.era != nil else { return }
         if window.rebuild.exact {
-            flush(context)
+            if !run.isEmpty { flush(context) }  // most windows have no run: no call
             return
         }
         run.add(window)

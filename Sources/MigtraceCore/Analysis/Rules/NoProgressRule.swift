@@ -21,8 +21,8 @@ public final class NoProgressRule: AnomalyRule {
     public func observe(_ window: AnalyzedWindow, _ context: RuleContext) {
         if window.transferred < minBytes {
             run.add(window)
-        } else {
-            flush(context)
+        } else if !run.isEmpty {
+            flush(context)  // only when a run ends: no call for every window that moved data
         }
     }
 

@@ -32,7 +32,8 @@ public final class NonConvergenceRule: AnomalyRule {
         guard let pending = window.pendingBytes else { return }
         defer { previousPending = pending }
         guard pending > window.thresholdTraced else {
-            flush(context)
+            // Without an episode every field is already reset: no call.
+            if start != nil { flush(context) }
             return
         }
         if start == nil { start = window.mark }

@@ -24,7 +24,8 @@ public final class SwitchoverBandwidthMismatchRule: AnomalyRule {
     public func observe(_ window: AnalyzedWindow, _ context: RuleContext) {
         let userSet = window.rebuild.basis == .userInteger || window.rebuild.basis == .userFloat
         guard userSet, window.index > 0, window.bandwidth > 0 else {
-            flush(context)
+            // Nearly every window has no run (and then `measuredSum` is 0): no call.
+            if !run.isEmpty { flush(context) }
             return
         }
         let r = window.rebuild.expectedPerMs / window.bandwidth

@@ -30,10 +30,12 @@ public final class ThresholdCollapseRule: AnomalyRule {
         let base = baseline.median
         if window.bandwidth < base * fraction {
             run.append(window)
-            if run.count > 2 { run.removeAll() }  // a sustained drop is a shift or no-progress, not a collapse
+            // A sustained drop is a shift or no-progress, not a collapse. (The run keeps its storage: a
+            // trace with slow windows reallocated it for each.)
+            if run.count > 2 { run.removeAll(keepingCapacity: true) }
             return
         }
-        flush(base, context)
+        if !run.isEmpty { flush(base, context) }  // nearly every window has no run: no call
         // Append, then drop the oldest once over size: one pass when both happen.
         if baseline.count >= baselineSize {
             baseline.replaceOldest(with: window.bandwidth)
@@ -50,16 +52,19 @@ public final class ThresholdCollapseRule: AnomalyRule {
     private func flush(_ base: Double, _ context: RuleContext) {
         guard let first = run.first, let last = run.last else { return }
         let lowest = run.min { $0.bandwidth < $1.bandwidth }!
-        let limit = lowest.rebuild.downtimeLimitMs ?? QEMUArithmetic.defaultDowntimeLimitMs
-        let baseThreshold = QEMUArithmetic.threshold(expectedPerMs: base, downtimeLimitMs: limit)
+        // The baseline's threshold is only evidence: worked out only for a finding the per-rule cap keeps.
+        func baseThreshold() -> UInt64 {
+            let limit = lowest.rebuild.downtimeLimitMs ?? QEMUArithmetic.defaultDowntimeLimitMs
+            return QEMUArithmetic.threshold(expectedPerMs: base, downtimeLimitMs: limit)
+        }
         context.report(
             Self.self, .warning, from: first, to: last,
             "Window \(lowest.index) ran at \(RuleMath.rate(lowest.bandwidth)), \(Format.fixed(lowest.bandwidth / base * 100, 0)) % of the \(RuleMath.rate(base)) baseline; the threshold fell to \(lowest.thresholdTraced) bytes.",
             evidence: [
                 .number("bandwidth_bytes_per_ms", lowest.bandwidth), .number("baseline_bytes_per_ms", base),
                 .count("threshold_traced_bytes", lowest.thresholdTraced),
-                .count("baseline_threshold_bytes", baseThreshold),
+                .count("baseline_threshold_bytes", baseThreshold()),
             ])
-        run.removeAll()
+        run.removeAll(keepingCapacity: true)
     }
 }

@@ -26,46 +26,74 @@ public final class TraceIntegrityRule: AnomalyRule {
     public func observe(_ w: AnalyzedWindow, _ context: RuleContext) {
         let previous = self.previous
         self.previous = w.mark
-        func report(_ message: String, _ evidence: [Evidence], from: WindowMark? = nil) {
-            context.report(Self.self, .warning, from: from ?? w.mark, to: w.mark, message, evidence: evidence)
-        }
+        // The reports are out of line (`@inline(never)`): with their message building inline, this function
+        // saved and restored registers and a stack guard for every window of every series.
         if let e = w.era {
-            if let old = era, old != e {
-                report(
-                    "The probe era changed from \(old.rawValue) to \(e.rawValue) at window \(w.index) inside one series.",
-                    [.text("old_era", old.rawValue), .text("new_era", e.rawValue)])
-            }
+            if let old = era, old != e { reportEraChange(w, from: old, to: e, context) }
             era = e
         }
-        if w.bandwidth > impossibleBandwidth {
-            report(
-                "Window \(w.index) claims \(RuleMath.rate(w.bandwidth)), above the \(RuleMath.rate(impossibleBandwidth)) any host reaches.",
-                [.count("transferred_bytes", w.transferred), .count("time_spent_ms", w.timeSpentMs)])
-        }
-        if w.transferred >= 1 << 60 {
-            report(
-                "Window \(w.index) has transferred = \(w.transferred): a wrapped (negative) byte counter.",
-                [.count("transferred_bytes", w.transferred)])
-        }
-        if w.timeSpentMs < QEMUArithmetic.bufferDelayMs {
-            report(
-                "Window \(w.index) lasted \(w.timeSpentMs) ms; QEMU never traces windows shorter than 100 ms.",
-                [.count("time_spent_ms", w.timeSpentMs)])
-        }
+        if w.bandwidth > impossibleBandwidth { reportImpossibleBandwidth(w, context) }
+        if w.transferred >= 1 << 60 { reportWrappedCounter(w, context) }
+        if w.timeSpentMs < QEMUArithmetic.bufferDelayMs { reportShortWindow(w, context) }
         guard context.series.timeBase != .relative, let prev = previous else { return }
         let prevEnd = prev.endTime
         let deltaMs = (w.endTime - prevEnd) * 1000
         if deltaMs < 0 {
-            report(
-                "Time goes backwards by \(Format.fixed(-deltaMs, 3)) ms between windows \(prev.index) and \(w.index).",
-                [.number("delta_ms", deltaMs)], from: prev)
+            reportTimeGoingBackwards(w, after: prev, deltaMs, context)
             return
         }
         let gapMs = deltaMs - Double(w.timeSpentMs)
-        if gapMs >= 1000 && gapMs >= gapFactor * Double(w.timeSpentMs) {
-            report(
-                "No window for \(RuleMath.seconds(gapMs)) between windows \(prev.index) and \(w.index).",
-                [.number("gap_ms", gapMs), .count("time_spent_ms", w.timeSpentMs)], from: prev)
-        }
+        if gapMs >= 1000 && gapMs >= gapFactor * Double(w.timeSpentMs) { reportGap(w, after: prev, gapMs, context) }
+    }
+
+    private func report(
+        _ w: AnalyzedWindow, _ message: String, _ evidence: [Evidence], from: WindowMark? = nil,
+        _ context: RuleContext
+    ) {
+        context.report(Self.self, .warning, from: from ?? w.mark, to: w.mark, message, evidence: evidence)
+    }
+
+    @inline(never) private func reportEraChange(
+        _ w: AnalyzedWindow, from old: ProbeEra, to e: ProbeEra, _ context: RuleContext
+    ) {
+        report(
+            w,
+            "The probe era changed from \(old.rawValue) to \(e.rawValue) at window \(w.index) inside one series.",
+            [.text("old_era", old.rawValue), .text("new_era", e.rawValue)], context)
+    }
+
+    @inline(never) private func reportImpossibleBandwidth(_ w: AnalyzedWindow, _ context: RuleContext) {
+        report(
+            w,
+            "Window \(w.index) claims \(RuleMath.rate(w.bandwidth)), above the \(RuleMath.rate(impossibleBandwidth)) any host reaches.",
+            [.count("transferred_bytes", w.transferred), .count("time_spent_ms", w.timeSpentMs)], context)
+    }
+
+    @inline(never) private func reportWrappedCounter(_ w: AnalyzedWindow, _ context: RuleContext) {
+        report(
+            w, "Window \(w.index) has transferred = \(w.transferred): a wrapped (negative) byte counter.",
+            [.count("transferred_bytes", w.transferred)], context)
+    }
+
+    @inline(never) private func reportShortWindow(_ w: AnalyzedWindow, _ context: RuleContext) {
+        report(
+            w, "Window \(w.index) lasted \(w.timeSpentMs) ms; QEMU never traces windows shorter than 100 ms.",
+            [.count("time_spent_ms", w.timeSpentMs)], context)
+    }
+
+    @inline(never) private func reportTimeGoingBackwards(
+        _ w: AnalyzedWindow, after prev: WindowMark, _ deltaMs: Double, _ context: RuleContext
+    ) {
+        report(
+            w, "Time goes backwards by \(Format.fixed(-deltaMs, 3)) ms between windows \(prev.index) and \(w.index).",
+            [.number("delta_ms", deltaMs)], from: prev, context)
+    }
+
+    @inline(never) private func reportGap(
+        _ w: AnalyzedWindow, after prev: WindowMark, _ gapMs: Double, _ context: RuleContext
+    ) {
+        report(
+            w, "No window for \(RuleMath.seconds(gapMs)) between windows \(prev.index) and \(w.index).",
+            [.number("gap_ms", gapMs), .count("time_spent_ms", w.timeSpentMs)], from: prev, context)
     }
 }

@@ -15,7 +15,7 @@ public final class UnknownEraRule: AnomalyRule {
 
     public func observe(_ window: AnalyzedWindow, _ context: RuleContext) {
         if window.era != nil {
-            flush(context)
+            if !run.isEmpty { flush(context) }  // nearly every window has no run: no call
             return
         }
         run.add(window)
