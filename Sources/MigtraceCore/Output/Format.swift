@@ -47,7 +47,7 @@ public enum Format {
 
 /// Appends ASCII to caller-owned memory with no bounds growth and no allocation: the number
 /// formatting behind `Format`, and the CSV row builder. The caller guarantees the room
-/// (a number takes at most 32 bytes).
+/// (a number takes at most 32 bytes, counting the up to 7 bytes the digit writers may store past its end).
 struct ASCIIWriter: TextOutputStream {
     let base: UnsafeMutablePointer<UInt8>
     var count = 0
@@ -228,6 +228,41 @@ struct ASCIIWriter: TextOutputStream {
             return
         }
         Format.writeDescription(value, &self)
+    }
+
+    /// `exact(Double(millionths) / 1_000_000)` (a byte count in MB), written from the integer.
+    ///
+    /// Below 10^15 the double is exact and the quotient is the double nearest `millionths`·10^-6, a decimal of
+    /// at most 15 significant digits: that decimal is the unique shortest string reading back to it (DBL_DIG
+    /// is 15), so Swift prints `millionths`' own digits with the point moved 6 places, trailing zeros dropped.
+    /// Below 100 (under 10^-4, exponent notation) and from 10^15 on the general path keeps the text.
+    mutating func exactMillionths(_ millionths: UInt64) {
+        guard millionths >= 100, millionths < 1_000_000_000_000_000 else {
+            exact(Double(millionths) / 1_000_000)
+            return
+        }
+        let whole = millionths / 1_000_000
+        let fraction = UInt32(truncatingIfNeeded: millionths &- whole &* 1_000_000)
+        unsigned(whole)
+        guard fraction != 0 else { return }  // whole: no point, as `exact` writes it
+        byte(UInt8(ascii: "."))
+        // The six fraction digits in bytes 0...5 (the last two bytes zero), then without the trailing zeros.
+        let values = Self.eightDigitValues(fraction) &>> 16
+        (UnsafeMutableRawPointer(base + count)).storeBytes(of: values | 0x3030_3030_3030_3030, as: UInt64.self)
+        count &+= 8 &- values.leadingZeroBitCount &>> 3
+    }
+
+    /// The digits of `value` (< 10^8, zero-padded to 8) as byte values 0...9 in a little-endian word, the first
+    /// digit in the lowest byte (in writing order): all eight from a few multiplications on 32-, 16- and 8-bit
+    /// lanes instead of one division per pair.
+    @inline(__always) static func eightDigitValues(_ value: UInt32) -> UInt64 {
+        let upper = value / 10_000
+        let lower = value &- upper &* 10_000
+        let quads = UInt64(upper) | UInt64(lower) &<< 32  // 4 digits per 32-bit lane
+        let hundreds = (quads &* 10486) &>> 20 & (0x7F &<< 32 | 0x7F)  // lane / 100, exact below 10^4
+        let pairs = (quads &- hundreds &* 100) &<< 16 | hundreds  // 2 digits per 16-bit lane
+        let tens = (pairs &* 103) &>> 10 & 0x000F_000F_000F_000F  // lane / 10, exact below 100
+        return tens | (pairs &- tens &* 10) &<< 8
     }
 
     /// `digits` · 10^`exponent` (`exponent` < 0, at most 17 digits) in positional notation, as Swift prints

@@ -56,7 +56,7 @@ public final class CSVSink: AnalysisSink {
         if w.bandwidthTracedExact { o.bytes("true,") } else { o.bytes("false,") }
         o.bytes(w.rebuild.basis.name); o.byte(comma)
         o.unsigned(w.rebuild.threshold); o.byte(comma)
-        o.exact(w.thresholdMegabytes); o.byte(comma)
+        o.exactMillionths(w.thresholdTraced); o.byte(comma)  // w.thresholdMegabytes
         if let l = w.rebuild.downtimeLimitMs { o.unsigned(l) }
         o.byte(comma)
         if w.rebuild.exact { o.bytes("true,") } else { o.bytes("false,") }

@@ -1,0 +1,67 @@
+// SPDX-License-Identifier: Apache-2.0
+import Testing
+
+@testable import MigtraceCore
+
+/// The CSV writer's shortcuts against the general writers they replace: the text must be the same byte for
+/// byte, so each is compared with the general path on every value of a small range and on millions of others.
+@Suite struct OutputFastPathTests {
+    static func written(_ body: (inout ASCIIWriter) -> Void) -> String {
+        var stack = ASCIIWriter.Stack()
+        stack.withWriter(body)
+        var bytes: [UInt8] = []
+        stack.append(to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// `exactMillionths(n)` against `exact(Double(n) / 1_000_000)`, what the column was written with before.
+    static func checkMillionths(_ values: [UInt64]) {
+        var mismatches = 0
+        for n in values {
+            let fast = written { $0.exactMillionths(n) }
+            let general = written { $0.exact(Double(n) / 1_000_000) }
+            if fast != general {
+                mismatches += 1
+                Issue.record("\(n): \(fast) instead of \(general)")
+                if mismatches > 10 { return }
+            }
+        }
+    }
+
+    @Test func millionthsBelowOneMillionAll() {
+        Self.checkMillionths(Array(0..<1_000_000))
+    }
+
+    @Test func millionthsEdgesAndRandomUpTo10To15() {
+        var values: [UInt64] = [.max, .max - 1, 1 << 53, (1 << 53) + 1, (1 << 53) - 1]
+        var p: UInt64 = 1
+        for _ in 0..<19 {
+            p *= 10
+            values += [p - 1, p, p + 1, p / 2 * 3, p / 2 + 1]
+        }
+        var rng = SplitMix64(seed: 0x4d42)
+        for _ in 0..<1_000_000 {
+            let n = UInt64.random(in: 0..<1_000_000_000_000_000, using: &rng)
+            // Any size, and values with trailing zeros (whole MB, a few fraction digits).
+            values += [n, n >> (rng.next() % 50), n / 1000 * 1000]
+        }
+        Self.checkMillionths(values)
+        // The oracle itself is `description` (whole values without `.0`) on a sample.
+        for n in values.prefix(100_000) {
+            #expect(Self.written { $0.exactMillionths(n) } == FormatTests.reference(Double(n) / 1_000_000), "\(n)")
+        }
+    }
+
+    @Test func eightDigitValuesAreTheDecimalDigits() {
+        func check(_ v: UInt32) {
+            let word = ASCIIWriter.eightDigitValues(v)
+            let text = String(decoding: withUnsafeBytes(of: (word | 0x3030_3030_3030_3030).littleEndian) { Array($0) }, as: UTF8.self)
+            let expected = String(repeating: "0", count: 8 - String(v).count) + String(v)
+            if text != expected { Issue.record("\(v): \(text) instead of \(expected)") }
+        }
+        for v in UInt32(0)..<200_000 { check(v) }
+        var rng = SplitMix64(seed: 8)
+        for _ in 0..<2_000_000 { check(UInt32(rng.next() % 100_000_000)) }
+        for v: UInt32 in [99_999_999, 99_999_998, 10_000_000, 9_999_999, 50_000_000, 12_345_678, 87_654_321] { check(v) }
+    }
+}
