@@ -127,38 +127,42 @@ struct ASCIIWriter: TextOutputStream {
     private static let digitPairs: StaticString =
         "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899"
 
-    /// The last `width` decimal digits of `value`, zero-padded on the left.
+    /// The `width` decimal digits of `value` (< 10^`width`, `width` ≤ 20), zero-padded on the left.
     ///
-    /// Eight digits at a time from the right, each eight split into four pairs by independent divisions
-    /// (by constants: multiplications), so that the digits of one number are not one long chain.
+    /// Up to four digits as two pairs in one store; more in groups of eight (`eightDigitValues`: multiplications,
+    /// no chain of divisions), written left to right with 8-byte stores, the leading group shifted to its width.
+    /// A store may reach 7 bytes past its digits, into the next group's place or past the number (within the
+    /// 32 bytes a number is given).
     @inline(__always) private mutating func digits(_ value: UInt64, width: Int) {
-        let pairs = UnsafeRawPointer(Self.digitPairs.utf8Start)
         let out = UnsafeMutableRawPointer(base + count)
-        @inline(__always) func pair(_ r: UInt32, at offset: Int) {
-            out.storeBytes(of: pairs.loadUnaligned(fromByteOffset: Int(r) &* 2, as: UInt16.self), toByteOffset: offset, as: UInt16.self)
-        }
-        var v = value
-        var i = width
-        while i >= 8 {
-            let q = v / 100_000_000
-            let eight = UInt32(truncatingIfNeeded: v &- q &* 100_000_000)
-            let high = eight / 10_000
-            let low = eight &- high &* 10_000
-            i &-= 8
-            pair(high / 100, at: i)
-            pair(high % 100, at: i &+ 2)
-            pair(low / 100, at: i &+ 4)
-            pair(low % 100, at: i &+ 6)
-            v = q
-        }
-        while i >= 2 {
-            let q = v / 100
-            i &-= 2
-            pair(UInt32(truncatingIfNeeded: v &- q &* 100), at: i)
-            v = q
-        }
-        if i == 1 { out.storeBytes(of: UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: v % 10), as: UInt8.self) }
         count &+= width
+        if width <= 4 {
+            let pairs = UnsafeRawPointer(Self.digitPairs.utf8Start)
+            let v = UInt32(truncatingIfNeeded: value)
+            let high = v / 100
+            let four =
+                UInt32(pairs.loadUnaligned(fromByteOffset: Int(high) &* 2, as: UInt16.self))
+                | UInt32(pairs.loadUnaligned(fromByteOffset: Int(v &- high &* 100) &* 2, as: UInt16.self)) &<< 16
+            out.storeBytes(of: four &>> ((4 &- width) &* 8), as: UInt32.self)
+            return
+        }
+        @inline(__always) func store(_ values: UInt64, at offset: Int) {
+            out.storeBytes(of: values | 0x3030_3030_3030_3030, toByteOffset: offset, as: UInt64.self)
+        }
+        if width <= 8 {
+            store(Self.eightDigitValues(UInt32(truncatingIfNeeded: value)) &>> ((8 &- width) &* 8), at: 0)
+        } else if width <= 16 {
+            let high = value / 100_000_000
+            store(Self.eightDigitValues(UInt32(truncatingIfNeeded: high)) &>> ((16 &- width) &* 8), at: 0)
+            store(Self.eightDigitValues(UInt32(truncatingIfNeeded: value &- high &* 100_000_000)), at: width &- 8)
+        } else {
+            let high = value / 10_000_000_000_000_000  // at most 4 digits
+            let rest = value &- high &* 10_000_000_000_000_000
+            let middle = rest / 100_000_000
+            store(Self.eightDigitValues(UInt32(truncatingIfNeeded: high)) &>> ((24 &- width) &* 8), at: 0)
+            store(Self.eightDigitValues(UInt32(truncatingIfNeeded: middle)), at: width &- 16)
+            store(Self.eightDigitValues(UInt32(truncatingIfNeeded: rest &- middle &* 100_000_000)), at: width &- 8)
+        }
     }
 
     private static let powers: (Double, Double, Double, Double, Double, Double, Double, Double, Double) =
