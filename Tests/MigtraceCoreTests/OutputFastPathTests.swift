@@ -81,6 +81,45 @@ import Testing
         }
     }
 
+    /// CSV times through one seconds cache, as a CSV sink writes them (runs of the same whole second, jumps,
+    /// values that leave the fast path in between), against `fixed(_, 6)`.
+    @Test func fixed6ReusingTheSecondsMatchesFixed() {
+        var values: [Double] = [
+            0, -0.0, 0.5, 0.4999999, 0.0000005, 0.00000049999, 1, 9.9999995, 9.9999994, 10, -1, -0.0000004, .nan,
+            .infinity, -.infinity, 1_700_000_000.140891, 1_700_000_000.1408915, 1.8e13, 9.1e12, 9.3e12, 9.2e12, 1.9e13,
+            1e300, 5e-324, 999_999.9999995, 999_999.9999994,
+        ]
+        var rng = SplitMix64(seed: 6)
+        var t = 1_699_999_990.0
+        for _ in 0..<300_000 {
+            t += Double.random(in: 0...0.3, using: &rng)  // windows of up to 300 ms: mostly the same second
+            values.append(t)
+            switch rng.next() % 16 {
+            case 0: values.append(Double(bitPattern: rng.next()))  // anything, then back to the run
+            case 1: values.append(Double(rng.next() % 100_000_000_000) / 1000)
+            case 2: values.append(Double.random(in: 0...100, using: &rng))
+            default: break
+            }
+        }
+        var last = ASCIIWriter.WholeSecondsText()
+        var mismatches = 0
+        for v in values {
+            let fast = Self.written {
+                $0.fixed6(v, reusing: &last)
+                $0.byte(UInt8(ascii: ","))
+            }
+            let general = Self.written {
+                $0.fixed(v, 6)
+                $0.byte(UInt8(ascii: ","))
+            }
+            if fast != general {
+                mismatches += 1
+                Issue.record("\(v.bitPattern): \(fast) instead of \(general)")
+                if mismatches > 10 { return }
+            }
+        }
+    }
+
     @Test func eightDigitValuesAreTheDecimalDigits() {
         var mismatches = 0
         func check(_ v: UInt32) {

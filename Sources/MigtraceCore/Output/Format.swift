@@ -170,11 +170,53 @@ struct ASCIIWriter: TextOutputStream {
     private static let intPowers: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) =
         (1, 10, 100, 1000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000)
 
+    /// The text of the whole seconds `fixed6(_:reusing:)` wrote last: consecutive CSV times mostly share it.
+    struct WholeSecondsText {
+        /// None yet: no time that takes the fast path has this many seconds.
+        var seconds = UInt64.max
+        /// The digits (at most 13), in writing order; the bytes after them are whatever followed.
+        var text: (UInt64, UInt64) = (0, 0)
+        var length = 0
+    }
+
+    /// `fixed(value, 6)` (the CSV times), inlined into the row writer; the whole seconds are copied from `last`
+    /// when they are the same as last time.
+    @inline(__always) mutating func fixed6(_ value: Double, reusing last: inout WholeSecondsText) {
+        let scaled = value * 1e6
+        // Non-negative (or -0.0, written as 0 either way) and below 2^63: `Int64` conversions, cheaper than the
+        // unsigned ones and the same here. NaN, negative and larger values take the general path.
+        guard scaled >= 0, scaled < 9.2e18 else {
+            fixed(value, decimals: 6, scale: 1e6, intScale: 1_000_000)
+            return
+        }
+        // `scaled.rounded()` (half away from zero), as in `fixed(_:decimals:scale:intScale:)`.
+        let whole = Int64(scaled)
+        let n = UInt64(bitPattern: scaled - Double(whole) >= 0.5 ? whole &+ 1 : whole)
+        let seconds = n / 1_000_000
+        let micros = UInt32(truncatingIfNeeded: n &- seconds &* 1_000_000)
+        let out = UnsafeMutableRawPointer(base + count)
+        if seconds == last.seconds {
+            out.storeBytes(of: last.text.0, as: UInt64.self)
+            out.storeBytes(of: last.text.1, toByteOffset: 8, as: UInt64.self)
+            count &+= last.length
+        } else {
+            let start = count
+            unsigned(seconds)  // < 9.2·10^12: 13 digits at most
+            last.seconds = seconds
+            last.text = (out.loadUnaligned(as: UInt64.self), out.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+            last.length = count &- start
+        }
+        base[count] = UInt8(ascii: ".")
+        let fraction = Self.eightDigitValues(micros) &>> 16  // the 6 digits in bytes 0...5
+        UnsafeMutableRawPointer(base + (count &+ 1)).storeBytes(of: fraction | 0x3030_3030_3030_3030, as: UInt64.self)
+        count &+= 7
+    }
+
     /// `value` with `decimals` (0...8) digits after the point, rounded half away from zero.
     mutating func fixed(_ value: Double, _ decimals: Int) {
         precondition((0...8).contains(decimals), "0...8 decimals")
         if decimals == 6 {
-            // CSV times: with the scale a constant, the division by 10^6 becomes a multiplication.
+            // With the scale a constant, the division by 10^6 becomes a multiplication.
             fixed(value, decimals: 6, scale: 1e6, intScale: 1_000_000)
         } else {
             let scale = withUnsafeBytes(of: Self.powers) { $0.load(fromByteOffset: decimals * 8, as: Double.self) }

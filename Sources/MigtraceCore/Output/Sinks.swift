@@ -19,6 +19,8 @@ public final class CSVSink: AnalysisSink {
     static let blockSize = 1 << 16
     /// Room left after the block for one more row (a row takes < 600 bytes).
     private static let maxRow = 1024
+    /// The whole seconds of the last time written, as text: the next time mostly has the same.
+    @exclusivity(unchecked) private var lastSeconds = ASCIIWriter.WholeSecondsText()
     /// The finished report.
     public private(set) var report: AnalysisReport?
 
@@ -42,8 +44,8 @@ public final class CSVSink: AnalysisSink {
         o.unsigned(w.origin.line); o.byte(comma)
         if let era = w.era { o.bytes(era.name) }
         o.byte(comma)
-        o.fixed(w.startTime, 6); o.byte(comma)
-        o.fixed(w.endTime, 6); o.byte(comma)
+        o.fixed6(w.startTime, reusing: &lastSeconds); o.byte(comma)
+        o.fixed6(w.endTime, reusing: &lastSeconds); o.byte(comma)
         o.unsigned(w.transferred); o.byte(comma)
         o.unsigned(w.timeSpentMs); o.byte(comma)
         o.unsigned(w.bandwidthTraced); o.byte(comma)
