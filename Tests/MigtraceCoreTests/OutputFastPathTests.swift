@@ -120,6 +120,37 @@ import Testing
         }
     }
 
+    /// The row writer spells era and basis out by cases: each must be the name, as the other outputs write it.
+    @Test func csvRowsSpellEveryEraAndBasisAsTheirNames() {
+        let bases: [SwitchoverBasis] = [.measured, .userInteger, .userFloat, .estimated, .userBelowResolution]
+        let eras: [ProbeEra?] = [.a, .b, .c, nil]
+        let out = MemoryOutput()
+        let sink = CSVSink(out: out)
+        let info = SeriesInfo(index: 0, input: 0, threadID: nil, processID: nil, era: nil, timeBase: .epoch)
+        for basis in bases {
+            for era in eras {
+                let rebuild = ThresholdRebuild(
+                    basis: basis, expectedPerMs: 1000, downtimeLimitMs: 300, limitRange: nil, switchoverBytesPerSecond: nil,
+                    threshold: 300_000, exact: true)
+                let w = AnalyzedWindow(
+                    series: 0, index: 0, origin: EventOrigin(input: 0, line: 1), threadID: nil, startTime: 1, endTime: 1.1,
+                    transferred: 100_000, timeSpentMs: 100, bandwidthTraced: 1000, switchoverTraced: nil,
+                    thresholdTraced: 300_000, era: era, bandwidth: 1000, mbps: 8, bandwidthTracedExact: true,
+                    rebuild: rebuild, cumulativeBytes: 100_000, pendingBytes: nil, pendingExact: false)
+                sink.window(w, in: info)
+            }
+        }
+        sink.finished(
+            AnalysisReport(series: [], findings: [], diagnostics: [], rejectedCount: 0, eventCounts: [:], suppressedFindings: [:]))
+        let rows = out.text.split(separator: "\n").dropFirst().map { $0.split(separator: ",", omittingEmptySubsequences: false) }
+        #expect(rows.count == bases.count * eras.count)
+        for (i, row) in rows.enumerated() {
+            #expect(row.count == CSVSink.columns.count)
+            #expect(row[3] == Substring(eras[i % eras.count]?.rawValue ?? ""))
+            #expect(row[15] == Substring(bases[i / eras.count].rawValue))
+        }
+    }
+
     @Test func eightDigitValuesAreTheDecimalDigits() {
         var mismatches = 0
         func check(_ v: UInt32) {

@@ -347,8 +347,12 @@ enum ShortestDecimal {
     /// The smallest magnitude handled: below it Swift switches to exponent notation.
     static let lowerBound = 1e-4
 
-    /// 5^0 ... 5^22.
-    static let powersOfFive: [UInt64] = (0...22).map { e in (0..<e).reduce(1) { p, _ in p &* 5 } }
+    /// 5^0 ... 5^22, as literals: a constant array needs no lazy initialization (`swift_once`) per access.
+    static let powersOfFive: [UInt64] = [
+        1, 5, 25, 125, 625, 3125, 15625, 78125, 390_625, 1_953_125, 9_765_625, 48_828_125, 244_140_625, 1_220_703_125,
+        6_103_515_625, 30_517_578_125, 152_587_890_625, 762_939_453_125, 3_814_697_265_625, 19_073_486_328_125,
+        95_367_431_640_625, 476_837_158_203_125, 2_384_185_791_015_625,
+    ]
 
     /// `(digits, exponent)` with `magnitude` ≈ `digits`·10^`exponent` and no trailing zero in `digits`, or `nil`
     /// when the value is outside this fast path. `magnitude` must be positive, not whole, and in

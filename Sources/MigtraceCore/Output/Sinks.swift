@@ -42,8 +42,13 @@ public final class CSVSink: AnalysisSink {
         o.unsigned(UInt64(w.series)); o.byte(comma)
         o.unsigned(UInt64(w.index)); o.byte(comma)
         o.unsigned(w.origin.line); o.byte(comma)
-        if let era = w.era { o.bytes(era.name) }
-        o.byte(comma)
+        // Era and basis by cases rather than `name`: literals of known length are stored inline, no `memcpy` call.
+        switch w.era {
+        case .a: o.bytes("A,")
+        case .b: o.bytes("B,")
+        case .c: o.bytes("C,")
+        case nil: o.byte(comma)
+        }
         o.fixed6(w.startTime, reusing: &lastSeconds); o.byte(comma)
         o.fixed6(w.endTime, reusing: &lastSeconds); o.byte(comma)
         o.unsigned(w.transferred); o.byte(comma)
@@ -56,7 +61,13 @@ public final class CSVSink: AnalysisSink {
         o.exact(w.mbps); o.byte(comma)
         o.exact(w.megabytesPerSecond); o.byte(comma)
         if w.bandwidthTracedExact { o.bytes("true,") } else { o.bytes("false,") }
-        o.bytes(w.rebuild.basis.name); o.byte(comma)
+        switch w.rebuild.basis {
+        case .measured: o.bytes("measured,")
+        case .userInteger: o.bytes("user-integer,")
+        case .userFloat: o.bytes("user-float,")
+        case .estimated: o.bytes("estimated,")
+        case .userBelowResolution: o.bytes("user-below-resolution,")
+        }
         o.unsigned(w.rebuild.threshold); o.byte(comma)
         o.exactMillionths(w.thresholdTraced); o.byte(comma)  // w.thresholdMegabytes
         if let l = w.rebuild.downtimeLimitMs { o.unsigned(l) }
