@@ -6,12 +6,15 @@ import Testing
 /// The CSV writer's shortcuts against the general writers they replace: the text must be the same byte for
 /// byte, so each is compared with the general path on every value of a small range and on millions of others.
 @Suite struct OutputFastPathTests {
+    /// What `body` writes, into memory that holds other bytes before (as a CSV block holds earlier rows): a
+    /// writer that reads back what it did not write would show it.
     static func written(_ body: (inout ASCIIWriter) -> Void) -> String {
-        var stack = ASCIIWriter.Stack()
-        stack.withWriter(body)
-        var bytes: [UInt8] = []
-        stack.append(to: &bytes)
-        return String(decoding: bytes, as: UTF8.self)
+        let scratch = UnsafeMutablePointer<UInt8>.allocate(capacity: 128)
+        defer { scratch.deallocate() }
+        for i in 0..<128 { scratch[i] = UInt8(truncatingIfNeeded: 0x5A &+ i &* 37) }
+        var w = ASCIIWriter(scratch)
+        body(&w)
+        return String(decoding: UnsafeBufferPointer(start: scratch, count: w.count), as: UTF8.self)
     }
 
     /// `exactMillionths(n)` against `exact(Double(n) / 1_000_000)`, what the column was written with before.
@@ -148,6 +151,24 @@ import Testing
             #expect(row.count == CSVSink.columns.count)
             #expect(row[3] == Substring(eras[i % eras.count]?.rawValue ?? ""))
             #expect(row[15] == Substring(bases[i / eras.count].rawValue))
+        }
+    }
+
+    /// `exact` for every count of digits before the point (the one-word point insertion below 8, the byte loop
+    /// from 8) and after it, against `description`.
+    @Test func exactAtEveryPointPosition() {
+        var rng = SplitMix64(seed: 17)
+        var mismatches = 0
+        for _ in 0..<200_000 {
+            let k = Int(rng.next() % 20) - 4  // 10^-4 ... 10^15
+            let v = Double.random(in: 1..<10, using: &rng) * Double("1e\(k)")!
+            for x in [v, -v, (v * 1000).rounded() / 1000] {
+                let text = Self.written { $0.exact(x) }
+                guard text != FormatTests.reference(x) else { continue }
+                mismatches += 1
+                Issue.record("\(x.bitPattern): \(text) instead of \(FormatTests.reference(x))")
+                if mismatches > 10 { return }
+            }
         }
     }
 

@@ -313,7 +313,9 @@ struct ASCIIWriter: TextOutputStream {
 
     /// `digits` · 10^`exponent` (`exponent` < 0, at most 17 digits) in positional notation, as Swift prints
     /// a double between 10^-4 and 2^53: `123.45`, `0.00012`.
-    mutating func decimal(_ digits: UInt64, _ exponent: Int) {
+    ///
+    /// Inlined into `exact`, its only caller: no call and register saving per double.
+    @inline(__always) mutating func decimal(_ digits: UInt64, _ exponent: Int) {
         let n = Self.digitCount(digits)
         let whole = n &+ exponent  // digits before the point
         if whole > 0 {
@@ -322,8 +324,20 @@ struct ASCIIWriter: TextOutputStream {
             let start = count
             count &+= 1
             self.digits(digits, width: n)
-            for i in 0..<whole { base[start &+ i] = base[start &+ i &+ 1] }
-            base[start &+ whole] = UInt8(ascii: ".")
+            if whole < 8 {
+                // One word: bytes 0..<whole from one place right, the point, the rest (to byte 7) as they are.
+                let at = UnsafeMutableRawPointer(base + start)
+                let shifted = at.loadUnaligned(fromByteOffset: 1, as: UInt64.self)
+                let inPlace = at.loadUnaligned(as: UInt64.self)
+                let wholeBytes = (UInt64(1) &<< (whole &* 8)) &- 1
+                let merged =
+                    shifted & wholeBytes | UInt64(UInt8(ascii: ".")) &<< (whole &* 8)
+                    | inPlace & ~(wholeBytes &<< 8 | 0xFF)
+                at.storeBytes(of: merged, as: UInt64.self)
+            } else {
+                for i in 0..<whole { base[start &+ i] = base[start &+ i &+ 1] }
+                base[start &+ whole] = UInt8(ascii: ".")
+            }
         } else {
             byte(UInt8(ascii: "0"))
             byte(UInt8(ascii: "."))
@@ -357,7 +371,7 @@ enum ShortestDecimal {
     /// `(digits, exponent)` with `magnitude` ≈ `digits`·10^`exponent` and no trailing zero in `digits`, or `nil`
     /// when the value is outside this fast path. `magnitude` must be positive, not whole, and in
     /// `lowerBound..<1e15`.
-    static func digits(_ magnitude: Double) -> (UInt64, Int)? {
+    @inline(__always) static func digits(_ magnitude: Double) -> (UInt64, Int)? {
         let bits = magnitude.bitPattern
         let fraction = bits & ((1 << 52) &- 1)
         let biased = Int(truncatingIfNeeded: bits &>> 52)
