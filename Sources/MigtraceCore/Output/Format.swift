@@ -130,36 +130,37 @@ struct ASCIIWriter: TextOutputStream {
     /// The `width` decimal digits of `value` (< 10^`width`, `width` ≤ 20), zero-padded on the left.
     ///
     /// Up to four digits as two pairs in one store; more in groups of eight (`eightDigitValues`: multiplications,
-    /// no chain of divisions), written left to right with 8-byte stores, the leading group shifted to its width.
-    /// A store may reach 7 bytes past its digits, into the next group's place or past the number (within the
-    /// 32 bytes a number is given).
+    /// no chain of divisions), written left to right with 8-byte stores, the leading group shifted to its width
+    /// (beyond 16 digits, the leading 1 to 4 as pairs). A store may reach 7 bytes past its digits, into the next
+    /// group's place or past the number (within the 32 bytes a number is given).
     @inline(__always) private mutating func digits(_ value: UInt64, width: Int) {
         let out = UnsafeMutableRawPointer(base + count)
         count &+= width
-        if width <= 4 {
+        // The last `width` (1...4) digits of `v` < 10^4 at `out`.
+        @inline(__always) func fourOrFewer(_ v: UInt32, width: Int) {
             let pairs = UnsafeRawPointer(Self.digitPairs.utf8Start)
-            let v = UInt32(truncatingIfNeeded: value)
             let high = v / 100
             let four =
                 UInt32(pairs.loadUnaligned(fromByteOffset: Int(high) &* 2, as: UInt16.self))
                 | UInt32(pairs.loadUnaligned(fromByteOffset: Int(v &- high &* 100) &* 2, as: UInt16.self)) &<< 16
             out.storeBytes(of: four &>> ((4 &- width) &* 8), as: UInt32.self)
-            return
         }
         @inline(__always) func store(_ values: UInt64, at offset: Int) {
             out.storeBytes(of: values | 0x3030_3030_3030_3030, toByteOffset: offset, as: UInt64.self)
         }
-        if width <= 8 {
+        if width <= 4 {
+            fourOrFewer(UInt32(truncatingIfNeeded: value), width: width)
+        } else if width <= 8 {
             store(Self.eightDigitValues(UInt32(truncatingIfNeeded: value)) &>> ((8 &- width) &* 8), at: 0)
         } else if width <= 16 {
             let high = value / 100_000_000
             store(Self.eightDigitValues(UInt32(truncatingIfNeeded: high)) &>> ((16 &- width) &* 8), at: 0)
             store(Self.eightDigitValues(UInt32(truncatingIfNeeded: value &- high &* 100_000_000)), at: width &- 8)
         } else {
-            let high = value / 10_000_000_000_000_000  // at most 4 digits
+            let high = value / 10_000_000_000_000_000  // 1 to 4 digits
             let rest = value &- high &* 10_000_000_000_000_000
             let middle = rest / 100_000_000
-            store(Self.eightDigitValues(UInt32(truncatingIfNeeded: high)) &>> ((24 &- width) &* 8), at: 0)
+            fourOrFewer(UInt32(truncatingIfNeeded: high), width: width &- 16)
             store(Self.eightDigitValues(UInt32(truncatingIfNeeded: middle)), at: width &- 16)
             store(Self.eightDigitValues(UInt32(truncatingIfNeeded: rest &- middle &* 100_000_000)), at: width &- 8)
         }
@@ -281,8 +282,9 @@ struct ASCIIWriter: TextOutputStream {
     /// Below 10^15 the double is exact and the quotient is the double nearest `millionths`·10^-6, a decimal of
     /// at most 15 significant digits: that decimal is the unique shortest string reading back to it (DBL_DIG
     /// is 15), so Swift prints `millionths`' own digits with the point moved 6 places, trailing zeros dropped.
-    /// Below 100 (under 10^-4, exponent notation) and from 10^15 on the general path keeps the text.
-    mutating func exactMillionths(_ millionths: UInt64) {
+    /// Below 100 (under 10^-4, exponent notation) and from 10^15 on the general path keeps the text. Inlined
+    /// into the row writer.
+    @inline(__always) mutating func exactMillionths(_ millionths: UInt64) {
         guard millionths >= 100, millionths < 1_000_000_000_000_000 else {
             exact(Double(millionths) / 1_000_000)
             return
