@@ -187,7 +187,7 @@ struct ASCIIWriter: TextOutputStream {
         // Non-negative (or -0.0, written as 0 either way) and below 2^63: `Int64` conversions, cheaper than the
         // unsigned ones and the same here. NaN, negative and larger values take the general path.
         guard scaled >= 0, scaled < 9.2e18 else {
-            fixed(value, decimals: 6, scale: 1e6, intScale: 1_000_000)
+            fixed(value, 6)  // a call, so that this inlines small
             return
         }
         // `scaled.rounded()` (half away from zero), as in `fixed(_:decimals:scale:intScale:)`.
