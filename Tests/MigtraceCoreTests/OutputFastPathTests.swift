@@ -35,6 +35,47 @@ import Testing
         Self.checkMillionths(Array(0..<1_000_000))
     }
 
+    /// The CSV row's copies: the threshold's digits written once, then repeated, and turned into megabytes
+    /// from that text; against writing each from the integer.
+    @Test func millionthsFromWrittenDigitsAndRepeatedDigits() {
+        var values: [UInt64] = Array(0..<2_000_000) + [.max, 1 << 53]
+        var p: UInt64 = 1
+        for _ in 0..<19 {
+            p *= 10
+            values += [p - 1, p, p + 1, p / 2 * 3, p / 2 + 1, p / 10 * 7]
+        }
+        var rng = SplitMix64(seed: 0x434f_5059)
+        for _ in 0..<1_000_000 {
+            let n = rng.next() >> (rng.next() % 64)
+            values += [n, n / 1_000_000 * 1_000_000, n / 1000 * 1000, n / 10 * 10]
+        }
+        var mismatches = 0
+        for n in values {
+            let copied = Self.written {
+                $0.unsigned(n)
+                let length = $0.count
+                $0.byte(UInt8(ascii: ","))
+                $0.repeated(at: 0, length: length)
+                $0.byte(UInt8(ascii: ","))
+                $0.exactMillionths(n, digitsAt: 0, length: length)
+                $0.byte(UInt8(ascii: ","))
+            }
+            let general = Self.written {
+                $0.unsigned(n)
+                $0.byte(UInt8(ascii: ","))
+                $0.unsigned(n)
+                $0.byte(UInt8(ascii: ","))
+                $0.exactMillionths(n)
+                $0.byte(UInt8(ascii: ","))
+            }
+            if copied != general {
+                mismatches += 1
+                Issue.record("\(n): \(copied) instead of \(general)")
+                if mismatches > 10 { return }
+            }
+        }
+    }
+
     @Test func millionthsEdgesAndRandomUpTo10To15() {
         var values: [UInt64] = [.max, .max - 1, 1 << 53, (1 << 53) + 1, (1 << 53) - 1]
         var p: UInt64 = 1

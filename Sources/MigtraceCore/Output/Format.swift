@@ -277,6 +277,44 @@ struct ASCIIWriter: TextOutputStream {
         Format.writeDescription(value, &self)
     }
 
+    /// The `length` (≤ 24) bytes written at `offset`, once more: a field that repeats an earlier one.
+    @inline(__always) mutating func repeated(at offset: Int, length: Int) {
+        let from = UnsafeRawPointer(base + offset)
+        let words = (
+            from.loadUnaligned(as: UInt64.self), from.loadUnaligned(fromByteOffset: 8, as: UInt64.self),
+            from.loadUnaligned(fromByteOffset: 16, as: UInt64.self)
+        )
+        let to = UnsafeMutableRawPointer(base + count)
+        to.storeBytes(of: words.0, as: UInt64.self)
+        to.storeBytes(of: words.1, toByteOffset: 8, as: UInt64.self)
+        to.storeBytes(of: words.2, toByteOffset: 16, as: UInt64.self)
+        count &+= length
+    }
+
+    /// `exactMillionths(millionths)` when `unsigned(millionths)` wrote its `length` digits at `offset`: from
+    /// 7 to 15 digits (10^6 ≤ `millionths` < 10^15) that text with the point before the last six, by word copies.
+    @inline(__always) mutating func exactMillionths(_ millionths: UInt64, digitsAt offset: Int, length: Int) {
+        guard length >= 7, length <= 15 else {
+            exactMillionths(millionths)
+            return
+        }
+        let from = UnsafeRawPointer(base + offset)
+        let to = UnsafeMutableRawPointer(base + count)
+        let whole = length &- 6
+        // The six fraction digits as values 0...9 in bytes 0...5 (the top two bytes cleared).
+        let fraction = (from.loadUnaligned(fromByteOffset: whole, as: UInt64.self) &- 0x3030_3030_3030_3030) & 0xFFFF_FFFF_FFFF
+        let head = (from.loadUnaligned(as: UInt64.self), from.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        to.storeBytes(of: head.0, as: UInt64.self)
+        to.storeBytes(of: head.1, toByteOffset: 8, as: UInt64.self)  // the whole part is at most 9 digits
+        guard fraction != 0 else {
+            count &+= whole  // a whole number of MB: no point
+            return
+        }
+        to.storeBytes(of: UInt8(ascii: "."), toByteOffset: whole, as: UInt8.self)
+        to.storeBytes(of: fraction | 0x3030_3030_3030_3030, toByteOffset: whole &+ 1, as: UInt64.self)
+        count &+= whole &+ 9 &- fraction.leadingZeroBitCount &>> 3  // whole, point, digits to the last non-zero
+    }
+
     /// `exact(Double(millionths) / 1_000_000)` (a byte count in MB), written from the integer.
     ///
     /// Below 10^15 the double is exact and the quotient is the double nearest `millionths`·10^-6, a decimal of

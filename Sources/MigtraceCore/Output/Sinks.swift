@@ -56,7 +56,10 @@ public final class CSVSink: AnalysisSink {
         o.unsigned(w.bandwidthTraced); o.byte(comma)
         if let sw = w.switchoverTraced { o.unsigned(sw) }
         o.byte(comma)
-        o.unsigned(w.thresholdTraced); o.byte(comma)
+        let thresholdAt = o.count
+        o.unsigned(w.thresholdTraced)
+        let thresholdLength = o.count &- thresholdAt
+        o.byte(comma)
         o.exact(w.bandwidth); o.byte(comma)
         o.exact(w.mbps); o.byte(comma)
         o.exact(w.megabytesPerSecond); o.byte(comma)
@@ -68,8 +71,15 @@ public final class CSVSink: AnalysisSink {
         case .estimated: o.bytes("estimated,")
         case .userBelowResolution: o.bytes("user-below-resolution,")
         }
-        o.unsigned(w.rebuild.threshold); o.byte(comma)
-        o.exactMillionths(w.thresholdTraced); o.byte(comma)  // w.thresholdMegabytes
+        // The rebuilt threshold is mostly the traced one, and the megabytes are its digits with a point: copies.
+        if w.rebuild.threshold == w.thresholdTraced {
+            o.repeated(at: thresholdAt, length: thresholdLength)
+        } else {
+            o.unsigned(w.rebuild.threshold)
+        }
+        o.byte(comma)
+        o.exactMillionths(w.thresholdTraced, digitsAt: thresholdAt, length: thresholdLength)  // w.thresholdMegabytes
+        o.byte(comma)
         if let l = w.rebuild.downtimeLimitMs { o.unsigned(l) }
         o.byte(comma)
         if w.rebuild.exact { o.bytes("true,") } else { o.bytes("false,") }
