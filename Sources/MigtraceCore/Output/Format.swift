@@ -431,10 +431,12 @@ enum ShortestDecimal {
         // The interval's half-width is 2·5^e units: a candidate at distance `d` lies in it when d ≤ reach.
         let reach = (five &<< 1) &- (c & 1)
         // One digit fewer: the multiples of 10 around s (at most one lies in the interval, narrower than 10).
-        let lastDigit = s % 10
+        let tens = s / 10
+        let lastDigit = s &- tens &* 10
         let belowIn = rest &+ lastDigit &* unit <= reach
         let aboveIn = (10 &- lastDigit) &* unit &- rest <= reach
-        if belowIn != aboveIn { return stripped(belowIn ? s &- lastDigit : s &- lastDigit &+ 10, k) }
+        // The multiple of 10 ends in 0: passed on already divided by 10 (`tens` or `tens + 1`), one place up.
+        if belowIn != aboveIn { return stripped(belowIn ? tens : tens &+ 1, k &+ 1) }
         let sIn = rest <= reach
         let nextIn = unit &- rest <= reach
         if sIn != nextIn { return stripped(sIn ? s : s &+ 1, k) }
