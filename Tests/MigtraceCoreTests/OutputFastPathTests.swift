@@ -174,19 +174,22 @@ import Testing
         for basis in bases {
             for era in eras {
                 let rebuild = ThresholdRebuild(
-                    basis: basis, expectedPerMs: 1000, downtimeLimitMs: 300, limitRange: nil, switchoverBytesPerSecond: nil,
-                    threshold: 300_000, exact: true)
+                    basis: basis, expectedPerMs: 1000, downtimeLimitMs: 300, limitRange: nil,
+                    switchoverBytesPerSecond: nil, threshold: 300_000, exact: true)
                 let w = AnalyzedWindow(
-                    series: 0, index: 0, origin: EventOrigin(input: 0, line: 1), threadID: nil, startTime: 1, endTime: 1.1,
-                    transferred: 100_000, timeSpentMs: 100, bandwidthTraced: 1000, switchoverTraced: nil,
+                    series: 0, index: 0, origin: EventOrigin(input: 0, line: 1), threadID: nil, startTime: 1,
+                    endTime: 1.1, transferred: 100_000, timeSpentMs: 100, bandwidthTraced: 1000, switchoverTraced: nil,
                     thresholdTraced: 300_000, era: era, bandwidth: 1000, mbps: 8, bandwidthTracedExact: true,
                     rebuild: rebuild, cumulativeBytes: 100_000, pendingBytes: nil, pendingExact: false)
                 sink.window(w, in: info)
             }
         }
         sink.finished(
-            AnalysisReport(series: [], findings: [], diagnostics: [], rejectedCount: 0, eventCounts: [:], suppressedFindings: [:]))
-        let rows = out.text.split(separator: "\n").dropFirst().map { $0.split(separator: ",", omittingEmptySubsequences: false) }
+            AnalysisReport(
+                series: [], findings: [], diagnostics: [], rejectedCount: 0, eventCounts: [:], suppressedFindings: [:]))
+        let rows = out.text.split(separator: "\n").dropFirst().map {
+            $0.split(separator: ",", omittingEmptySubsequences: false)
+        }
         #expect(rows.count == bases.count * eras.count)
         for (i, row) in rows.enumerated() {
             #expect(row.count == CSVSink.columns.count)
@@ -217,7 +220,8 @@ import Testing
         var mismatches = 0
         func check(_ v: UInt32) {
             let word = ASCIIWriter.eightDigitValues(v)
-            let text = String(decoding: withUnsafeBytes(of: (word | 0x3030_3030_3030_3030).littleEndian) { Array($0) }, as: UTF8.self)
+            let ascii = withUnsafeBytes(of: (word | 0x3030_3030_3030_3030).littleEndian) { Array($0) }
+            let text = String(decoding: ascii, as: UTF8.self)
             let expected = String(repeating: "0", count: 8 - String(v).count) + String(v)
             if text != expected, mismatches < 10 {
                 mismatches += 1
@@ -227,6 +231,8 @@ import Testing
         for v in UInt32(0)..<200_000 { check(v) }
         var rng = SplitMix64(seed: 8)
         for _ in 0..<2_000_000 { check(UInt32(rng.next() % 100_000_000)) }
-        for v: UInt32 in [99_999_999, 99_999_998, 10_000_000, 9_999_999, 50_000_000, 12_345_678, 87_654_321] { check(v) }
+        for v: UInt32 in [99_999_999, 99_999_998, 10_000_000, 9_999_999, 50_000_000, 12_345_678, 87_654_321] {
+            check(v)
+        }
     }
 }

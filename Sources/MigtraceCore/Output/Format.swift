@@ -302,7 +302,8 @@ struct ASCIIWriter: TextOutputStream {
         let to = UnsafeMutableRawPointer(base + count)
         let whole = length &- 6
         // The six fraction digits as values 0...9 in bytes 0...5 (the top two bytes cleared).
-        let fraction = (from.loadUnaligned(fromByteOffset: whole, as: UInt64.self) &- 0x3030_3030_3030_3030) & 0xFFFF_FFFF_FFFF
+        let text = from.loadUnaligned(fromByteOffset: whole, as: UInt64.self)
+        let fraction = (text &- 0x3030_3030_3030_3030) & 0xFFFF_FFFF_FFFF
         let head = (from.loadUnaligned(as: UInt64.self), from.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
         to.storeBytes(of: head.0, as: UInt64.self)
         to.storeBytes(of: head.1, toByteOffset: 8, as: UInt64.self)  // the whole part is at most 9 digits
