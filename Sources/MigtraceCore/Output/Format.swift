@@ -47,7 +47,7 @@ public enum Format {
 
 /// Appends ASCII to caller-owned memory with no bounds growth and no allocation: the number
 /// formatting behind `Format`, and the CSV row builder. The caller guarantees the room
-/// (a number takes at most 32 bytes).
+/// (a number takes at most 32 bytes, counting the up to 7 bytes the digit writers may store past its end).
 struct ASCIIWriter: TextOutputStream {
     let base: UnsafeMutablePointer<UInt8>
     var count = 0
@@ -127,38 +127,43 @@ struct ASCIIWriter: TextOutputStream {
     private static let digitPairs: StaticString =
         "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899"
 
-    /// The last `width` decimal digits of `value`, zero-padded on the left.
+    /// The `width` decimal digits of `value` (< 10^`width`, `width` ≤ 20), zero-padded on the left.
     ///
-    /// Eight digits at a time from the right, each eight split into four pairs by independent divisions
-    /// (by constants: multiplications), so that the digits of one number are not one long chain.
+    /// Up to four digits as two pairs in one store; more in groups of eight (`eightDigitValues`: multiplications,
+    /// no chain of divisions), written left to right with 8-byte stores, the leading group shifted to its width
+    /// (beyond 16 digits, the leading 1 to 4 as pairs). A store may reach 7 bytes past its digits, into the next
+    /// group's place or past the number (within the 32 bytes a number is given).
     @inline(__always) private mutating func digits(_ value: UInt64, width: Int) {
-        let pairs = UnsafeRawPointer(Self.digitPairs.utf8Start)
         let out = UnsafeMutableRawPointer(base + count)
-        @inline(__always) func pair(_ r: UInt32, at offset: Int) {
-            out.storeBytes(of: pairs.loadUnaligned(fromByteOffset: Int(r) &* 2, as: UInt16.self), toByteOffset: offset, as: UInt16.self)
-        }
-        var v = value
-        var i = width
-        while i >= 8 {
-            let q = v / 100_000_000
-            let eight = UInt32(truncatingIfNeeded: v &- q &* 100_000_000)
-            let high = eight / 10_000
-            let low = eight &- high &* 10_000
-            i &-= 8
-            pair(high / 100, at: i)
-            pair(high % 100, at: i &+ 2)
-            pair(low / 100, at: i &+ 4)
-            pair(low % 100, at: i &+ 6)
-            v = q
-        }
-        while i >= 2 {
-            let q = v / 100
-            i &-= 2
-            pair(UInt32(truncatingIfNeeded: v &- q &* 100), at: i)
-            v = q
-        }
-        if i == 1 { out.storeBytes(of: UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: v % 10), as: UInt8.self) }
         count &+= width
+        // The last `width` (1...4) digits of `v` < 10^4 at `out`.
+        @inline(__always) func fourOrFewer(_ v: UInt32, width: Int) {
+            let pairs = UnsafeRawPointer(Self.digitPairs.utf8Start)
+            let high = v / 100
+            let four =
+                UInt32(pairs.loadUnaligned(fromByteOffset: Int(high) &* 2, as: UInt16.self))
+                | UInt32(pairs.loadUnaligned(fromByteOffset: Int(v &- high &* 100) &* 2, as: UInt16.self)) &<< 16
+            out.storeBytes(of: four &>> ((4 &- width) &* 8), as: UInt32.self)
+        }
+        @inline(__always) func store(_ values: UInt64, at offset: Int) {
+            out.storeBytes(of: values | 0x3030_3030_3030_3030, toByteOffset: offset, as: UInt64.self)
+        }
+        if width <= 4 {
+            fourOrFewer(UInt32(truncatingIfNeeded: value), width: width)
+        } else if width <= 8 {
+            store(Self.eightDigitValues(UInt32(truncatingIfNeeded: value)) &>> ((8 &- width) &* 8), at: 0)
+        } else if width <= 16 {
+            let high = value / 100_000_000
+            store(Self.eightDigitValues(UInt32(truncatingIfNeeded: high)) &>> ((16 &- width) &* 8), at: 0)
+            store(Self.eightDigitValues(UInt32(truncatingIfNeeded: value &- high &* 100_000_000)), at: width &- 8)
+        } else {
+            let high = value / 10_000_000_000_000_000  // 1 to 4 digits
+            let rest = value &- high &* 10_000_000_000_000_000
+            let middle = rest / 100_000_000
+            fourOrFewer(UInt32(truncatingIfNeeded: high), width: width &- 16)
+            store(Self.eightDigitValues(UInt32(truncatingIfNeeded: middle)), at: width &- 16)
+            store(Self.eightDigitValues(UInt32(truncatingIfNeeded: rest &- middle &* 100_000_000)), at: width &- 8)
+        }
     }
 
     private static let powers: (Double, Double, Double, Double, Double, Double, Double, Double, Double) =
@@ -166,11 +171,53 @@ struct ASCIIWriter: TextOutputStream {
     private static let intPowers: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) =
         (1, 10, 100, 1000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000)
 
+    /// The text of the whole seconds `fixed6(_:reusing:)` wrote last: consecutive CSV times mostly share it.
+    struct WholeSecondsText {
+        /// None yet: no time that takes the fast path has this many seconds.
+        var seconds = UInt64.max
+        /// The digits (at most 13), in writing order; the bytes after them are whatever followed.
+        var text: (UInt64, UInt64) = (0, 0)
+        var length = 0
+    }
+
+    /// `fixed(value, 6)` (the CSV times), inlined into the row writer; the whole seconds are copied from `last`
+    /// when they are the same as last time.
+    @inline(__always) mutating func fixed6(_ value: Double, reusing last: inout WholeSecondsText) {
+        let scaled = value * 1e6
+        // Non-negative (or -0.0, written as 0 either way) and below 2^63: `Int64` conversions, cheaper than the
+        // unsigned ones and the same here. NaN, negative and larger values take the general path.
+        guard scaled >= 0, scaled < 9.2e18 else {
+            fixed(value, 6)  // a call, so that this inlines small
+            return
+        }
+        // `scaled.rounded()` (half away from zero), as in `fixed(_:decimals:scale:intScale:)`.
+        let whole = Int64(scaled)
+        let n = UInt64(bitPattern: scaled - Double(whole) >= 0.5 ? whole &+ 1 : whole)
+        let seconds = n / 1_000_000
+        let micros = UInt32(truncatingIfNeeded: n &- seconds &* 1_000_000)
+        let out = UnsafeMutableRawPointer(base + count)
+        if seconds == last.seconds {
+            out.storeBytes(of: last.text.0, as: UInt64.self)
+            out.storeBytes(of: last.text.1, toByteOffset: 8, as: UInt64.self)
+            count &+= last.length
+        } else {
+            let start = count
+            unsigned(seconds)  // < 9.2·10^12: 13 digits at most
+            last.seconds = seconds
+            last.text = (out.loadUnaligned(as: UInt64.self), out.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+            last.length = count &- start
+        }
+        base[count] = UInt8(ascii: ".")
+        let fraction = Self.eightDigitValues(micros) &>> 16  // the 6 digits in bytes 0...5
+        UnsafeMutableRawPointer(base + (count &+ 1)).storeBytes(of: fraction | 0x3030_3030_3030_3030, as: UInt64.self)
+        count &+= 7
+    }
+
     /// `value` with `decimals` (0...8) digits after the point, rounded half away from zero.
     mutating func fixed(_ value: Double, _ decimals: Int) {
         precondition((0...8).contains(decimals), "0...8 decimals")
         if decimals == 6 {
-            // CSV times: with the scale a constant, the division by 10^6 becomes a multiplication.
+            // With the scale a constant, the division by 10^6 becomes a multiplication.
             fixed(value, decimals: 6, scale: 1e6, intScale: 1_000_000)
         } else {
             let scale = withUnsafeBytes(of: Self.powers) { $0.load(fromByteOffset: decimals * 8, as: Double.self) }
@@ -230,9 +277,86 @@ struct ASCIIWriter: TextOutputStream {
         Format.writeDescription(value, &self)
     }
 
+    /// The `length` (≤ 24) bytes written at `offset`, once more: a field that repeats an earlier one.
+    @inline(__always) mutating func repeated(at offset: Int, length: Int) {
+        let from = UnsafeRawPointer(base + offset)
+        let words = (
+            from.loadUnaligned(as: UInt64.self), from.loadUnaligned(fromByteOffset: 8, as: UInt64.self),
+            from.loadUnaligned(fromByteOffset: 16, as: UInt64.self)
+        )
+        let to = UnsafeMutableRawPointer(base + count)
+        to.storeBytes(of: words.0, as: UInt64.self)
+        to.storeBytes(of: words.1, toByteOffset: 8, as: UInt64.self)
+        to.storeBytes(of: words.2, toByteOffset: 16, as: UInt64.self)
+        count &+= length
+    }
+
+    /// `exactMillionths(millionths)` when `unsigned(millionths)` wrote its `length` digits at `offset`: from
+    /// 7 to 15 digits (10^6 ≤ `millionths` < 10^15) that text with the point before the last six, by word copies.
+    @inline(__always) mutating func exactMillionths(_ millionths: UInt64, digitsAt offset: Int, length: Int) {
+        guard length >= 7, length <= 15 else {
+            exactMillionths(millionths)
+            return
+        }
+        let from = UnsafeRawPointer(base + offset)
+        let to = UnsafeMutableRawPointer(base + count)
+        let whole = length &- 6
+        // The six fraction digits as values 0...9 in bytes 0...5 (the top two bytes cleared).
+        let text = from.loadUnaligned(fromByteOffset: whole, as: UInt64.self)
+        let fraction = (text &- 0x3030_3030_3030_3030) & 0xFFFF_FFFF_FFFF
+        let head = (from.loadUnaligned(as: UInt64.self), from.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        to.storeBytes(of: head.0, as: UInt64.self)
+        to.storeBytes(of: head.1, toByteOffset: 8, as: UInt64.self)  // the whole part is at most 9 digits
+        guard fraction != 0 else {
+            count &+= whole  // a whole number of MB: no point
+            return
+        }
+        to.storeBytes(of: UInt8(ascii: "."), toByteOffset: whole, as: UInt8.self)
+        to.storeBytes(of: fraction | 0x3030_3030_3030_3030, toByteOffset: whole &+ 1, as: UInt64.self)
+        count &+= whole &+ 9 &- fraction.leadingZeroBitCount &>> 3  // whole, point, digits to the last non-zero
+    }
+
+    /// `exact(Double(millionths) / 1_000_000)` (a byte count in MB), written from the integer.
+    ///
+    /// Below 10^15 the double is exact and the quotient is the double nearest `millionths`·10^-6, a decimal of
+    /// at most 15 significant digits: that decimal is the unique shortest string reading back to it (DBL_DIG
+    /// is 15), so Swift prints `millionths`' own digits with the point moved 6 places, trailing zeros dropped.
+    /// Below 100 (under 10^-4, exponent notation) and from 10^15 on the general path keeps the text. Inlined
+    /// into the row writer.
+    @inline(__always) mutating func exactMillionths(_ millionths: UInt64) {
+        guard millionths >= 100, millionths < 1_000_000_000_000_000 else {
+            exact(Double(millionths) / 1_000_000)
+            return
+        }
+        let whole = millionths / 1_000_000
+        let fraction = UInt32(truncatingIfNeeded: millionths &- whole &* 1_000_000)
+        unsigned(whole)
+        guard fraction != 0 else { return }  // whole: no point, as `exact` writes it
+        byte(UInt8(ascii: "."))
+        // The six fraction digits in bytes 0...5 (the last two bytes zero), then without the trailing zeros.
+        let values = Self.eightDigitValues(fraction) &>> 16
+        (UnsafeMutableRawPointer(base + count)).storeBytes(of: values | 0x3030_3030_3030_3030, as: UInt64.self)
+        count &+= 8 &- values.leadingZeroBitCount &>> 3
+    }
+
+    /// The digits of `value` (< 10^8, zero-padded to 8) as byte values 0...9 in a little-endian word, the first
+    /// digit in the lowest byte (in writing order): all eight from a few multiplications on 32-, 16- and 8-bit
+    /// lanes instead of one division per pair.
+    @inline(__always) static func eightDigitValues(_ value: UInt32) -> UInt64 {
+        let upper = value / 10_000
+        let lower = value &- upper &* 10_000
+        let quads = UInt64(upper) | UInt64(lower) &<< 32  // 4 digits per 32-bit lane
+        let hundreds = (quads &* 10486) &>> 20 & (0x7F &<< 32 | 0x7F)  // lane / 100, exact below 10^4
+        let pairs = (quads &- hundreds &* 100) &<< 16 | hundreds  // 2 digits per 16-bit lane
+        let tens = (pairs &* 103) &>> 10 & 0x000F_000F_000F_000F  // lane / 10, exact below 100
+        return tens | (pairs &- tens &* 10) &<< 8
+    }
+
     /// `digits` · 10^`exponent` (`exponent` < 0, at most 17 digits) in positional notation, as Swift prints
     /// a double between 10^-4 and 2^53: `123.45`, `0.00012`.
-    mutating func decimal(_ digits: UInt64, _ exponent: Int) {
+    ///
+    /// Inlined into `exact`, its only caller: no call and register saving per double.
+    @inline(__always) mutating func decimal(_ digits: UInt64, _ exponent: Int) {
         let n = Self.digitCount(digits)
         let whole = n &+ exponent  // digits before the point
         if whole > 0 {
@@ -241,8 +365,20 @@ struct ASCIIWriter: TextOutputStream {
             let start = count
             count &+= 1
             self.digits(digits, width: n)
-            for i in 0..<whole { base[start &+ i] = base[start &+ i &+ 1] }
-            base[start &+ whole] = UInt8(ascii: ".")
+            if whole < 8 {
+                // One word: bytes 0..<whole from one place right, the point, the rest (to byte 7) as they are.
+                let at = UnsafeMutableRawPointer(base + start)
+                let shifted = at.loadUnaligned(fromByteOffset: 1, as: UInt64.self)
+                let inPlace = at.loadUnaligned(as: UInt64.self)
+                let wholeBytes = (UInt64(1) &<< (whole &* 8)) &- 1
+                let merged =
+                    shifted & wholeBytes | UInt64(UInt8(ascii: ".")) &<< (whole &* 8)
+                    | inPlace & ~(wholeBytes &<< 8 | 0xFF)
+                at.storeBytes(of: merged, as: UInt64.self)
+            } else {
+                for i in 0..<whole { base[start &+ i] = base[start &+ i &+ 1] }
+                base[start &+ whole] = UInt8(ascii: ".")
+            }
         } else {
             byte(UInt8(ascii: "0"))
             byte(UInt8(ascii: "."))
@@ -266,13 +402,17 @@ enum ShortestDecimal {
     /// The smallest magnitude handled: below it Swift switches to exponent notation.
     static let lowerBound = 1e-4
 
-    /// 5^0 ... 5^22.
-    static let powersOfFive: [UInt64] = (0...22).map { e in (0..<e).reduce(1) { p, _ in p &* 5 } }
+    /// 5^0 ... 5^22, as literals: a constant array needs no lazy initialization (`swift_once`) per access.
+    static let powersOfFive: [UInt64] = [
+        1, 5, 25, 125, 625, 3125, 15625, 78125, 390_625, 1_953_125, 9_765_625, 48_828_125, 244_140_625, 1_220_703_125,
+        6_103_515_625, 30_517_578_125, 152_587_890_625, 762_939_453_125, 3_814_697_265_625, 19_073_486_328_125,
+        95_367_431_640_625, 476_837_158_203_125, 2_384_185_791_015_625,
+    ]
 
     /// `(digits, exponent)` with `magnitude` ≈ `digits`·10^`exponent` and no trailing zero in `digits`, or `nil`
     /// when the value is outside this fast path. `magnitude` must be positive, not whole, and in
     /// `lowerBound..<1e15`.
-    static func digits(_ magnitude: Double) -> (UInt64, Int)? {
+    @inline(__always) static func digits(_ magnitude: Double) -> (UInt64, Int)? {
         let bits = magnitude.bitPattern
         let fraction = bits & ((1 << 52) &- 1)
         let biased = Int(truncatingIfNeeded: bits &>> 52)
@@ -292,10 +432,12 @@ enum ShortestDecimal {
         // The interval's half-width is 2·5^e units: a candidate at distance `d` lies in it when d ≤ reach.
         let reach = (five &<< 1) &- (c & 1)
         // One digit fewer: the multiples of 10 around s (at most one lies in the interval, narrower than 10).
-        let lastDigit = s % 10
+        let tens = s / 10
+        let lastDigit = s &- tens &* 10
         let belowIn = rest &+ lastDigit &* unit <= reach
         let aboveIn = (10 &- lastDigit) &* unit &- rest <= reach
-        if belowIn != aboveIn { return stripped(belowIn ? s &- lastDigit : s &- lastDigit &+ 10, k) }
+        // The multiple of 10 ends in 0: passed on already divided by 10 (`tens` or `tens + 1`), one place up.
+        if belowIn != aboveIn { return stripped(belowIn ? tens : tens &+ 1, k &+ 1) }
         let sIn = rest <= reach
         let nextIn = unit &- rest <= reach
         if sIn != nextIn { return stripped(sIn ? s : s &+ 1, k) }

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 
 /// One CSV row per window; findings and the summary are left to stderr by the caller.
-public final class CSVSink: AnalysisSink {
+public final class CSVSink: WindowInPlaceSink {
     /// The header row's columns, in order.
     public static let columns = [
         "series", "index", "line", "era", "start_time", "end_time", "transferred_bytes", "time_spent_ms",
@@ -19,6 +19,8 @@ public final class CSVSink: AnalysisSink {
     static let blockSize = 1 << 16
     /// Room left after the block for one more row (a row takes < 600 bytes).
     private static let maxRow = 1024
+    /// The whole seconds of the last time written, as text: the next time mostly has the same.
+    @exclusivity(unchecked) private var lastSeconds = ASCIIWriter.WholeSecondsText()
     /// The finished report.
     public private(set) var report: AnalysisReport?
 
@@ -34,34 +36,61 @@ public final class CSVSink: AnalysisSink {
     public func seriesStarted(_ info: SeriesInfo) {}
 
     public func window(_ w: AnalyzedWindow, in series: SeriesInfo) {
+        withUnsafePointer(to: w) { window(at: $0, in: series) }
+    }
+
+    func window(at w: UnsafePointer<AnalyzedWindow>, in series: SeriesInfo) {
+        // Fields are read where the window lies (`pointee.`, not a copy of the whole window).
         // Formatted with plain stores: no allocation, no exclusivity checks. `filled` < blockSize, so the row fits.
         var o = ASCIIWriter(block + filled)
         let comma = UInt8(ascii: ",")
-        o.unsigned(UInt64(w.series)); o.byte(comma)
-        o.unsigned(UInt64(w.index)); o.byte(comma)
-        o.unsigned(w.origin.line); o.byte(comma)
-        if let era = w.era { o.bytes(era.name) }
+        o.unsigned(UInt64(w.pointee.series)); o.byte(comma)
+        o.unsigned(UInt64(w.pointee.index)); o.byte(comma)
+        o.unsigned(w.pointee.origin.line); o.byte(comma)
+        // Era and basis by cases rather than `name`: literals of known length are stored inline, no `memcpy` call.
+        switch w.pointee.era {
+        case .a: o.bytes("A,")
+        case .b: o.bytes("B,")
+        case .c: o.bytes("C,")
+        case nil: o.byte(comma)
+        }
+        o.fixed6(w.pointee.startTime, reusing: &lastSeconds); o.byte(comma)
+        o.fixed6(w.pointee.endTime, reusing: &lastSeconds); o.byte(comma)
+        o.unsigned(w.pointee.transferred); o.byte(comma)
+        o.unsigned(w.pointee.timeSpentMs); o.byte(comma)
+        o.unsigned(w.pointee.bandwidthTraced); o.byte(comma)
+        if let sw = w.pointee.switchoverTraced { o.unsigned(sw) }
         o.byte(comma)
-        o.fixed(w.startTime, 6); o.byte(comma)
-        o.fixed(w.endTime, 6); o.byte(comma)
-        o.unsigned(w.transferred); o.byte(comma)
-        o.unsigned(w.timeSpentMs); o.byte(comma)
-        o.unsigned(w.bandwidthTraced); o.byte(comma)
-        if let sw = w.switchoverTraced { o.unsigned(sw) }
+        let thresholdAt = o.count
+        o.unsigned(w.pointee.thresholdTraced)
+        let thresholdLength = o.count &- thresholdAt
         o.byte(comma)
-        o.unsigned(w.thresholdTraced); o.byte(comma)
-        o.exact(w.bandwidth); o.byte(comma)
-        o.exact(w.mbps); o.byte(comma)
-        o.exact(w.megabytesPerSecond); o.byte(comma)
-        if w.bandwidthTracedExact { o.bytes("true,") } else { o.bytes("false,") }
-        o.bytes(w.rebuild.basis.name); o.byte(comma)
-        o.unsigned(w.rebuild.threshold); o.byte(comma)
-        o.exact(w.thresholdMegabytes); o.byte(comma)
-        if let l = w.rebuild.downtimeLimitMs { o.unsigned(l) }
+        o.exact(w.pointee.bandwidth); o.byte(comma)
+        o.exact(w.pointee.mbps); o.byte(comma)
+        o.exact(w.pointee.megabytesPerSecond); o.byte(comma)
+        if w.pointee.bandwidthTracedExact { o.bytes("true,") } else { o.bytes("false,") }
+        switch w.pointee.rebuild.basis {
+        case .measured: o.bytes("measured,")
+        case .userInteger: o.bytes("user-integer,")
+        case .userFloat: o.bytes("user-float,")
+        case .estimated: o.bytes("estimated,")
+        case .userBelowResolution: o.bytes("user-below-resolution,")
+        }
+        // The rebuilt threshold is mostly the traced one, and the megabytes are its digits with a point: copies.
+        if w.pointee.rebuild.threshold == w.pointee.thresholdTraced {
+            o.repeated(at: thresholdAt, length: thresholdLength)
+        } else {
+            o.unsigned(w.pointee.rebuild.threshold)
+        }
         o.byte(comma)
-        if w.rebuild.exact { o.bytes("true,") } else { o.bytes("false,") }
-        o.unsigned(w.cumulativeBytes); o.byte(comma)
-        if let p = w.pendingBytes { o.unsigned(p) }
+        // `thresholdMegabytes`, from the digits written above.
+        o.exactMillionths(w.pointee.thresholdTraced, digitsAt: thresholdAt, length: thresholdLength)
+        o.byte(comma)
+        if let l = w.pointee.rebuild.downtimeLimitMs { o.unsigned(l) }
+        o.byte(comma)
+        if w.pointee.rebuild.exact { o.bytes("true,") } else { o.bytes("false,") }
+        o.unsigned(w.pointee.cumulativeBytes); o.byte(comma)
+        if let p = w.pointee.pendingBytes { o.unsigned(p) }
         o.byte(10)
         filled &+= o.count
         if filled >= Self.blockSize { pushBlock() }
