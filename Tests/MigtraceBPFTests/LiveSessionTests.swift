@@ -36,6 +36,7 @@ struct LiveSessionTests {
         // The -O0 build really has a memory operand (migrate_set_state's pointer) and constants.
         #expect(locations.contains { $0.hasSuffix("(%rbp)") } == (variant == .eraBUnoptimized))
         #expect(locations.contains("$1000"))
+        let started = MonotonicClock.monotonicNanoseconds()
         let run = try await traceRun(variant, count: n, extra: ["--context"])
         defer { run.session.close() }
 
@@ -91,9 +92,11 @@ struct LiveSessionTests {
         }
         #expect(mismatches == 0)
         #expect(run.events.filter { $0.kind == .migrateSetState }.compactMap(\.state) == ["setup", "active", "completed"])
-        // Live timestamps are CLOCK_MONOTONIC: recent.
+        // Live timestamps are CLOCK_MONOTONIC: every event fired between the start of this test and now (a bound
+        // that holds however slowly a loaded machine runs the test; a fixed "within 10 s" did not).
         let now = MonotonicClock.monotonicNanoseconds()
-        #expect(lastTS <= now && now - lastTS < 10_000_000_000)
+        #expect(run.events.first.map { $0.timestampNanoseconds! >= started } == true)
+        #expect(lastTS <= now)
     }
 
     @Test func firingThreadIsReported() async throws {
