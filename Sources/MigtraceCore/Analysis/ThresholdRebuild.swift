@@ -45,10 +45,18 @@ public struct EraFit: Sendable, Equatable {
     /// arguments) Mbit/s the caller has computed already: the analyzer needs them anyway.
     @inline(__always)
     static func classify(_ args: ProbeArguments, bandwidth: Double, mbps: Double) -> EraFit {
-        let bw = QEMUArithmetic.truncate(bandwidth)
+        classify(
+            args, truncatedBandwidth: QEMUArithmetic.truncate(bandwidth),
+            truncatedMbps: args.count == 4 ? 0 : QEMUArithmetic.truncate(mbps))
+    }
+
+    /// ``classify(_:)`` of a window with 4 or 5 arguments and `time_spent` > 0, from the truncations of its
+    /// bandwidth and (for 5 arguments; ignored for 4) Mbit/s: the analyzer compares arg 3 with one of them
+    /// again, so it truncates each once.
+    @inline(__always)
+    static func classify(_ args: ProbeArguments, truncatedBandwidth bw: UInt64, truncatedMbps mb: UInt64) -> EraFit {
         let fitsMeasured = args.a2 &+ 1 >= bw && args.a2 <= bw &+ 1
         if args.count == 4 { return EraFit(era: fitsMeasured ? .a : nil, ambiguous: false) }
-        let mb = QEMUArithmetic.truncate(mbps)
         let fitsMbps = args.a2 &+ 1 >= mb && args.a2 <= mb &+ 1
         switch (fitsMeasured, fitsMbps) {
         case (true, false): return EraFit(era: .b, ambiguous: false)
