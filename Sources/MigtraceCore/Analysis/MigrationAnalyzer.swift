@@ -45,6 +45,8 @@ public final class MigrationAnalyzer {
     /// The configuration in force.
     public let configuration: AnalysisConfiguration
     private let sink: any AnalysisSink
+    /// `sink` when it is a ``PipelinedSink`` (the CLI's): its window recording is then inlined here.
+    private let pipelinedSink: PipelinedSink?
 
     private struct SeriesKey: Hashable {
         var input: Int
@@ -115,6 +117,7 @@ public final class MigrationAnalyzer {
     public init(configuration: AnalysisConfiguration = AnalysisConfiguration(), sink: any AnalysisSink) {
         self.configuration = configuration
         self.sink = sink
+        pipelinedSink = sink as? PipelinedSink
     }
 
     deinit { kindCounts.deallocate() }
@@ -343,7 +346,7 @@ public final class MigrationAnalyzer {
             series.limit = limit
         }
 
-        sink.window(window, in: series.info)
+        if pipelinedSink?.record(window, in: series.info) != true { sink.window(window, in: series.info) }
         series.rules.observe(window, series.context)
     }
 
