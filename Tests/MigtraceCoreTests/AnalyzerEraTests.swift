@@ -32,6 +32,36 @@ import Testing
         #expect(report.series.map(\.exactBandwidths) == [2, 1])
     }
 
+    @Test func eraAWindowsKeepingTheLimitRebuildAsTheGeneralRebuildDoes() throws {
+        // The analyzer rebuilds an era-A window whose previous limit still holds without `ThresholdRebuild.rebuild`;
+        // every window must equal what that gives with the limit in force (limitRange, deferred, included).
+        func line(_ transferred: UInt64, _ ms: UInt64, limit: UInt64, off: UInt64 = 0) -> String {
+            let bw = Double(transferred) / Double(ms)
+            return "migrate_transferred transferred \(transferred) time_spent \(ms) bandwidth \(UInt64(bw)) "
+                + "max_size \(UInt64(bw * Double(limit)) + off)"
+        }
+        let log = [
+            line(1_000_000, 100, limit: 300), line(1_234_567, 103, limit: 300), line(0, 100, limit: 300),
+            line(7_777_777, 101, limit: 500), line(7_000_001, 100, limit: 500),
+            line(5_000_000, 100, limit: 500, off: 3),  // reproduced by no limit: inexact, the limit stays
+            line(999, 1000, limit: 500),  // under 1 byte/ms: several limits fit
+            line(2_000_000, 100, limit: 500),
+        ].joined(separator: "\n")
+        let sink = try analyze(text: log)
+        try #require(sink.windows.count == 8)
+        var limit: UInt64?
+        for w in sink.windows {
+            let args = ProbeArguments(count: 4, w.transferred, w.timeSpentMs, w.bandwidthTraced, w.thresholdTraced)
+            let expected = ThresholdRebuild.rebuild(
+                era: .a, arguments: args, bandwidth: w.bandwidth, mbps: w.mbps, fixedLimit: nil, preferredLimit: limit)
+            #expect(w.rebuild == expected, "window \(w.index)")
+            #expect(w.rebuild.limitRange == expected.limitRange, "window \(w.index)")
+            if expected.exact, expected.expectedPerMs > 0, let l = expected.downtimeLimitMs { limit = l }
+        }
+        #expect(sink.windows.map(\.rebuild.exact) == [true, true, true, true, true, false, true, true])
+        #expect(sink.windows.map(\.rebuild.downtimeLimitMs) == [300, 300, 300, 500, 500, 500, 500, 500])
+    }
+
     @Test func eventsAreCountedByKind() throws {
         let log = [
             "10@1700000000.000000:migrate_set_state new state setup",

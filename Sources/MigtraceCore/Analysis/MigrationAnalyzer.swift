@@ -307,9 +307,15 @@ public final class MigrationAnalyzer {
             switchoverBytesPerSecond: nil, threshold: 0, exact: false)
         var bandwidthExact = false
         if let era = fit.era {
-            rebuild = ThresholdRebuild.rebuild(
-                era: era, arguments: args, bandwidth: bw, mbps: mb, fixedLimit: configuration.downtimeLimitMs,
-                preferredLimit: series.limit)
+            if era == .a, configuration.downtimeLimitMs == nil, let limit = series.limit,
+                let kept = ThresholdRebuild.measuredKeepingLimit(limit, bandwidth: bw, traced: traced)
+            {
+                rebuild = kept  // the common era-A window, without the general rebuild's call
+            } else {
+                rebuild = ThresholdRebuild.rebuild(
+                    era: era, arguments: args, bandwidth: bw, mbps: mb, fixedLimit: configuration.downtimeLimitMs,
+                    preferredLimit: series.limit)
+            }
             bandwidthExact = args.a2 == (era == .c ? truncatedMbps : truncatedBandwidth)
         }
 
