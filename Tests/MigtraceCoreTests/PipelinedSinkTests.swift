@@ -93,6 +93,45 @@ import Testing
         #expect(midBatch == ["started", "finding", "ended"])
     }
 
+    @Test(.timeLimit(.minutes(1))) func theAnalyzersInlinedRecordingHandsOverAFullBatchEveryWindow() throws {
+        // Batches of one window: the analyzer records each window itself (`record`) and hands the batch over at
+        // once, so every finding and series boundary falls on a batch edge; the replay must still equal the calls
+        // the sink gets directly.
+        let inputs = [try Self.fixtures(rounds: 3)]
+        let direct = CallRecorder()
+        try Self.run(inputs, into: direct)
+        let wrapped = CallRecorder()
+        let pipelined = PipelinedSink(wrapping: wrapped, batchCapacity: 1, startAfterWindows: 5)
+        try Self.run(inputs, into: pipelined)
+        #expect(pipelined.threadsStarted == 1)
+        #expect(wrapped.calls == direct.calls)
+    }
+
+    @Test(.timeLimit(.minutes(1))) func recordTakesAWindowOnlyWhileTheThreadRuns() throws {
+        let wrapped = CallRecorder()
+        let pipelined = PipelinedSink(wrapping: wrapped, batchCapacity: 4, startAfterWindows: 2)
+        let direct = CallRecorder()
+        try Self.run([try Self.fixtures(rounds: 1)], into: direct)
+        let windows = direct.calls.compactMap { call -> (AnalyzedWindow, SeriesInfo)? in
+            if case .window(let w, let s) = call { return (w, s) }
+            return nil
+        }
+        try #require(windows.count >= 8)
+        // Inline: not recorded; the caller passes it on with window(_:in:), which starts the thread after two.
+        #expect(!pipelined.record(windows[0].0, in: windows[0].1))
+        pipelined.window(windows[0].0, in: windows[0].1)
+        pipelined.window(windows[1].0, in: windows[1].1)
+        for (w, s) in windows[2..<8] { #expect(pipelined.record(w, in: s)) }
+        pipelined.finished(
+            AnalysisReport(
+                series: [], findings: [], diagnostics: [], rejectedCount: 0, eventCounts: [:], suppressedFindings: [:]))
+        let replayed = wrapped.calls.compactMap { call -> AnalyzedWindow? in
+            if case .window(let w, _) = call { return w }
+            return nil
+        }
+        #expect(replayed == windows.prefix(8).map(\.0))
+    }
+
     @Test(.timeLimit(.minutes(1))) func callsAfterTheFirstWindowsRunOnAnotherThread() throws {
         let wrapped = CallRecorder()
         let pipelined = PipelinedSink(wrapping: wrapped, batchCapacity: 64, startAfterWindows: 100)

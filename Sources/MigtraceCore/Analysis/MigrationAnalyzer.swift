@@ -45,6 +45,8 @@ public final class MigrationAnalyzer {
     /// The configuration in force.
     public let configuration: AnalysisConfiguration
     private let sink: any AnalysisSink
+    /// `sink` when it is a ``PipelinedSink`` (the CLI's): its window recording is then inlined here.
+    private let pipelinedSink: PipelinedSink?
 
     private struct SeriesKey: Hashable {
         var input: Int
@@ -101,15 +103,24 @@ public final class MigrationAnalyzer {
     private var findings: [Finding] = []
     private var diagnostics: [Diagnostic] = []
     private var rejected: UInt64 = 0
-    /// Events accepted, indexed by `ProbeKind.rawValue` (a dictionary only in the report).
-    @exclusivity(unchecked) private var kindCounts = [UInt64](repeating: 0, count: ProbeKind.allCases.count)
+    /// Events accepted, indexed by `ProbeKind.rawValue` (a dictionary only in the report). Owned storage
+    /// (allocated in init, freed in deinit) rather than an array: an array write checks uniqueness (a call to
+    /// `swift_isUniquelyReferenced`) per event. Confined to the analyzer's thread like everything else here.
+    private let kindCounts: UnsafeMutablePointer<UInt64> = {
+        let counts = UnsafeMutablePointer<UInt64>.allocate(capacity: ProbeKind.allCases.count)
+        counts.initialize(repeating: 0, count: ProbeKind.allCases.count)
+        return counts
+    }()
     private var suppressed: [String: Int] = [:]
 
     /// An analyzer that reports to `sink`.
     public init(configuration: AnalysisConfiguration = AnalysisConfiguration(), sink: any AnalysisSink) {
         self.configuration = configuration
         self.sink = sink
+        pipelinedSink = sink as? PipelinedSink
     }
+
+    deinit { kindCounts.deallocate() }
 
     /// Record a line or event that could not be used.
     public func reject(_ diagnostic: Diagnostic) {
@@ -279,7 +290,11 @@ public final class MigrationAnalyzer {
         // Era: the window's own fit; an ambiguous window takes the series' era.
         let bw = QEMUArithmetic.bandwidth(transferred: args.a0, timeSpent: args.a1)
         let mb = QEMUArithmetic.mbps(transferred: args.a0, timeSpent: args.a1)
-        var fit = EraFit.classify(args, bandwidth: bw, mbps: mb)
+        // Each truncated once: for classification and for `bandwidthTracedExact`. Era C needs 5 arguments (the
+        // only ones whose Mbit/s is truncated), also when it comes from the series for an ambiguous window.
+        let truncatedBandwidth = QEMUArithmetic.truncate(bw)
+        let truncatedMbps = args.count == 4 ? 0 : QEMUArithmetic.truncate(mb)
+        var fit = EraFit.classify(args, truncatedBandwidth: truncatedBandwidth, truncatedMbps: truncatedMbps)
         if fit.ambiguous, let e = series.info.era { fit.era = e }
         if !fit.ambiguous, series.info.era == nil, let e = fit.era {
             series.info.era = e
@@ -292,10 +307,16 @@ public final class MigrationAnalyzer {
             switchoverBytesPerSecond: nil, threshold: 0, exact: false)
         var bandwidthExact = false
         if let era = fit.era {
-            rebuild = ThresholdRebuild.rebuild(
-                era: era, arguments: args, bandwidth: bw, mbps: mb, fixedLimit: configuration.downtimeLimitMs,
-                preferredLimit: series.limit)
-            bandwidthExact = args.a2 == QEMUArithmetic.truncate(era == .c ? mb : bw)
+            if era == .a, configuration.downtimeLimitMs == nil, let limit = series.limit,
+                let kept = ThresholdRebuild.measuredKeepingLimit(limit, bandwidth: bw, traced: traced)
+            {
+                rebuild = kept  // the common era-A window, without the general rebuild's call
+            } else {
+                rebuild = ThresholdRebuild.rebuild(
+                    era: era, arguments: args, bandwidth: bw, mbps: mb, fixedLimit: configuration.downtimeLimitMs,
+                    preferredLimit: series.limit)
+            }
+            bandwidthExact = args.a2 == (era == .c ? truncatedMbps : truncatedBandwidth)
         }
 
         // Time line: the trace's own clock when it has one, else the running sum of time_spent.
@@ -331,7 +352,7 @@ public final class MigrationAnalyzer {
             series.limit = limit
         }
 
-        sink.window(window, in: series.info)
+        if pipelinedSink?.record(window, in: series.info) != true { sink.window(window, in: series.info) }
         series.rules.observe(window, series.context)
     }
 

@@ -45,10 +45,18 @@ public struct EraFit: Sendable, Equatable {
     /// arguments) Mbit/s the caller has computed already: the analyzer needs them anyway.
     @inline(__always)
     static func classify(_ args: ProbeArguments, bandwidth: Double, mbps: Double) -> EraFit {
-        let bw = QEMUArithmetic.truncate(bandwidth)
+        classify(
+            args, truncatedBandwidth: QEMUArithmetic.truncate(bandwidth),
+            truncatedMbps: args.count == 4 ? 0 : QEMUArithmetic.truncate(mbps))
+    }
+
+    /// ``classify(_:)`` of a window with 4 or 5 arguments and `time_spent` > 0, from the truncations of its
+    /// bandwidth and (for 5 arguments; ignored for 4) Mbit/s: the analyzer compares arg 3 with one of them
+    /// again, so it truncates each once.
+    @inline(__always)
+    static func classify(_ args: ProbeArguments, truncatedBandwidth bw: UInt64, truncatedMbps mb: UInt64) -> EraFit {
         let fitsMeasured = args.a2 &+ 1 >= bw && args.a2 <= bw &+ 1
         if args.count == 4 { return EraFit(era: fitsMeasured ? .a : nil, ambiguous: false) }
-        let mb = QEMUArithmetic.truncate(mbps)
         let fitsMbps = args.a2 &+ 1 >= mb && args.a2 <= mb &+ 1
         switch (fitsMeasured, fitsMbps) {
         case (true, false): return EraFit(era: .b, ambiguous: false)
@@ -60,15 +68,43 @@ public struct EraFit: Sendable, Equatable {
 }
 
 /// The threshold of one window rebuilt with QEMU's formulas, and the downtime limit that does it.
+///
+/// Layout: the optionals are stored as plain values with their presence flags beside the other one-byte fields
+/// at the end. Stored as Swift optionals, each tag byte came with 7 bytes of padding that every copy of a window
+/// (built by the analyzer, handed to the output pipeline) moved and re-packed; now the padding is one tail.
 public struct ThresholdRebuild: Sendable, Equatable {
-    /// Where the multiplied bandwidth came from.
-    public var basis: SwitchoverBasis
     /// The bytes/ms value QEMU multiplied by the downtime limit.
     public var expectedPerMs: Double {
         willSet { materializeLimitRange() }
     }
+    /// The rebuilt `threshold_size`.
+    public var threshold: UInt64 {
+        willSet { materializeLimitRange() }
+    }
+    /// `downtimeLimitMs` when `hasDowntimeLimit`, else 0.
+    private var storedDowntimeLimit: UInt64 = 0
+    /// `storedLimitRange` when `hasStoredLimitRange`, else 0...0.
+    private var storedLimitRangeBounds: ClosedRange<UInt64> = 0...0
+    /// `switchoverBytesPerSecond` when `hasSwitchoverBytesPerSecond`, else 0...0.
+    private var storedSwitchoverBytesPerSecond: ClosedRange<UInt64> = 0...0
+    /// Where the multiplied bandwidth came from.
+    public var basis: SwitchoverBasis
+    /// Whether the rebuilt threshold equals the traced `max_size`.
+    public var exact: Bool
+    private var hasDowntimeLimit = false
+    private var hasStoredLimitRange = false
+    private var hasSwitchoverBytesPerSecond = false
+    /// `limitRange` is `downtimeLimits(reproducing: threshold, expectedPerMs: expectedPerMs)`, not yet computed.
+    private var limitRangeIsDeferred = false
+
     /// The downtime limit used (given, or inferred); `nil` when nothing determines it.
-    public var downtimeLimitMs: UInt64?
+    public var downtimeLimitMs: UInt64? {
+        get { hasDowntimeLimit ? storedDowntimeLimit : nil }
+        set {
+            storedDowntimeLimit = newValue ?? 0
+            hasDowntimeLimit = newValue != nil
+        }
+    }
     /// Every limit that reproduces the traced threshold with this basis (several when bytes/ms < 1).
     ///
     /// The fast path (the previous window's limit still holds) leaves it to be computed on first read: a
@@ -84,17 +120,21 @@ public struct ThresholdRebuild: Sendable, Equatable {
         }
     }
     /// For a user-set switchover bandwidth, the bytes/s values consistent with the window.
-    public var switchoverBytesPerSecond: ClosedRange<UInt64>?
-    /// The rebuilt `threshold_size`.
-    public var threshold: UInt64 {
-        willSet { materializeLimitRange() }
+    public var switchoverBytesPerSecond: ClosedRange<UInt64>? {
+        get { hasSwitchoverBytesPerSecond ? storedSwitchoverBytesPerSecond : nil }
+        set {
+            storedSwitchoverBytesPerSecond = newValue ?? 0...0
+            hasSwitchoverBytesPerSecond = newValue != nil
+        }
     }
-    /// Whether the rebuilt threshold equals the traced `max_size`.
-    public var exact: Bool
 
-    private var storedLimitRange: ClosedRange<UInt64>?
-    /// `limitRange` is `downtimeLimits(reproducing: threshold, expectedPerMs: expectedPerMs)`, not yet computed.
-    private var limitRangeIsDeferred = false
+    private var storedLimitRange: ClosedRange<UInt64>? {
+        get { hasStoredLimitRange ? storedLimitRangeBounds : nil }
+        set {
+            storedLimitRangeBounds = newValue ?? 0...0
+            hasStoredLimitRange = newValue != nil
+        }
+    }
 
     init(
         basis: SwitchoverBasis, expectedPerMs: Double, downtimeLimitMs: UInt64?, limitRange: ClosedRange<UInt64>?,
@@ -102,11 +142,11 @@ public struct ThresholdRebuild: Sendable, Equatable {
     ) {
         self.basis = basis
         self.expectedPerMs = expectedPerMs
+        self.threshold = threshold
+        self.exact = exact
         self.downtimeLimitMs = downtimeLimitMs
         self.storedLimitRange = limitRange
         self.switchoverBytesPerSecond = switchoverBytesPerSecond
-        self.threshold = threshold
-        self.exact = exact
     }
 
     /// Computes a deferred `limitRange` before one of its inputs changes.
@@ -170,6 +210,21 @@ public struct ThresholdRebuild: Sendable, Equatable {
         let float = solveUserFloat(perMsTraced: args.a3, traced: traced, fixedLimit: fixedLimit, preferredLimit: preferredLimit)
         if float.exact { return float }
         return candidate ?? float
+    }
+
+    /// `rebuild(era: .a, …)` when no limit is fixed and the previous window's `limit` still reproduces the
+    /// threshold (nearly every era-A window), else nil: the result of `solveFixedExpected`'s fast path, built at
+    /// once where the analyzer wants it instead of by a call that returns it field by field (≈ 90 instructions).
+    @inline(__always)
+    static func measuredKeepingLimit(_ limit: UInt64, bandwidth: Double, traced: UInt64) -> ThresholdRebuild? {
+        guard QEMUArithmetic.threshold(expectedPerMs: bandwidth, downtimeLimitMs: limit) == traced else { return nil }
+        var result = ThresholdRebuild(
+            basis: .measured, expectedPerMs: bandwidth, downtimeLimitMs: limit, limitRange: nil,
+            switchoverBytesPerSecond: nil, threshold: traced, exact: true)
+        // limitRange = downtimeLimits(reproducing: traced, expectedPerMs: bandwidth), computed when read (as in
+        // solveFixedExpected's fast path).
+        result.limitRangeIsDeferred = bandwidth > 0
+        return result
     }
 
     private static func solveFixedExpected(

@@ -121,16 +121,23 @@ public final class PipelinedSink: AnalysisSink, @unchecked Sendable {
     }
 
     public func window(_ w: AnalyzedWindow, in series: SeriesInfo) {
-        if let c = cursor {
-            c.initialize(to: Entry(window: w, series: series))
-            let next = c + 1
-            cursor = next
-            if next == end { handOff() }
-            return
-        }
+        if record(w, in: series) { return }
         sink.window(w, in: series)
         inlineWindows &+= 1
         if inlineWindows == startAfterWindows { start() }
+    }
+
+    /// ``window(_:in:)`` while the consumer thread runs: the window is recorded (true). False while windows are
+    /// passed on inline: then call ``window(_:in:)``. The analyzer calls this directly (inlined), which spares a
+    /// call through the sink existential and passing the window to it by address per window. Calling thread only,
+    /// like ``window(_:in:)``.
+    @inline(__always) func record(_ w: AnalyzedWindow, in series: SeriesInfo) -> Bool {
+        guard let c = cursor else { return false }
+        c.initialize(to: Entry(window: w, series: series))
+        let next = c + 1
+        cursor = next
+        if next == end { handOff() }
+        return true
     }
 
     public func finding(_ finding: Finding) {
