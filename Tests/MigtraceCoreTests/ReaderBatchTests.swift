@@ -115,4 +115,23 @@ import Testing
         }
         #expect(replayed == expected)
     }
+    @Test func foldedEventIsTheEventTheLineMakes() throws {
+        // Folding stores only the fields that differ: the result must equal the event the last line makes,
+        // even over an event that came another way (another clock) with the same kind, thread and flags.
+        var batch = TraceBatch(capacity: 4)
+        batch.append(
+            TraceEvent(
+                kind: .migratePendingEstimate, arguments: ProbeArguments(count: 3, 1, 1, 0), timestampNanoseconds: 5,
+                clock: .monotonic, threadID: 100, origin: EventOrigin(input: 0, line: 1)))
+        let line = try Self.fast(Self.estimate(thread: 100, 2, size: 2))
+        batch.append(line, lineNumber: 2, input: 0)
+        var alone = TraceBatch(capacity: 4)
+        alone.append(line, lineNumber: 2, input: 0)
+        var folded: [TraceEvent] = []
+        var expected: [TraceEvent] = []
+        batch.inLineOrder({ folded.append($0) }, { _ in })
+        alone.inLineOrder({ expected.append($0) }, { _ in })
+        #expect(folded == expected && folded.count == 1)
+        #expect(batch.events.map { $0.folded } == [1] && batch.events.map { $0.clock } == [.wall])
+    }
 }

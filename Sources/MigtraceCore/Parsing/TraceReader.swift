@@ -212,11 +212,13 @@ struct TraceBatch: @unchecked Sendable {
             if previous.kind == line.kind, previous.thread == line.thread, previous.input32 == UInt32(truncatingIfNeeded: input),
                 previous.flags == PackedEvent.hasTimestamp | PackedEvent.hasThread
             {
-                var packed = PackedEvent(
-                    kind: line.kind, arguments: line.arguments, timestamp: line.timestamp, clock: .wall,
-                    thread: line.thread, line: lineNumber, input: input)
-                packed.folded = previous.folded &+ 1
-                last.pointee = packed
+                // Only what differs from the event this line would make is stored: kind, thread, input and flags
+                // are equal, and those flags say process and state index are 0.
+                last.pointee.arguments = line.arguments
+                last.pointee.timestamp = line.timestamp
+                last.pointee.line = lineNumber
+                last.pointee.clock = .wall
+                last.pointee.folded = previous.folded &+ 1
                 return
             }
         }
