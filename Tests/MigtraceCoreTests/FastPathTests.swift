@@ -246,6 +246,33 @@ import Testing
         #expect(accepted > 19 * 3 * 3)
     }
 
+    @Test func memoOfEarlierLinesChangesNoReading() throws {
+        // Lines in an order that reuses and then breaks each remembered word: the same thread with more digits
+        // (8 digits fill the first word: the 9th decides), other seconds, the general timestamp layout.
+        let body = "migrate_pending_estimate estimate pending size 7 (pre = 7 post=0)\n"
+        let lines = [
+            "41873@1700000000.164457:", "41873@1700000000.185123:", "41873@1700000100.185123:", "4187@1700000100.1:",
+            "12345678@1700000100.185123:", "123456789@1700000100.185123:", "12345678@1700000100.185123:",
+            "1234567@1800000100.185123:", "1234567@1700000100.185123:", "1234567@17.185123:", "1234567@1700000100.185123:",
+            "9@1:", "9@0.0:", "@1700000000.164457:", "0@1700000000.000000:", "123456789012345678901@1700000000.164457:",
+        ].map { $0 + body }
+        var memo = FastLineMemo()
+        var differing: [String] = []
+        for line in lines + lines.reversed() {
+            let alone = Self.fast(line)
+            let remembered = Self.padded(Array(line.utf8)).withUnsafeBytes {
+                QEMULogParser.fastLine($0.baseAddress!, memo: &memo)
+            }
+            if alone?.thread != remembered?.thread || alone?.timestamp != remembered?.timestamp
+                || alone?.length != remembered?.length || alone?.arguments != remembered?.arguments
+            {
+                differing.append(line)
+            }
+        }
+        #expect(differing == [])
+        #expect(lines.filter { Self.fast($0) != nil }.count >= 10)
+    }
+
     @Test func packedBatchGivesBackTheSameEvents() {
         let events = [
             TraceEvent(

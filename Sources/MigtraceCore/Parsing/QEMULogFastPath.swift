@@ -157,6 +157,16 @@ enum FastPathWords {
     static let mask6: UInt64 = 0xFFFF_FFFF_FFFF
 }
 
+/// Values ``QEMULogParser/fastLine(_:memo:)`` read from earlier lines, by the words they were read from. The
+/// initial values are those of a word of zero bytes, so they hold from the start.
+struct FastLineMemo {
+    var firstWord: UInt64 = 0
+    var tid: UInt64 = 0
+    var tidLength = 0
+    var secondsHead: UInt64 = 0
+    var secondsHeadNanoseconds: UInt64 = 0
+}
+
 /// One line the fast path read: the event's fields and how many bytes the line took, newline included.
 struct FastLine {
     var kind: ProbeKind
@@ -183,9 +193,26 @@ extension QEMULogParser {
     /// SAFETY: `p` must be followed by at least ``fastPathReach`` readable bytes.
     @inline(__always)
     static func fastLine(_ p: UnsafeRawPointer) -> FastLine? {
+        var memo = FastLineMemo()
+        return fastLine(p, memo: &memo)
+    }
+
+    /// ``fastLine(_:)`` remembering, in `memo`, the values of the line's first word and of its seconds' first
+    /// 8 digits: consecutive lines mostly share both (one thread, the same 100 seconds).
+    @inline(__always)
+    static func fastLine(_ p: UnsafeRawPointer, memo: inout FastLineMemo) -> FastLine? {
         typealias W = FastPathWords
         // tid@sec.usec: (the log backend with -msg timestamp=on)
-        let (tid, tidLength) = SWAR.number(p)
+        let first = SWAR.load(p, 0)
+        let tid: UInt64
+        let tidLength: Int
+        if first == memo.firstWord {
+            (tid, tidLength) = (memo.tid, memo.tidLength)
+        } else {
+            (tid, tidLength) = SWAR.number(p)
+            // Below 8 digits the number is read from the first word alone.
+            if tidLength < 8 { (memo.firstWord, memo.tid, memo.tidLength) = (first, tid, tidLength) }
+        }
         guard tidLength > 0, p.load(fromByteOffset: tidLength, as: UInt8.self) == UInt8(ascii: "@") else { return nil }
         var i = tidLength &+ 1
         let timestamp: UInt64
@@ -198,7 +225,10 @@ extension QEMULogParser {
             p.load(fromByteOffset: i &+ 17, as: UInt8.self) == UInt8(ascii: ":")
         {
             // (head × 100 + s) × 10^9 + usec × 10^3 = head × 10^11 + tail × 10^3, with tail = s × 10^6 + usec
-            timestamp = SWAR.eightDigits(head) &* 100_000_000_000 &+ SWAR.eightDigits(tail) &* 1_000
+            if head != memo.secondsHead {
+                (memo.secondsHead, memo.secondsHeadNanoseconds) = (head, SWAR.eightDigits(head) &* 100_000_000_000)
+            }
+            timestamp = memo.secondsHeadNanoseconds &+ SWAR.eightDigits(tail) &* 1_000
             i &+= 18
         } else {
             let (seconds, secondsLength) = SWAR.number(p + i)

@@ -470,7 +470,8 @@ struct LineSource {
                 // No diagnostic joins the batch in this loop: the batch is full at this many events.
                 var eventLimit = batchCapacity &- batch.rejections.count
                 // SAFETY: start <= fastEnd leaves fastPathReach bytes of the buffer's data after buffer + start.
-                while start <= fastEnd, let line = QEMULogParser.fastLine(UnsafeRawPointer(buffer + start)) {
+                var memo = FastLineMemo()
+                while start <= fastEnd, let line = QEMULogParser.fastLine(UnsafeRawPointer(buffer + start), memo: &memo) {
                     fastLineNumber &+= 1
                     batch.append(line, lineNumber: fastLineNumber, input: input)
                     start &+= line.length
