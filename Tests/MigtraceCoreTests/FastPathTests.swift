@@ -130,6 +130,9 @@ import Testing
     static let estimate =
         "41873@1700000000.164457:migrate_pending_estimate estimate pending size 17179374598 (pre = 17179374590 post=8)\n"
     static let exactPending = "9@1700000000.205789:migrate_pending_exact exact pending size 4096 (pre = 0 post=4096)\n"
+    /// Without postcopy: `pre` repeats the size.
+    static let estimateWithoutPostcopy =
+        "41873@1700000000.164457:migrate_pending_estimate estimate pending size 17179374598 (pre = 17179374598 post=0)\n"
 
     @Test func fastPathReadsTheCommonLinesWithTheirValues() throws {
         let p = try #require(Self.fast(Self.pending))
@@ -152,7 +155,7 @@ import Testing
         #expect(x.kind == .migratePendingExact && x.thread == 9 && x.timestamp == 1_700_000_000_205_789_000)
         #expect(x.arguments == ProbeArguments(count: 3, 4096, 0, 4096))
         #expect(x.length == Self.exactPending.utf8.count)
-        for line in [Self.pending, Self.transferred, Self.switchover, Self.estimate, Self.exactPending] {
+        for line in [Self.pending, Self.transferred, Self.switchover, Self.estimate, Self.exactPending, Self.estimateWithoutPostcopy] {
             #expect(Self.agree(line))
         }
     }
@@ -186,7 +189,7 @@ import Testing
         let replacements = Array("0 9/:.@)(\r\nm_-xe".utf8) + [0, 0xFA, 0xFF]
         var accepted = 0
         var disagreements: [String] = []
-        for line in [Self.pending, Self.transferred, Self.switchover, Self.estimate, Self.exactPending] {
+        for line in [Self.pending, Self.transferred, Self.switchover, Self.estimate, Self.exactPending, Self.estimateWithoutPostcopy] {
             let bytes = Array(line.utf8)
             var variants: [[UInt8]] = []
             for i in bytes.indices {
@@ -209,6 +212,65 @@ import Testing
         }
         #expect(disagreements == [])
         #expect(accepted > 100)
+    }
+
+    @Test func preRepeatingTheSizeIsReadAsTheExactParserReadsIt() throws {
+        // pre equal to the size (read by comparing digits), differing in each digit, one digit longer or shorter,
+        // for sizes of 1...19 digits, in all three pending shapes.
+        var accepted = 0
+        var disagreements: [String] = []
+        for length in 1...19 {
+            let size = String((0..<length).map { Character(String(($0 * 7 + 3) % 10)) })
+            var pres = [size, size + "7", String(size.dropLast()), "0" + size]
+            for d in 0..<length {
+                var digits = Array(size)
+                digits[d] = digits[d] == "9" ? "0" : Character(String(digits[d].wholeNumberValue! + 1))
+                pres.append(String(digits))
+            }
+            for pre in pres where !pre.isEmpty {
+                for line in [
+                    "5@1700000000.164457:migrate_pending_estimate estimate pending size \(size) (pre = \(pre) post=0)\n",
+                    "5@1700000000.164457:migrate_pending_exact exact pending size \(size) (pre = \(pre) post=0)\n",
+                    "5@1700000000.164457:migrate_pending pending size \(size) max 0 (pre = \(pre) compat=0 post=0)\n",
+                ] {
+                    if Self.fast(line) != nil {
+                        accepted += 1
+                    } else if pre == size {
+                        disagreements.append("declined: " + line)
+                    }
+                    if !Self.agree(line) { disagreements.append(line) }
+                }
+            }
+        }
+        #expect(disagreements == [])
+        #expect(accepted > 19 * 3 * 3)
+    }
+
+    @Test func memoOfEarlierLinesChangesNoReading() throws {
+        // Lines in an order that reuses and then breaks each remembered word: the same thread with more digits
+        // (8 digits fill the first word: the 9th decides), other seconds, the general timestamp layout.
+        let body = "migrate_pending_estimate estimate pending size 7 (pre = 7 post=0)\n"
+        let lines = [
+            "41873@1700000000.164457:", "41873@1700000000.185123:", "41873@1700000100.185123:", "4187@1700000100.1:",
+            "12345678@1700000100.185123:", "123456789@1700000100.185123:", "12345678@1700000100.185123:",
+            "1234567@1800000100.185123:", "1234567@1700000100.185123:", "1234567@17.185123:", "1234567@1700000100.185123:",
+            "9@1:", "9@0.0:", "@1700000000.164457:", "0@1700000000.000000:", "123456789012345678901@1700000000.164457:",
+        ].map { $0 + body }
+        var memo = FastLineMemo()
+        var differing: [String] = []
+        for line in lines + lines.reversed() {
+            let alone = Self.fast(line)
+            let remembered = Self.padded(Array(line.utf8)).withUnsafeBytes {
+                QEMULogParser.fastLine($0.baseAddress!, memo: &memo)
+            }
+            if alone?.thread != remembered?.thread || alone?.timestamp != remembered?.timestamp
+                || alone?.length != remembered?.length || alone?.arguments != remembered?.arguments
+            {
+                differing.append(line)
+            }
+        }
+        #expect(differing == [])
+        #expect(lines.filter { Self.fast($0) != nil }.count >= 10)
     }
 
     @Test func packedBatchGivesBackTheSameEvents() {

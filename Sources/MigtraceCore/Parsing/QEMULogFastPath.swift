@@ -89,6 +89,40 @@ enum SWAR {
     }
 }
 
+extension SWAR {
+    /// Whether the `length` (1...19) bytes at `p + a` equal the bytes at `p + b`.
+    ///
+    /// Reads at most 24 bytes from each.
+    @inline(__always)
+    static func sameBytes(_ p: UnsafeRawPointer, _ a: Int, _ b: Int, _ length: Int) -> Bool {
+        var difference = load(p, a) ^ load(p, b)
+        if length > 8 {
+            if difference != 0 { return false }
+            difference = load(p, a &+ 8) ^ load(p, b &+ 8)
+            if length > 16 {
+                if difference != 0 { return false }
+                difference = load(p, a &+ 16) ^ load(p, b &+ 16)
+            }
+        }
+        // Of the last word only the first 1...8 bytes belong to the run.
+        let lastBytes = (length &- 1) & 7 &+ 1
+        return difference & (UInt64.max &>> (64 &- 8 &* lastBytes)) == 0
+    }
+
+    /// The number at `p + start` when it repeats the `knownLength` digits of `known` read at `p + knownStart`;
+    /// else what ``number(_:)`` reads there.
+    ///
+    /// Without postcopy a pending line's `pre` is its size, digit for digit: comparing the digits costs a
+    /// fifth of converting them. Should the number go on past the repeated digits, the length returned stops
+    /// short of them and the caller's check of the text after it fails, leaving the line to the exact parser.
+    @inline(__always)
+    static func repeatedNumber(
+        _ p: UnsafeRawPointer, _ start: Int, known: UInt64, at knownStart: Int, length knownLength: Int
+    ) -> (value: UInt64, length: Int) {
+        sameBytes(p, knownStart, start, knownLength) ? (known, knownLength) : number(p + start)
+    }
+}
+
 /// The text the fast path compares, as little-endian words (tests check each against its spelling).
 enum FastPathWords {
     static let migrate: UInt64 = 0x5f65_7461_7267_696d  // "migrate_"
@@ -123,6 +157,16 @@ enum FastPathWords {
     static let mask6: UInt64 = 0xFFFF_FFFF_FFFF
 }
 
+/// Values ``QEMULogParser/fastLine(_:memo:)`` read from earlier lines, by the words they were read from. The
+/// initial values are those of a word of zero bytes, so they hold from the start.
+struct FastLineMemo {
+    var firstWord: UInt64 = 0
+    var tid: UInt64 = 0
+    var tidLength = 0
+    var secondsHead: UInt64 = 0
+    var secondsHeadNanoseconds: UInt64 = 0
+}
+
 /// One line the fast path read: the event's fields and how many bytes the line took, newline included.
 struct FastLine {
     var kind: ProbeKind
@@ -149,9 +193,26 @@ extension QEMULogParser {
     /// SAFETY: `p` must be followed by at least ``fastPathReach`` readable bytes.
     @inline(__always)
     static func fastLine(_ p: UnsafeRawPointer) -> FastLine? {
+        var memo = FastLineMemo()
+        return fastLine(p, memo: &memo)
+    }
+
+    /// ``fastLine(_:)`` remembering, in `memo`, the values of the line's first word and of its seconds' first
+    /// 8 digits: consecutive lines mostly share both (one thread, the same 100 seconds).
+    @inline(__always)
+    static func fastLine(_ p: UnsafeRawPointer, memo: inout FastLineMemo) -> FastLine? {
         typealias W = FastPathWords
         // tid@sec.usec: (the log backend with -msg timestamp=on)
-        let (tid, tidLength) = SWAR.number(p)
+        let first = SWAR.load(p, 0)
+        let tid: UInt64
+        let tidLength: Int
+        if first == memo.firstWord {
+            (tid, tidLength) = (memo.tid, memo.tidLength)
+        } else {
+            (tid, tidLength) = SWAR.number(p)
+            // Below 8 digits the number is read from the first word alone.
+            if tidLength < 8 { (memo.firstWord, memo.tid, memo.tidLength) = (first, tid, tidLength) }
+        }
         guard tidLength > 0, p.load(fromByteOffset: tidLength, as: UInt8.self) == UInt8(ascii: "@") else { return nil }
         var i = tidLength &+ 1
         let timestamp: UInt64
@@ -164,7 +225,10 @@ extension QEMULogParser {
             p.load(fromByteOffset: i &+ 17, as: UInt8.self) == UInt8(ascii: ":")
         {
             // (head × 100 + s) × 10^9 + usec × 10^3 = head × 10^11 + tail × 10^3, with tail = s × 10^6 + usec
-            timestamp = SWAR.eightDigits(head) &* 100_000_000_000 &+ SWAR.eightDigits(tail) &* 1_000
+            if head != memo.secondsHead {
+                (memo.secondsHead, memo.secondsHeadNanoseconds) = (head, SWAR.eightDigits(head) &* 100_000_000_000)
+            }
+            timestamp = memo.secondsHeadNanoseconds &+ SWAR.eightDigits(tail) &* 1_000
             i &+= 18
         } else {
             let (seconds, secondsLength) = SWAR.number(p + i)
@@ -188,13 +252,14 @@ extension QEMULogParser {
             // "migrate_pending pending size N max N (pre = N compat=N post=N)"
             guard SWAR.load(p, i &+ 16) == W.pendingSpace, SWAR.load(p, i &+ 21) == W.ngSize else { return nil }
             i &+= 29
+            let sizeStart = i
             let (size, n0) = SWAR.number(p + i)
             guard n0 > 0, SWAR.load(p, i &+ n0) & W.mask5 == W.max else { return nil }
             i &+= n0 &+ 5
             let (max, n1) = SWAR.number(p + i)
             guard n1 > 0, SWAR.load(p, i &+ n1) == W.pre else { return nil }
             i &+= n1 &+ 8
-            let (pre, n2) = SWAR.number(p + i)
+            let (pre, n2) = SWAR.repeatedNumber(p, i, known: size, at: sizeStart, length: n0)
             guard n2 > 0, SWAR.load(p, i &+ n2) == W.compat else { return nil }
             i &+= n2 &+ 8
             let (compat, n3) = SWAR.number(p + i)
@@ -224,10 +289,11 @@ extension QEMULogParser {
             } else {
                 return nil
             }
+            let sizeStart = i
             let (size, n0) = SWAR.number(p + i)
             guard n0 > 0, SWAR.load(p, i &+ n0) == W.pre else { return nil }
             i &+= n0 &+ 8
-            let (pre, n1) = SWAR.number(p + i)
+            let (pre, n1) = SWAR.repeatedNumber(p, i, known: size, at: sizeStart, length: n0)
             guard n1 > 0, SWAR.load(p, i &+ n1) & W.mask6 == W.post else { return nil }
             i &+= n1 &+ 6
             let (post, n2) = SWAR.number(p + i)

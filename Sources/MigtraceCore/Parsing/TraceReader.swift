@@ -116,28 +116,70 @@ public struct TraceReader {
 /// Events are stored as ``PackedEvent``s (no references, 88 bytes instead of TraceEvent's 120), so that
 /// filling a batch and emptying it for reuse touch no reference count; the few `migrate_set_state` strings
 /// sit beside them. The analyzer receives each event as the same ``TraceEvent``.
-struct TraceBatch: Sendable {
+///
+/// The events live in memory the batch manages itself (kept alive by ``PackedEventStorage``): appending or
+/// folding one is a plain store, where a ContiguousArray paid a uniqueness, capacity and bounds check for each
+/// (≈ 5 % of the producer thread in profiles).
+struct TraceBatch: @unchecked Sendable {
+    // SAFETY: @unchecked Sendable because of `base`, which points into `storage`. A batch is moved between
+    // threads, never shared (see ReadPipeline): only one thread at a time reads or writes its events. A copy of
+    // a batch shares its events (unlike an array), so a batch is never copied and then mutated through both.
+
     /// A diagnostic and its place among the batch's events.
     struct Rejection: Sendable {
         var eventsBefore: Int
         var diagnostic: Diagnostic
     }
 
-    var events = ContiguousArray<PackedEvent>()
+    /// Owns the events' memory: `base` is `storage.base`, cached here so that appending loads no class field.
+    private var storage: PackedEventStorage
+    private var base: UnsafeMutablePointer<PackedEvent>
+    private var capacity: Int
+    /// How many events the batch holds.
+    private(set) var eventCount = 0
+    /// The least `eventCount` at which the last event may be folded into: an event after the last diagnostic.
+    private var firstFoldable = 1
     var states = ContiguousArray<String>()
     var rejections = ContiguousArray<Rejection>()
 
-    init() {}
+    init() {
+        self.init(eventCapacity: 0)
+    }
 
     init(capacity: Int) {
-        events.reserveCapacity(capacity)
+        self.init(eventCapacity: capacity)
         rejections.reserveCapacity(64)
     }
 
-    var count: Int { events.count &+ rejections.count }
+    private init(eventCapacity: Int) {
+        storage = PackedEventStorage(capacity: eventCapacity)
+        base = storage.base
+        capacity = eventCapacity
+    }
+
+    /// The events, valid while the batch lives and is not changed.
+    var events: UnsafeBufferPointer<PackedEvent> { UnsafeBufferPointer(start: base, count: eventCount) }
+
+    var count: Int { eventCount &+ rejections.count }
 
     mutating func reject(_ diagnostic: Diagnostic) {
-        rejections.append(Rejection(eventsBefore: events.count, diagnostic: diagnostic))
+        rejections.append(Rejection(eventsBefore: eventCount, diagnostic: diagnostic))
+        firstFoldable = eventCount &+ 1
+    }
+
+    /// Store `event` after the others.
+    @inline(__always)
+    private mutating func push(_ event: PackedEvent) {
+        if eventCount == capacity { grow() }
+        (base + eventCount).initialize(to: event)
+        eventCount &+= 1
+    }
+
+    /// Make room for more events: rare, a batch is created with room for its capacity.
+    @inline(never)
+    private mutating func grow() {
+        capacity = Swift.max(16, capacity &* 2)
+        base = storage.replace(capacity: capacity, keeping: eventCount)
     }
 
     /// Add any event.
@@ -154,7 +196,7 @@ struct TraceBatch: Sendable {
             packed.flags |= PackedEvent.hasState
             states.append(state)
         }
-        events.append(packed)
+        push(packed)
     }
 
     /// Add an event the fast path read: wall-clock timestamp and thread id, nothing else optional.
@@ -164,22 +206,23 @@ struct TraceBatch: Sendable {
     /// would only be copied to the other thread to be overwritten there. QEMU traces four or five per window.
     @inline(__always)
     mutating func append(_ line: FastLine, lineNumber: UInt64, input: Int) {
-        if line.kind != .migrateTransferred, let last = events.indices.last,
-            rejections.last?.eventsBefore != events.count
-        {
-            let previous = events[last]
+        if line.kind != .migrateTransferred, eventCount >= firstFoldable {
+            let last = base + (eventCount &- 1)
+            let previous = last.pointee
             if previous.kind == line.kind, previous.thread == line.thread, previous.input32 == UInt32(truncatingIfNeeded: input),
                 previous.flags == PackedEvent.hasTimestamp | PackedEvent.hasThread
             {
-                var packed = PackedEvent(
-                    kind: line.kind, arguments: line.arguments, timestamp: line.timestamp, clock: .wall,
-                    thread: line.thread, line: lineNumber, input: input)
-                packed.folded = previous.folded &+ 1
-                events[last] = packed
+                // Only what differs from the event this line would make is stored: kind, thread, input and flags
+                // are equal, and those flags say process and state index are 0.
+                last.pointee.arguments = line.arguments
+                last.pointee.timestamp = line.timestamp
+                last.pointee.line = lineNumber
+                last.pointee.clock = .wall
+                last.pointee.folded = previous.folded &+ 1
                 return
             }
         }
-        events.append(
+        push(
             PackedEvent(
                 kind: line.kind, arguments: line.arguments, timestamp: line.timestamp, clock: .wall, thread: line.thread,
                 line: lineNumber, input: input))
@@ -188,7 +231,8 @@ struct TraceBatch: Sendable {
     /// The event at `index` as a ``TraceEvent``.
     @inline(__always)
     func event(_ index: Int) -> TraceEvent {
-        let p = events[index]
+        precondition(index >= 0 && index < eventCount, "event index out of range")
+        let p = base[index]
         return TraceEvent(
             kind: p.kind, arguments: p.arguments, timestampNanoseconds: p.optionalTimestamp, clock: p.clock,
             threadID: p.optionalThread, processID: p.optionalProcess, state: state(of: p),
@@ -206,19 +250,17 @@ struct TraceBatch: Sendable {
     /// The analyzer reads the packed events in place: building a ``TraceEvent`` (with its optional string)
     /// for each cost a tenth of the analysis thread in profiles.
     func deliver(to analyzer: MigrationAnalyzer) {
-        events.withUnsafeBufferPointer { packed in
-            var next = 0
-            for r in rejections {
-                while next < r.eventsBefore {
-                    analyzer.consume(packed[next], of: self)
-                    next &+= 1
-                }
-                analyzer.reject(r.diagnostic)
-            }
-            while next < packed.count {
-                analyzer.consume(packed[next], of: self)
+        var next = 0
+        for r in rejections {
+            while next < r.eventsBefore {
+                analyzer.consume(base[next], of: self)
                 next &+= 1
             }
+            analyzer.reject(r.diagnostic)
+        }
+        while next < eventCount {
+            analyzer.consume(base[next], of: self)
+            next &+= 1
         }
     }
 
@@ -234,7 +276,7 @@ struct TraceBatch: Sendable {
             }
             rejection(r.diagnostic)
         }
-        while next < events.count {
+        while next < eventCount {
             event(self.event(next))
             next += 1
         }
@@ -242,9 +284,32 @@ struct TraceBatch: Sendable {
 
     /// Empty it for reuse, keeping its storage so that the steady state allocates nothing.
     mutating func removeAll() {
-        events.removeAll(keepingCapacity: true)
+        eventCount = 0  // PackedEvent is trivial: nothing to deinitialize
+        firstFoldable = 1
         states.removeAll(keepingCapacity: true)
         rejections.removeAll(keepingCapacity: true)
+    }
+}
+
+/// The memory of one ``TraceBatch``'s events, freed with the last copy of the batch.
+final class PackedEventStorage {
+    private(set) var base: UnsafeMutablePointer<PackedEvent>
+
+    init(capacity: Int) {
+        base = UnsafeMutablePointer<PackedEvent>.allocate(capacity: capacity)
+    }
+
+    /// Move the first `count` events to new memory for `capacity` events and return it.
+    func replace(capacity: Int, keeping count: Int) -> UnsafeMutablePointer<PackedEvent> {
+        let moved = UnsafeMutablePointer<PackedEvent>.allocate(capacity: capacity)
+        moved.moveInitialize(from: base, count: count)
+        base.deallocate()
+        base = moved
+        return moved
+    }
+
+    deinit {
+        base.deallocate()  // PackedEvent is trivial: its events need no deinitialization
     }
 }
 
@@ -398,17 +463,25 @@ struct LineSource {
                 // Lines in QEMU's common layout are split and parsed in one pass, while a whole line's reach is
                 // buffered; the first other line (and the last few of the buffer) takes the exact path below.
                 let fastEnd = filled &- QEMULogParser.fastPathReach
+                let input = self.input
+                // Every fast line is one line and one event: the line number is counted here and the statistics
+                // catch up with it before anyone can read them (a hand-off, the end of the run).
+                var fastLineNumber = lineNumber
+                // No diagnostic joins the batch in this loop: the batch is full at this many events.
+                var eventLimit = batchCapacity &- batch.rejections.count
                 // SAFETY: start <= fastEnd leaves fastPathReach bytes of the buffer's data after buffer + start.
-                while start <= fastEnd, let line = QEMULogParser.fastLine(UnsafeRawPointer(buffer + start)) {
-                    lineNumber &+= 1
-                    stats.lines &+= 1
-                    stats.events &+= 1
-                    batch.append(line, lineNumber: lineNumber, input: input)
+                var memo = FastLineMemo()
+                while start <= fastEnd, let line = QEMULogParser.fastLine(UnsafeRawPointer(buffer + start), memo: &memo) {
+                    fastLineNumber &+= 1
+                    batch.append(line, lineNumber: fastLineNumber, input: input)
                     start &+= line.length
-                    if batch.count >= batchCapacity {
+                    if batch.eventCount >= eventLimit {
+                        countFastLines(upTo: fastLineNumber)
                         guard handOff(&batch) else { return false }
+                        eventLimit = batchCapacity &- batch.rejections.count
                     }
                 }
+                countFastLines(upTo: fastLineNumber)
                 if start >= filled { break }
             }
             let rest = filled - start
@@ -439,6 +512,15 @@ struct LineSource {
             filled = remaining
         }
         return true
+    }
+
+    /// Count the fast-path lines up to line `number` (each one line and one event).
+    @inline(__always)
+    private mutating func countFastLines(upTo number: UInt64) {
+        let counted = number &- lineNumber
+        lineNumber = number
+        stats.lines &+= counted
+        stats.events &+= counted
     }
 
     /// The end of the input: an over-long or unterminated last line.

@@ -1,0 +1,137 @@
+// SPDX-License-Identifier: Apache-2.0
+import Testing
+
+@testable import MigtraceCore
+
+/// TraceBatch's own event storage: growing past its capacity, emptying for reuse, and where folding may start.
+@Suite struct ReaderBatchTests {
+    static func fast(_ line: String) throws -> FastLine {
+        try #require(FastPathTests.padded(Array(line.utf8)).withUnsafeBytes { QEMULogParser.fastLine($0.baseAddress!) })
+    }
+
+    static func estimate(thread: Int, _ i: Int, size: Int) -> String {
+        ThreadedReaderTests.prefixed(
+            thread, i, "migrate_pending_estimate estimate pending size \(size) (pre = \(size) post=0)")
+    }
+
+    @Test func batchGrowsPastItsCapacityKeepingEveryEvent() throws {
+        // A batch made without capacity (as the pipeline's placeholders are) and one made too small.
+        for var batch in [TraceBatch(), TraceBatch(capacity: 3)] {
+            for i in 1...100 {
+                // Alternating threads: nothing folds.
+                batch.append(try Self.fast(Self.estimate(thread: 100 + i % 2, i, size: i)), lineNumber: UInt64(i), input: 0)
+                if i % 10 == 0 {
+                    batch.append(
+                        TraceEvent(
+                            kind: .migrateSetState, arguments: ProbeArguments(count: 0), state: "s\(i)",
+                            origin: EventOrigin(input: 0, line: UInt64(1000 + i))))
+                }
+            }
+            #expect(batch.eventCount == 110 && batch.count == 110)
+            #expect(batch.events.filter { $0.kind == .migratePendingEstimate }.map { $0.arguments.a0 } == Array(1...100))
+            var states: [String] = []
+            batch.inLineOrder({ if let s = $0.state { states.append(s) } }, { _ in })
+            #expect(states == (1...10).map { "s\($0 * 10)" })
+        }
+    }
+
+    @Test func emptiedBatchFoldsFromItsFirstEventAgain() throws {
+        var batch = TraceBatch(capacity: 8)
+        batch.append(try Self.fast(Self.estimate(thread: 100, 1, size: 1)), lineNumber: 1, input: 0)
+        batch.reject(Diagnostic(input: 0, line: 2, reason: "r"))
+        batch.removeAll()
+        #expect(batch.count == 0 && batch.events.isEmpty)
+        // The diagnostic went with the rest: the second estimate folds into the first.
+        batch.append(try Self.fast(Self.estimate(thread: 100, 3, size: 3)), lineNumber: 3, input: 0)
+        batch.append(try Self.fast(Self.estimate(thread: 100, 4, size: 4)), lineNumber: 4, input: 0)
+        #expect(batch.events.map { $0.line } == [4] && batch.events.map { $0.folded } == [1])
+        // A diagnostic after it stops folding; one before the batch's first event does not stop the next run.
+        batch.reject(Diagnostic(input: 0, line: 5, reason: "r"))
+        batch.append(try Self.fast(Self.estimate(thread: 100, 6, size: 6)), lineNumber: 6, input: 0)
+        batch.append(try Self.fast(Self.estimate(thread: 100, 7, size: 7)), lineNumber: 7, input: 0)
+        #expect(batch.events.map { $0.line } == [4, 7] && batch.events.map { $0.folded } == [1, 1])
+        var empty = TraceBatch(capacity: 8)
+        empty.reject(Diagnostic(input: 0, line: 1, reason: "r"))
+        empty.append(try Self.fast(Self.estimate(thread: 100, 2, size: 2)), lineNumber: 2, input: 0)
+        empty.append(try Self.fast(Self.estimate(thread: 100, 3, size: 3)), lineNumber: 3, input: 0)
+        #expect(empty.events.map { $0.line } == [3] && empty.count == 2)
+    }
+
+    @Test func fastLinesAreCountedAcrossHandOffsAndDiagnostics() throws {
+        // Fast lines counted per run must add up with the exact path's lines, whatever the batch size.
+        var text = ""
+        var lines: UInt64 = 0
+        var events: UInt64 = 0
+        for i in 1...30_000 {
+            if i % 997 == 0 {
+                text += "migrate_transferred transferred x\n"  // malformed: a diagnostic mid-run
+            } else if i % 101 == 0 {
+                text += "unrelated line\n"
+            } else {
+                text += Self.estimate(thread: 100 + i % 3, i, size: i)
+                events += 1
+            }
+            lines += 1
+        }
+        for capacity in [TraceReader.batchCapacity, 5, 1] {
+            let r = try ThreadedReaderTests.read(Array(text.utf8), tuning: TraceReader.Tuning(batchCapacity: capacity))
+            #expect(r.run.threaded)
+            #expect(r.run.statistics.lines == lines && r.run.statistics.events == events)
+            #expect(r.run.statistics.rejected == 30)
+        }
+    }
+    @Test func fastLinesBetweenDiagnosticsFillNoBatchPastItsCapacity() throws {
+        // Prefixed lines (the fast path) with every 10th malformed: batches of 7 items put diagnostics at every
+        // position of a batch; none may hold more than 7, and the replay must follow the lines exactly.
+        var text = ""
+        var expected: [String] = []
+        for i in 1...30_000 {
+            if i % 10 == 0 {
+                text += ThreadedReaderTests.prefixed(100, i, "migrate_transferred transferred 1 time_spent x")
+                expected.append("d\(i)")
+            } else {
+                text += ThreadedReaderTests.prefixed(
+                    100, i, "migrate_transferred transferred \(i) time_spent 100 bandwidth 1 max_size 1")
+                expected.append("e\(i)")
+            }
+        }
+        let replayed = try ThreadedReaderTests.withFile(Array(text.utf8)) { fd in
+            let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: TraceReader.chunkSize + TraceReader.maxLineLength)
+            defer { buffer.deallocate() }
+            var source = LineSource(fd: fd, input: 0, buffer: buffer, batchCapacity: 7)
+            var replayed: [String] = []
+            var overfull = 0
+            func replay(_ batch: inout TraceBatch) -> Bool {
+                if batch.count > 7 { overfull += 1 }
+                batch.inLineOrder({ replayed.append("e\($0.origin.line)") }, { replayed.append("d\($0.line)") })
+                batch.removeAll()
+                return true
+            }
+            #expect(source.pump(pausing: false, replay) == .finished)
+            _ = replay(&source.batch)
+            #expect(overfull == 0)
+            #expect(source.stats.lines == 30_000 && source.stats.events == 27_000 && source.stats.rejected == 3_000)
+            return replayed
+        }
+        #expect(replayed == expected)
+    }
+    @Test func foldedEventIsTheEventTheLineMakes() throws {
+        // Folding stores only the fields that differ: the result must equal the event the last line makes,
+        // even over an event that came another way (another clock) with the same kind, thread and flags.
+        var batch = TraceBatch(capacity: 4)
+        batch.append(
+            TraceEvent(
+                kind: .migratePendingEstimate, arguments: ProbeArguments(count: 3, 1, 1, 0), timestampNanoseconds: 5,
+                clock: .monotonic, threadID: 100, origin: EventOrigin(input: 0, line: 1)))
+        let line = try Self.fast(Self.estimate(thread: 100, 2, size: 2))
+        batch.append(line, lineNumber: 2, input: 0)
+        var alone = TraceBatch(capacity: 4)
+        alone.append(line, lineNumber: 2, input: 0)
+        var folded: [TraceEvent] = []
+        var expected: [TraceEvent] = []
+        batch.inLineOrder({ folded.append($0) }, { _ in })
+        alone.inLineOrder({ expected.append($0) }, { _ in })
+        #expect(folded == expected && folded.count == 1)
+        #expect(batch.events.map { $0.folded } == [1] && batch.events.map { $0.clock } == [.wall])
+    }
+}
