@@ -341,7 +341,8 @@ import Testing
             case 31:
                 text += "41873@1700000000.\(us):migrate_transferred transferred \(i) time_spent 1 bandwidth 2 switchover_bw 3 max_size 4\n"
             case 32...36:
-                text += "41873@1700000000.\(us):migrate_pending_estimate estimate pending size \(90_000_000 - i) (pre = \(i) post=\(i % 7))\n"
+                text +=
+                    "41873@1700000000.\(us):migrate_pending_estimate estimate pending size \(90_000_000 - i) (pre = \(i) post=\(i % 7))\n"
             case 37:
                 text += "41873@1700000000.\(us):migrate_pending_exact exact pending size \(i) (pre = \(i) post=0)\n"
             case 38: text += "41873@1700000000.\(us):migrate_pending_estimate estimate pending size \(i) (pre = x post=0)\n"

@@ -338,7 +338,9 @@ import Testing
                     stateLines += 1
                 }
             }
-            text += Self.prefixed(100, i, "migrate_transferred transferred \(1_000_000 + i) time_spent 100 bandwidth \((1_000_000 + i) / 100) max_size 40000000")
+            let bytes = 1_000_000 + i
+            text += Self.prefixed(
+                100, i, "migrate_transferred transferred \(bytes) time_spent 100 bandwidth \(bytes / 100) max_size 40000000")
             expectedPending.append(UInt64(lastOfThread100))
         }
         text += Self.prefixed(200, 12_000, "migrate_transferred transferred 5000 time_spent 100 bandwidth 50 max_size 15000")
