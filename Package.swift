@@ -33,8 +33,10 @@ let package = Package(
         .executableTarget(name: "migtrace-demo-target"),
         .testTarget(
             name: "MigtraceCLITests",
-            dependencies: ["migtrace", "migtrace-demo-target"]
+            dependencies: ["migtrace", "migtrace-demo-target", "MigtraceTestSupport"]
         ),
+        // What the BPF and CLI suites share: building Tests/testprogs like QEMU's dtrace backend, running commands.
+        .target(name: "MigtraceTestSupport", path: "Tests/MigtraceTestSupport"),
         .testTarget(
             name: "MigtraceCoreTests",
             dependencies: ["MigtraceCore"],
@@ -54,7 +56,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MigtraceBPFTests",
-            dependencies: ["MigtraceBPF", "MigtraceCore", "CMigtraceBPF"]
+            dependencies: ["MigtraceBPF", "MigtraceCore", "CMigtraceBPF", "MigtraceTestSupport"]
         ),
     ]
 )

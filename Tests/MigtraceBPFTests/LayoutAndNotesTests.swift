@@ -4,6 +4,7 @@ import CMigtraceBPF
 import Foundation
 import MigtraceBPF
 import MigtraceCore
+import MigtraceTestSupport
 import Testing
 
 @Suite(.serialized)
@@ -54,7 +55,7 @@ struct LayoutTests {
 struct USDTNotesTests {
     /// `nm` address of a symbol in `binary`.
     func symbol(_ name: String, in binary: String) throws -> UInt64 {
-        let out = try TestPrograms.run("/usr/bin/env", ["nm", binary])
+        let out = try TestProgramBuilder.run("/usr/bin/env", ["nm", binary])
         for line in out.split(separator: "\n") {
             let f = line.split(separator: " ")
             if f.count == 3, f[2] == name, let v = UInt64(f[0], radix: 16) { return v }
@@ -107,7 +108,7 @@ struct USDTNotesTests {
         let src = dir.appendingPathComponent("plain.c")
         try "int main(void) { return 0; }\n".write(to: src, atomically: true, encoding: .utf8)
         let bin = dir.appendingPathComponent("plain").path
-        try TestPrograms.run("/usr/bin/env", ["cc", src.path, "-o", bin])
+        try TestProgramBuilder.run("/usr/bin/env", ["cc", src.path, "-o", bin])
         #expect(try USDTNotes.read(path: bin) == [])
         #expect(throws: USDTNotesError.notELF(path: src.path)) { try USDTNotes.read(path: src.path) }
         #expect(throws: USDTNotesError.io(path: "/nonexistent/qemu", operation: "open", errno: ENOENT)) {
@@ -140,7 +141,7 @@ struct USDTNotesTests {
 
     @Test func buildID() throws {
         let bin = try TestPrograms.path(.eraB)
-        let readelf = try TestPrograms.run("/usr/bin/env", ["readelf", "-n", bin])
+        let readelf = try TestProgramBuilder.run("/usr/bin/env", ["readelf", "-n", bin])
         let line = try #require(readelf.split(separator: "\n").first { $0.contains("Build ID:") })
         let expected = String(line.split(separator: " ").last!)
         #expect(expected.count == 40)

@@ -2,6 +2,7 @@
 
 import Foundation
 import MigtraceBPF
+import MigtraceTestSupport
 import Testing
 
 @Suite(.serialized)
@@ -25,7 +26,7 @@ struct PreconditionTests {
         let status: String
         if geteuid() == 0 {
             // Drop to nobody with no capabilities and read what the kernel gives such a process.
-            status = try TestPrograms.run(
+            status = try TestProgramBuilder.run(
                 "/usr/bin/setpriv",
                 ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all", "cat", "/proc/self/status"])
         } else {

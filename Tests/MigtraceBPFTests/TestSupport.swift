@@ -3,6 +3,7 @@
 import Foundation
 import MigtraceBPF
 import MigtraceCore
+import MigtraceTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -41,8 +42,7 @@ enum TestPrograms {
         var optimization: String { self == .eraBUnoptimized ? "-O0" : "-O2" }
     }
 
-    static let sourceDir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("testprogs")
+    static let sourceDir = TestProgramBuilder.sourceDirectory
 
     /// Built binaries by variant; the build runs once per test process.
     static let built: Result<[Variant: String], BuildError> = build()
@@ -59,48 +59,17 @@ enum TestPrograms {
         let out = FileManager.default.temporaryDirectory
             .appendingPathComponent("migtrace-testprogs-\(getpid())")
         do {
-            try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
             var result: [Variant: String] = [:]
             for v in Variant.allCases {
                 let dir = out.appendingPathComponent(v.rawValue)
                 try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-                let d = sourceDir.appendingPathComponent(v.dFile).path
-                let header = dir.appendingPathComponent("fake_qemu_probes.h").path
-                let obj = dir.appendingPathComponent("probes.o").path
-                let bin = dir.appendingPathComponent("fake_qemu").path
-                try run("/usr/bin/env", ["dtrace", "-DSTAP_SDT_V2", "-h", "-s", d, "-o", header])
-                try run("/usr/bin/env", ["dtrace", "-DSTAP_SDT_V2", "-G", "-s", d, "-o", obj])
-                try run(
-                    "/usr/bin/env",
-                    ["cc", v.optimization, "-Wall", "-pthread", "-DSTAP_SDT_V2"] + v.defines + [
-                        "-I", dir.path, sourceDir.appendingPathComponent("fake_qemu.c").path, obj, "-o", bin,
-                    ])
-                result[v] = bin
+                result[v] = try TestProgramBuilder.buildFakeQEMU(
+                    probes: v.dFile, into: dir.path, optimization: v.optimization, defines: v.defines)
             }
             return .success(result)
-        } catch let e as BuildError {
-            return .failure(e)
         } catch {
             return .failure(BuildError(description: "building test programs: \(error)"))
         }
-    }
-
-    @discardableResult
-    static func run(_ exe: String, _ args: [String]) throws -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: exe)
-        p.arguments = args
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        guard p.terminationStatus == 0 else {
-            throw BuildError(description: "\(exe) \(args.joined(separator: " ")) failed (\(p.terminationStatus)): \(text)")
-        }
-        return text
     }
 }
 

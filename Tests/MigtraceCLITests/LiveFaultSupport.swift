@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
+import MigtraceTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -16,41 +17,20 @@ enum FaultFixture {
     /// fake_qemu (era B, 5-argument migrate_transferred), built once per test process into a 0755 directory
     /// (the least-privilege test runs migtrace as another user, which must read the binary).
     static let fakeQEMU: Result<String, Failure> = {
-        let src = CLI.repository.appendingPathComponent("Tests/testprogs")
         let dir = "/tmp/migtrace-faults-\(getpid())"
         do {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
-            let d = src.appendingPathComponent("fake_qemu.d").path
-            try shell("/usr/bin/env", ["dtrace", "-DSTAP_SDT_V2", "-h", "-s", d, "-o", "\(dir)/fake_qemu_probes.h"])
-            try shell("/usr/bin/env", ["dtrace", "-DSTAP_SDT_V2", "-G", "-s", d, "-o", "\(dir)/probes.o"])
-            try shell(
-                "/usr/bin/env",
-                [
-                    "cc", "-O2", "-Wall", "-pthread", "-DSTAP_SDT_V2", "-I", dir,
-                    src.appendingPathComponent("fake_qemu.c").path, "\(dir)/probes.o", "-o", "\(dir)/fake_qemu",
-                ])
-            return .success("\(dir)/fake_qemu")
-        } catch let e as Failure {
-            return .failure(e)
+            try FileManager.default.createDirectory(
+                atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+            return .success(try TestProgramBuilder.buildFakeQEMU(probes: "fake_qemu.d", into: dir))
         } catch {
             return .failure(Failure(description: "\(error)"))
         }
     }()
 
+    /// Runs a command (see ``TestProgramBuilder/run(_:_:)``).
     @discardableResult
     static func shell(_ exe: String, _ args: [String]) throws -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: exe)
-        p.arguments = args
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        guard p.terminationStatus == 0 else { throw Failure(description: "\(exe) \(args) failed: \(text)") }
-        return text
+        try TestProgramBuilder.run(exe, args)
     }
 }
 
