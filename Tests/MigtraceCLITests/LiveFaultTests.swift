@@ -266,6 +266,23 @@ struct LiveFaultTests {
 
     // MARK: 7: ring-buffer overflow
 
+    @Test func fullDiskOnStandardOutputIsReported() throws {
+        // The capture's output (not a recording) cannot be written: an error with a message and exit 1, as for
+        // `analyze`, never a silent exit 0.
+        let target = try FaultTarget(count: 1000, ["--context", "--pace-us", "2000", "--exit-after", "20"])
+        let m = try Spawned(
+            ["/bin/sh", "-c", "exec \"$0\" \"$@\" > /dev/full", CLI.binary, "attach", "--format", "json", String(target.pid)])
+        // Nothing reaches a pipe to say it attached: give it the time the other tests' attach takes.
+        usleep(1_500_000)
+        target.go()
+        let fired = try target.finish()
+        let st = try #require(m.wait(timeout: 20), "migtrace did not end")
+        let stderr = m.stderr.waitEOF(timeout: 5) ?? m.stderr.all
+        print("full disk on stdout: fired \(fired.fired), code \(Spawned.code(st)), stderr \(stderr)")
+        #expect(Spawned.code(st) == 1)
+        #expect(stderr.contains { $0.contains("writing the output failed: No space left on device") })
+    }
+
     @Test func ringBufferOverflowIsCountedExactly() throws {
         let target = try FaultTarget(count: 20_000)
         let rec = CLI.temporaryPath("overflow.rec")
