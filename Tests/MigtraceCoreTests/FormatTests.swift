@@ -148,13 +148,6 @@ import Testing
             }
         }
     }
-
-    @Test func staticNamesAreTheRawValues() {
-        for era in [ProbeEra.a, .b, .c] { #expect(era.name.description == era.rawValue) }
-        for basis in [SwitchoverBasis.measured, .userInteger, .userFloat, .estimated, .userBelowResolution] {
-            #expect(basis.name.description == basis.rawValue)
-        }
-    }
 }
 
 /// CSV rows go out in 64 KiB blocks: the bytes are the same whatever the block boundaries.

@@ -132,13 +132,15 @@ public final class MigrationAnalyzer {
         kindCounts[Int(kind.rawValue)] += 1
     }
 
-    /// The open series of `key`, if any (through the one-entry cache).
-    @inline(__always) private func openSeries(_ key: SeriesKey) -> OpenSeries? {
-        if let s = cachedSeries, cachedKey == key { return s.takeUnretainedValue() }
+    /// The open series of `key`, if any, through the one-entry cache. Unmanaged: `open` keeps it alive until
+    /// `close`, and callers use it within one event; a strong reference cost a retain/release pair per event.
+    @inline(__always) private func openSeries(_ key: SeriesKey) -> Unmanaged<OpenSeries>? {
+        if let s = cachedSeries, cachedKey == key { return s }
         guard let s = open[key] else { return nil }
+        let handle = Unmanaged.passUnretained(s)
         cachedKey = key
-        cachedSeries = Unmanaged.passUnretained(s)
-        return s
+        cachedSeries = handle
+        return handle
     }
 
     /// The fields of a `migrate_transferred` event, all trivial: what ``consume(_:)`` hands on instead of the
@@ -207,16 +209,11 @@ public final class MigrationAnalyzer {
             case .migratePending: arguments.count >= 2 && arguments.a0 < arguments.a1
             default: false
             }
-        if let cached = cachedSeries, cachedKey == key {
-            // The common case, written through the cache without a retain/release pair (≈ 1 % of the
-            // analysis thread: there are four or five pending events per window).
-            cached._withUnsafeGuaranteedRef {
+        if let s = openSeries(key) {
+            s._withUnsafeGuaranteedRef {
                 $0.pending = arguments.a0
                 $0.pendingExact = exact
             }
-        } else if let s = openSeries(key) {
-            s.pending = arguments.a0
-            s.pendingExact = exact
         } else {
             pendingBeforeSeries[key] = (arguments.a0, exact)
         }
@@ -265,14 +262,9 @@ public final class MigrationAnalyzer {
             newMigrationPending.remove(key.input)
             for k in open.keys where k.input == key.input { close(k) }
         }
-        // The series is used through an unmanaged reference: `open` keeps it alive, and nothing below closes a
-        // series; a strong local cost two retain/release pairs per window.
-        let handle: Unmanaged<OpenSeries>
-        if let cached = cachedSeries, cachedKey == key {
-            handle = cached
-        } else {
-            handle = Unmanaged.passUnretained(openSeries(key) ?? start(key, event))
-        }
+        // Unmanaged: `open` keeps the series alive, and nothing below closes a series; a strong local cost two
+        // retain/release pairs per window.
+        let handle = openSeries(key) ?? Unmanaged.passUnretained(start(key, event))
         handle._withUnsafeGuaranteedRef { analyse(event, key: key, in: $0) }
     }
 
@@ -308,7 +300,7 @@ public final class MigrationAnalyzer {
         var bandwidthExact = false
         if let era = fit.era {
             if era == .a, configuration.downtimeLimitMs == nil, let limit = series.limit,
-                let kept = ThresholdRebuild.measuredKeepingLimit(limit, bandwidth: bw, traced: traced)
+                let kept = ThresholdRebuild.keepingLimit(.measured, limit, expected: bw, traced: traced)
             {
                 rebuild = kept  // the common era-A window, without the general rebuild's call
             } else {

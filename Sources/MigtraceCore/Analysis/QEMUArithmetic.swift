@@ -10,15 +10,6 @@ public enum ProbeEra: String, Sendable, Equatable, Codable {
     case b = "B"
     /// The 2026 switchover-helper patch: arg 3 becomes Mbit/s, arg 4 the effective switchover bytes/ms.
     case c = "C"
-
-    /// `rawValue` as a static string: written into CSV rows without going through `String`.
-    var name: StaticString {
-        switch self {
-        case .a: "A"
-        case .b: "B"
-        case .c: "C"
-        }
-    }
 }
 
 /// QEMU's `migration_update_counters()` arithmetic, operation for operation.

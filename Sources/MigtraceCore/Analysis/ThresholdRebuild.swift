@@ -13,17 +13,6 @@ public enum SwitchoverBasis: String, Sendable, Equatable, Codable {
     /// Era B with 0 < avail-switchover-bandwidth < 1000 B/s: the integer division yields 0 and so does
     /// the threshold (reference §1.7).
     case userBelowResolution = "user-below-resolution"
-
-    /// `rawValue` as a static string: written into CSV rows without going through `String`.
-    var name: StaticString {
-        switch self {
-        case .measured: "measured"
-        case .userInteger: "user-integer"
-        case .userFloat: "user-float"
-        case .estimated: "estimated"
-        case .userBelowResolution: "user-below-resolution"
-        }
-    }
 }
 
 /// Which era an individual window fits, from its values alone (reference §1.6).
@@ -36,18 +25,10 @@ public struct EraFit: Sendable, Equatable {
     /// Classify one `migrate_transferred` argument list.
     public static func classify(_ args: ProbeArguments) -> EraFit {
         guard args.count == 4 || args.count == 5, args.a1 > 0 else { return EraFit(era: nil, ambiguous: false) }
+        let bandwidth = QEMUArithmetic.bandwidth(transferred: args.a0, timeSpent: args.a1)
+        let mbps = args.count == 4 ? 0 : QEMUArithmetic.mbps(transferred: args.a0, timeSpent: args.a1)
         return classify(
-            args, bandwidth: QEMUArithmetic.bandwidth(transferred: args.a0, timeSpent: args.a1),
-            mbps: args.count == 4 ? 0 : QEMUArithmetic.mbps(transferred: args.a0, timeSpent: args.a1))
-    }
-
-    /// ``classify(_:)`` of a window with 4 or 5 arguments and `time_spent` > 0 whose bandwidth and (for 5
-    /// arguments) Mbit/s the caller has computed already: the analyzer needs them anyway.
-    @inline(__always)
-    static func classify(_ args: ProbeArguments, bandwidth: Double, mbps: Double) -> EraFit {
-        classify(
-            args, truncatedBandwidth: QEMUArithmetic.truncate(bandwidth),
-            truncatedMbps: args.count == 4 ? 0 : QEMUArithmetic.truncate(mbps))
+            args, truncatedBandwidth: QEMUArithmetic.truncate(bandwidth), truncatedMbps: QEMUArithmetic.truncate(mbps))
     }
 
     /// ``classify(_:)`` of a window with 4 or 5 arguments and `time_spent` > 0, from the truncations of its
@@ -212,24 +193,33 @@ public struct ThresholdRebuild: Sendable, Equatable {
         return candidate ?? float
     }
 
-    /// `rebuild(era: .a, …)` when no limit is fixed and the previous window's `limit` still reproduces the
-    /// threshold (nearly every era-A window), else nil: the result of `solveFixedExpected`'s fast path, built at
-    /// once where the analyzer wants it instead of by a call that returns it field by field (≈ 90 instructions).
+    /// The rebuild on `basis` when the previous window's `limit` still reproduces the threshold, else nil: the
+    /// fast path of every rebuild without a fixed limit. The analyzer takes it directly for an era-A window
+    /// (nearly every window), which spares `rebuild`'s call returning the result field by field (≈ 90
+    /// instructions).
     @inline(__always)
-    static func measuredKeepingLimit(_ limit: UInt64, bandwidth: Double, traced: UInt64) -> ThresholdRebuild? {
-        guard QEMUArithmetic.threshold(expectedPerMs: bandwidth, downtimeLimitMs: limit) == traced else { return nil }
+    static func keepingLimit(_ basis: SwitchoverBasis, _ limit: UInt64, expected: Double, traced: UInt64)
+        -> ThresholdRebuild?
+    {
+        guard QEMUArithmetic.threshold(expectedPerMs: expected, downtimeLimitMs: limit) == traced else { return nil }
         var result = ThresholdRebuild(
-            basis: .measured, expectedPerMs: bandwidth, downtimeLimitMs: limit, limitRange: nil,
-            switchoverBytesPerSecond: nil, threshold: traced, exact: true)
-        // limitRange = downtimeLimits(reproducing: traced, expectedPerMs: bandwidth), computed when read (as in
-        // solveFixedExpected's fast path).
-        result.limitRangeIsDeferred = bandwidth > 0
+            basis: basis, expectedPerMs: expected, downtimeLimitMs: limit, limitRange: nil,
+            switchoverBytesPerSecond: basis == .userInteger ? userRange(perMs: QEMUArithmetic.truncate(expected)) : nil,
+            threshold: traced, exact: true)
+        // limitRange = downtimeLimits(reproducing: traced, expectedPerMs: expected), computed when read.
+        result.limitRangeIsDeferred = expected > 0
         return result
     }
 
     private static func solveFixedExpected(
         basis: SwitchoverBasis, expected: Double, traced: UInt64, fixedLimit: UInt64?, preferredLimit: UInt64?
     ) -> ThresholdRebuild {
+        // Fast path: the limit of the previous window usually still holds.
+        if fixedLimit == nil, let limit = preferredLimit,
+            let kept = keepingLimit(basis, limit, expected: expected, traced: traced)
+        {
+            return kept
+        }
         var result = ThresholdRebuild(
             basis: basis, expectedPerMs: expected, downtimeLimitMs: nil, limitRange: nil,
             switchoverBytesPerSecond: nil, threshold: 0, exact: false)
@@ -238,15 +228,6 @@ public struct ThresholdRebuild: Sendable, Equatable {
             result.downtimeLimitMs = limit
             result.threshold = QEMUArithmetic.threshold(expectedPerMs: expected, downtimeLimitMs: limit)
             result.exact = result.threshold == traced
-            return result
-        }
-        // Fast path: the limit of the previous window usually still holds.
-        if let limit = preferredLimit, QEMUArithmetic.threshold(expectedPerMs: expected, downtimeLimitMs: limit) == traced {
-            result.downtimeLimitMs = limit
-            result.threshold = traced
-            result.exact = true
-            // limitRange = downtimeLimits(reproducing: traced, expectedPerMs: expected), computed when read.
-            if expected > 0 { result.limitRangeIsDeferred = true }
             return result
         }
         guard let range = QEMUArithmetic.downtimeLimits(reproducing: traced, expectedPerMs: expected) else {

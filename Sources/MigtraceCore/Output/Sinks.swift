@@ -47,7 +47,8 @@ public final class CSVSink: WindowInPlaceSink {
         o.unsigned(UInt64(w.pointee.series)); o.byte(comma)
         o.unsigned(UInt64(w.pointee.index)); o.byte(comma)
         o.unsigned(w.pointee.origin.line); o.byte(comma)
-        // Era and basis by cases rather than `name`: literals of known length are stored inline, no `memcpy` call.
+        // Era and basis as literals of their raw values (a test holds them to `rawValue`): literals of known length
+        // are stored inline, no `memcpy` call.
         switch w.pointee.era {
         case .a: o.bytes("A,")
         case .b: o.bytes("B,")

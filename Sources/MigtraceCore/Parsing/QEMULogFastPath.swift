@@ -151,7 +151,6 @@ enum FastPathWords {
     static let actPend: UInt64 = 0x646e_6570_2074_6361  // "act pend"
     static let ingSize: UInt64 = 0x657a_6973_2067_6e69  // "ing size"
     static let mask2: UInt64 = 0xFFFF
-    static let mask3: UInt64 = 0xFF_FFFF
     static let mask4: UInt64 = 0xFFFF_FFFF
     static let mask5: UInt64 = 0xFF_FFFF_FFFF
     static let mask6: UInt64 = 0xFFFF_FFFF_FFFF
