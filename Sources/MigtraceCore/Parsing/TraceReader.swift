@@ -250,35 +250,30 @@ struct TraceBatch: @unchecked Sendable {
     /// The analyzer reads the packed events in place: building a ``TraceEvent`` (with its optional string)
     /// for each cost a tenth of the analysis thread in profiles.
     func deliver(to analyzer: MigrationAnalyzer) {
-        var next = 0
-        for r in rejections {
-            while next < r.eventsBefore {
-                analyzer.consume(base[next], of: self)
-                next &+= 1
-            }
-            analyzer.reject(r.diagnostic)
-        }
-        while next < eventCount {
-            analyzer.consume(base[next], of: self)
-            next &+= 1
-        }
+        walk({ analyzer.consume(base[$0], of: self) }, analyzer.reject)
     }
 
     /// Pass each event to `event` and each diagnostic to `rejection`, in the order of their lines (a
     /// folded pending event once, as the last of its run).
     @inline(__always)
     func inLineOrder(_ event: (TraceEvent) -> Void, _ rejection: (Diagnostic) -> Void) {
+        walk({ event(self.event($0)) }, rejection)
+    }
+
+    /// Pass each event's index to `event` and each diagnostic to `rejection`, in the order of their lines.
+    @inline(__always)
+    private func walk(_ event: (Int) -> Void, _ rejection: (Diagnostic) -> Void) {
         var next = 0
         for r in rejections {
             while next < r.eventsBefore {
-                event(self.event(next))
-                next += 1
+                event(next)
+                next &+= 1
             }
             rejection(r.diagnostic)
         }
         while next < eventCount {
-            event(self.event(next))
-            next += 1
+            event(next)
+            next &+= 1
         }
     }
 
@@ -650,8 +645,7 @@ final class ReadPipeline: @unchecked Sendable {
         }
         let taken = !cancelled
         handoff.unlock()
-        // Emptying a used batch releases its events one by one: done here, off the analyzer's thread, which is
-        // the slower stage.
+        // Emptying a used batch (its few state strings) is done here, off the analyzer's thread.
         batch.removeAll()
         return taken
     }
