@@ -95,24 +95,10 @@ import Testing
                 expected.append("e\(i)")
             }
         }
-        let replayed = try ThreadedReaderTests.withFile(Array(text.utf8)) { fd in
-            let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: TraceReader.chunkSize + TraceReader.maxLineLength)
-            defer { buffer.deallocate() }
-            var source = LineSource(fd: fd, input: 0, buffer: buffer, batchCapacity: 7)
-            var replayed: [String] = []
-            var overfull = 0
-            func replay(_ batch: inout TraceBatch) -> Bool {
-                if batch.count > 7 { overfull += 1 }
-                batch.inLineOrder({ replayed.append("e\($0.origin.line)") }, { replayed.append("d\($0.line)") })
-                batch.removeAll()
-                return true
-            }
-            #expect(source.pump(pausing: false, replay) == .finished)
-            _ = replay(&source.batch)
-            #expect(overfull == 0)
-            #expect(source.stats.lines == 30_000 && source.stats.events == 27_000 && source.stats.rejected == 3_000)
-            return replayed
-        }
+        let (replayed, overfull, stats, outcome) = try ThreadedReaderTests.replayInBatches(Array(text.utf8), capacity: 7)
+        #expect(outcome == .finished)
+        #expect(overfull == 0)
+        #expect(stats.lines == 30_000 && stats.events == 27_000 && stats.rejected == 3_000)
         #expect(replayed == expected)
     }
     @Test func foldedEventIsTheEventTheLineMakes() throws {

@@ -97,6 +97,30 @@ import Testing
         return try body(fd)
     }
 
+    /// Pump `bytes` through one LineSource with batches of `capacity` items, on this thread: each event
+    /// (`e<line>`) and diagnostic (`d<line>`) in the order the batches replay them, how many batches held more
+    /// than `capacity` items, the source's statistics and how the pump ended.
+    static func replayInBatches(_ bytes: [UInt8], capacity: Int) throws -> (
+        replayed: [String], overfull: Int, stats: TraceReader.Statistics, outcome: LineSource.Outcome
+    ) {
+        try withFile(bytes) { fd in
+            let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: TraceReader.chunkSize + TraceReader.maxLineLength)
+            defer { buffer.deallocate() }
+            var source = LineSource(fd: fd, input: 0, buffer: buffer, batchCapacity: capacity)
+            var replayed: [String] = []
+            var overfull = 0
+            func replay(_ batch: inout TraceBatch) -> Bool {
+                if batch.count > capacity { overfull += 1 }
+                batch.inLineOrder({ replayed.append("e\($0.origin.line)") }, { replayed.append("d\($0.line)") })
+                batch.removeAll()
+                return true
+            }
+            let outcome = source.pump(pausing: false, replay)
+            _ = replay(&source.batch)
+            return (replayed, overfull, source.stats, outcome)
+        }
+    }
+
     /// `read(_:tuning:)` for the analysis and the run alone.
     static func analyse(_ bytes: [UInt8]) throws -> (Outcome, TraceReader.Run) {
         let r = try read(bytes)
@@ -163,21 +187,8 @@ import Testing
                 expected.append("e\(i)")
             }
         }
-        let replayed = try Self.withFile(Array(text.utf8)) { fd in
-            let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: TraceReader.chunkSize + TraceReader.maxLineLength)
-            defer { buffer.deallocate() }
-            var source = LineSource(fd: fd, input: 0, buffer: buffer, batchCapacity: 7)
-            var replayed: [String] = []
-            func replay(_ batch: inout TraceBatch) -> Bool {
-                #expect(batch.count <= 7)
-                batch.inLineOrder({ replayed.append("e\($0.origin.line)") }, { replayed.append("d\($0.line)") })
-                batch.removeAll()
-                return true
-            }
-            #expect(source.pump(pausing: false, replay) == .finished)
-            _ = replay(&source.batch)
-            return replayed
-        }
+        let (replayed, overfull, _, outcome) = try Self.replayInBatches(Array(text.utf8), capacity: 7)
+        #expect(outcome == .finished && overfull == 0)
         #expect(replayed.count == 29_970 && expected.count == 29_970)
         let misplaced = zip(replayed, expected).filter { $0 != $1 }.prefix(3).map { "\($0) where \($1) belongs" }
         #expect(misplaced == [])
