@@ -20,7 +20,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
     ],
     targets: [
-        .target(name: "MigtraceCore"),
+        // The rule registry is generated from Analysis/Rules/ (a new rule is one file).
+        .target(name: "MigtraceCore", plugins: ["RuleRegistryPlugin"]),
+        .plugin(name: "RuleRegistryPlugin", capability: .buildTool()),
         .executableTarget(
             name: "migtrace",
             dependencies: [

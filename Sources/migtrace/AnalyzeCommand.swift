@@ -59,10 +59,7 @@ struct AnalyzeCommand: ParsableCommand {
             jsonSink = j
             formatter = j
         }
-        // Formatting and writing run on a thread of their own once an input is large enough. `drain()` before
-        // anything else looks at `out` or writes to stderr keeps both exactly as if the formatter ran here.
-        let sink = PipelinedSink(wrapping: formatter)
-        let analyzer = MigrationAnalyzer(configuration: analysis.configuration, sink: sink)
+        let analyzer = MigrationAnalyzer(configuration: analysis.configuration, sink: formatter, threading: .pipelined())
         var inputs: [(String, TraceReader.Statistics)] = []
         var failed = false
         for (index, path) in files.enumerated() {
@@ -73,26 +70,23 @@ struct AnalyzeCommand: ParsableCommand {
                 continue
             }
             defer { if fd != 0 { close(fd) } }
+            // `endInput` returns once the output has everything of this input: stderr follows in order.
             do {
                 let stats = try TraceReader.read(fd: fd, input: index, into: analyzer)
                 analyzer.endInput(index)
                 inputs.append((names[index], stats))
                 if stats.format == .recording, stats.endReason == nil, stats.header != nil {
-                    sink.drain()
                     printError(
                         "migtrace: \(path): recording has no end record (the recorder was killed); analysed up to its last complete event")
                 }
             } catch {
-                sink.drain()
+                analyzer.endInput(index)
                 printError("migtrace: \(path): \(error)")
                 failed = true
             }
-            if index + 1 < files.count {
-                sink.drain()
-                if out.closed { break }
-            }
+            if out.closed { break }
         }
-        // Read only by the JSON sink's `finished`, which `sink.finished` calls on this thread after joining the consumer.
+        // Read only by the JSON sink's `finished`, which `analyzer.finish()` calls on this thread after joining the consumer.
         jsonSink?.inputs = inputs
         let report = analyzer.finish()
         for d in report.diagnostics.prefix(50) {
@@ -117,21 +111,5 @@ struct AnalyzeCommand: ParsableCommand {
         if failed { throw MigtraceExit.error }
         let code = analysis.exitCode(for: report)
         if code != .success { throw code }
-    }
-}
-
-/// `migtrace rules`: every anomaly rule, its severities and its remedy.
-struct RulesCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "rules", abstract: "List the anomaly rules, their severities and the QEMU knob for each.")
-
-    func run() throws {
-        var s = ""
-        for rule in RuleRegistry.all {
-            s += "\(rule.id) (\(rule.severities.map(\.description).joined(separator: ", ")))\n"
-            s += "  \(rule.summary)\n  remedy: \(rule.remedy)\n\n"
-        }
-        FileDescriptorOutput.standardOutput.write(Array(s.utf8))
-        FileDescriptorOutput.standardOutput.flush()
     }
 }

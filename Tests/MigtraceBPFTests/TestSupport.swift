@@ -10,13 +10,6 @@ import Testing
     import Glibc
 #endif
 
-extension Trait where Self == ConditionTrait {
-    /// BPF load/attach needs root (CI runs as root); skipped, with the reason shown, only when not root.
-    static var requiresRoot: Self {
-        .enabled(if: geteuid() == 0, "needs root for BPF load and uprobe attach (run as root; CI does)")
-    }
-}
-
 /// The test programs in Tests/testprogs, built at test time like QEMU builds its dtrace backend.
 enum TestPrograms {
     /// Which variant of fake_qemu.

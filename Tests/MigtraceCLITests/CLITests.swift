@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
+import MigtraceTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -76,11 +77,6 @@ enum CLI {
     static func temporaryPath(_ name: String) -> String {
         FileManager.default.temporaryDirectory.appendingPathComponent("migtrace-cli-\(UUID().uuidString)-\(name)").path
     }
-}
-
-extension Trait where Self == ConditionTrait {
-    /// Live tracing needs root (CI is root); skipped, visibly, only when not root.
-    static var requiresRoot: Self { .enabled(if: geteuid() == 0, "needs root for BPF (run as root; CI does)") }
 }
 
 @Suite struct AnalyzeCommandTests {

@@ -12,6 +12,33 @@ public protocol AnalysisSink: AnyObject {
     func seriesEnded(_ summary: SeriesSummary)
     /// Everything is done.
     func finished(_ report: AnalysisReport)
+    /// A live capture's own event (probes attached, state change, events lost, capture end), in order with
+    /// the analysis. Sinks that do not show live captures ignore it.
+    func live(_ event: LiveEvent)
+    /// The next window of a series, where it lies: the batch replay hands windows over by address, so that a
+    /// sink that reads a few fields (CSV) is spared a copy of the whole window. Defaults to ``window(_:in:)``.
+    func window(at window: UnsafePointer<AnalyzedWindow>, in series: SeriesInfo)
+}
+
+extension AnalysisSink {
+    /// Post-mortem outputs have no live events.
+    public func live(_ event: LiveEvent) {}
+    /// The window passed on as a value.
+    public func window(at window: UnsafePointer<AnalyzedWindow>, in series: SeriesInfo) {
+        self.window(window.pointee, in: series)
+    }
+}
+
+/// Whether an analyzer's output runs on a thread of its own.
+public enum OutputThreading: Sendable {
+    /// Every call reaches the sink on the analyzer's thread, as it is made (live captures, tests).
+    case inline
+    /// Once `startAfterWindows` windows have gone by inline, formatting and writing move to a consumer thread
+    /// fed in batches of `batchCapacity` windows (post-mortem reading of large inputs). The sink sees the same
+    /// calls in the same order; ``MigrationAnalyzer/endInput(_:)`` and ``MigrationAnalyzer/finish()`` return
+    /// only once everything before them is written.
+    case pipelined(
+        batchCapacity: Int = PipelinedSink.defaultBatchCapacity, startAfterWindows: Int = PipelinedSink.defaultStartAfterWindows)
 }
 
 /// The whole analysis, once every input has been read.
@@ -44,9 +71,8 @@ public struct AnalysisReport: Sendable {
 public final class MigrationAnalyzer {
     /// The configuration in force.
     public let configuration: AnalysisConfiguration
-    private let sink: any AnalysisSink
-    /// `sink` when it is a ``PipelinedSink`` (the CLI's): its window recording is then inlined here.
-    private let pipelinedSink: PipelinedSink?
+    /// Where every call to the sink goes: the sink itself, through a consumer thread when pipelined.
+    private let output: PipelinedSink
 
     private struct SeriesKey: Hashable {
         var input: Int
@@ -113,11 +139,20 @@ public final class MigrationAnalyzer {
     }()
     private var suppressed: [String: Int] = [:]
 
-    /// An analyzer that reports to `sink`.
-    public init(configuration: AnalysisConfiguration = AnalysisConfiguration(), sink: any AnalysisSink) {
+    /// An analyzer that reports to `sink`, on this thread or (`.pipelined`) through a consumer thread.
+    public init(
+        configuration: AnalysisConfiguration = AnalysisConfiguration(), sink: any AnalysisSink, threading: OutputThreading = .inline
+    ) {
         self.configuration = configuration
-        self.sink = sink
-        pipelinedSink = sink as? PipelinedSink
+        switch threading {
+        case .inline: output = PipelinedSink(wrapping: sink, startAfterWindows: .max)
+        case .pipelined(let capacity, let after): output = PipelinedSink(wrapping: sink, batchCapacity: capacity, startAfterWindows: after)
+        }
+    }
+
+    /// Pass a live capture's own event to the sink, in order with the analysis.
+    public func live(_ event: LiveEvent) {
+        output.live(event)
     }
 
     deinit { kindCounts.deallocate() }
@@ -344,7 +379,7 @@ public final class MigrationAnalyzer {
             series.limit = limit
         }
 
-        if pipelinedSink?.record(window, in: series.info) != true { sink.window(window, in: series.info) }
+        output.window(window, in: series.info)
         series.rules.observe(window, series.context)
     }
 
@@ -360,7 +395,7 @@ public final class MigrationAnalyzer {
         nextSeriesIndex += 1
         let context = RuleContext(series: info) { [unowned self] finding in
             self.findings.append(finding)
-            self.sink.finding(finding)
+            self.output.finding(finding)
         }
         let rules = BuiltinRules(thresholds: configuration.thresholds, disabled: configuration.disabledRules)
         let series = OpenSeries(info: info, context: context, rules: rules)
@@ -371,7 +406,7 @@ public final class MigrationAnalyzer {
         open[key] = series
         cachedKey = key
         cachedSeries = Unmanaged.passUnretained(series)
-        sink.seriesStarted(info)
+        output.seriesStarted(info)
         return series
     }
 
@@ -386,15 +421,17 @@ public final class MigrationAnalyzer {
         s.summary.info = s.info
         summaries.append(s.summary)
         lastClosedOfInput[key.input] = (key, s.info.index)
-        sink.seriesEnded(s.summary)
+        output.seriesEnded(s.summary)
     }
 
-    /// One input is fully read: its series are complete (later inputs never continue them).
+    /// One input is fully read: its series are complete (later inputs never continue them). Returns once the
+    /// sink has everything so far, so the caller may write elsewhere (stderr) in order with it.
     public func endInput(_ input: Int) {
         for key in open.keys.filter({ $0.input == input }).sorted(by: { open[$0]!.info.index < open[$1]!.info.index }) {
             close(key)
         }
         newMigrationPending.remove(input)
+        output.drain()
     }
 
     /// End of input: close every series, summarise rejected lines, and deliver the report.
@@ -411,7 +448,7 @@ public final class MigrationAnalyzer {
                     "\(rejected) line(s) or event(s) rejected; the first at input \(first?.input ?? 0) line \(first?.line ?? 0): \(first?.reason ?? "").",
                 evidence: [.count("rejected", rejected)], remedy: TraceIntegrityRule.remedy)
             findings.append(f)
-            sink.finding(f)
+            output.finding(f)
         }
         var eventCounts: [ProbeKind: UInt64] = [:]
         for kind in ProbeKind.allCases where kindCounts[Int(kind.rawValue)] > 0 {
@@ -420,7 +457,7 @@ public final class MigrationAnalyzer {
         let report = AnalysisReport(
             series: summaries, findings: findings, diagnostics: diagnostics, rejectedCount: rejected,
             eventCounts: eventCounts, suppressedFindings: suppressed)
-        sink.finished(report)
+        output.finished(report)
         return report
     }
 }

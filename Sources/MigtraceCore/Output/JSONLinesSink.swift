@@ -6,10 +6,8 @@ public final class JSONLinesSink: AnalysisSink {
     private let out: any ByteOutput
     /// The finished report.
     public private(set) var report: AnalysisReport?
-    /// Extra fields for the summary object (drop counts, end reason), set by the caller before `finish`.
-    public var summaryExtras: [(String, UInt64)] = []
-    /// Why the capture ended, for the summary.
-    public var endReason: String?
+    /// How the live capture ended, for the summary object.
+    private var captureEnd: CaptureEnd?
 
     /// Whether every object is flushed on its own (otherwise the caller flushes, e.g. once per batch).
     private let flushEachObject: Bool
@@ -73,21 +71,51 @@ public final class JSONLinesSink: AnalysisSink {
         }
     }
 
+    public func live(_ event: LiveEvent) {
+        switch event {
+        case .attached(let a):
+            object("header") { o in
+                o.raw(",\"pid\":"); o.signed(Int64(a.pid))
+                o.raw(",\"binary\":"); o.string(a.binary)
+                o.raw(",\"ring_buffer_bytes\":"); o.unsigned(UInt64(a.ringBufferBytes))
+                o.raw(",\"probes\":[")
+                for (i, p) in a.probes.enumerated() {
+                    if i > 0 { o.raw(",") }
+                    o.raw("{\"name\":"); o.string(p.name)
+                    o.raw(",\"attached\":"); o.raw(p.attached ? "true" : "false")
+                    o.raw(",\"args\":"); if let n = p.argumentCount { o.unsigned(UInt64(n)) } else { o.raw("null") }
+                    o.raw(",\"sites\":"); o.unsigned(UInt64(p.siteCount))
+                    o.raw("}")
+                }
+                o.raw("]")
+                if let record = a.recordPath { o.raw(",\"record\":"); o.string(record) }
+            }
+            out.flush()
+        case .state(let state, let time):
+            object("state") { o in
+                o.raw(",\"state\":"); o.string(state)
+                if let ts = time { o.raw(",\"time\":"); o.number(Double(ts) / 1e9) }
+            }
+        case .lost(let drops):
+            object("lost") { o in
+                o.raw(",\"kernel_drops\":"); o.unsigned(drops)
+            }
+        case .ended(let end):
+            captureEnd = end
+        }
+    }
+
     public func finished(_ r: AnalysisReport) {
         report = r
         defer { out.flush() }
         object("summary") { o in
             o.raw(",\"summary\":")
             WindowJSON.reportSummary(r, &o)
-            for (k, v) in summaryExtras {
-                o.raw(",")
-                o.string(k)
-                o.raw(":")
-                o.unsigned(v)
-            }
-            if let endReason {
-                o.raw(",\"end_reason\":")
-                o.string(endReason)
+            if let e = captureEnd {
+                o.raw(",\"events_received\":"); o.unsigned(e.eventsReceived)
+                o.raw(",\"kernel_drops\":"); o.unsigned(e.kernelDrops)
+                o.raw(",\"consumer_drops\":"); o.unsigned(e.consumerDrops)
+                o.raw(",\"end_reason\":"); o.string(e.reason)
             }
         }
     }

@@ -3,13 +3,6 @@
     import Glibc
 #endif
 
-/// A sink that formats a window where it lies: `PipelinedSink` passes it the address of a batch entry's window
-/// instead of a copy (≈ 250 bytes per window, which a call through an existential makes).
-protocol WindowInPlaceSink: AnalysisSink {
-    /// `window(w.pointee, in: series)`.
-    func window(at w: UnsafePointer<AnalyzedWindow>, in series: SeriesInfo)
-}
-
 /// A sink that replays every call it receives, in order, on another sink run by a thread of its own.
 ///
 /// The analyzer's thread then only records: a window is one copy of plain values into a batch, the rarer
@@ -39,6 +32,7 @@ public final class PipelinedSink: AnalysisSink, @unchecked Sendable {
         case seriesStarted(SeriesInfo)
         case finding(Finding)
         case seriesEnded(SeriesSummary)
+        case live(LiveEvent)
     }
 
     /// Windows in call order, and the other calls each with how many of the windows came before it.
@@ -73,8 +67,6 @@ public final class PipelinedSink: AnalysisSink, @unchecked Sendable {
     public static let defaultStartAfterWindows = 4096
 
     private let sink: any AnalysisSink
-    /// `sink`, when it can take a window by address (looked up when the consumer thread starts).
-    private var inPlaceSink: (any WindowInPlaceSink)?
     private let batchCapacity: Int
     private let startAfterWindows: Int
     private var inlineWindows = 0
@@ -120,8 +112,13 @@ public final class PipelinedSink: AnalysisSink, @unchecked Sendable {
         if cursor != nil { record(.seriesStarted(info)) } else { sink.seriesStarted(info) }
     }
 
-    public func window(_ w: AnalyzedWindow, in series: SeriesInfo) {
+    @inline(__always) public func window(_ w: AnalyzedWindow, in series: SeriesInfo) {
         if record(w, in: series) { return }
+        passOn(w, in: series)
+    }
+
+    /// A window while calls are passed on inline; the thread starts after `startAfterWindows` of them.
+    @inline(never) private func passOn(_ w: AnalyzedWindow, in series: SeriesInfo) {
         sink.window(w, in: series)
         inlineWindows &+= 1
         if inlineWindows == startAfterWindows { start() }
@@ -146,6 +143,10 @@ public final class PipelinedSink: AnalysisSink, @unchecked Sendable {
 
     public func seriesEnded(_ summary: SeriesSummary) {
         if cursor != nil { record(.seriesEnded(summary)) } else { sink.seriesEnded(summary) }
+    }
+
+    public func live(_ event: LiveEvent) {
+        if cursor != nil { record(.live(event)) } else { sink.live(event) }
     }
 
     /// Hands over what is left, waits for the consumer thread to replay it and leave, then passes the report on.
@@ -225,7 +226,6 @@ public final class PipelinedSink: AnalysisSink, @unchecked Sendable {
         ready.reserveCapacity(Self.batchCount)
         free.reserveCapacity(Self.batchCount)
         for _ in 1..<Self.batchCount { free.append(Batch(capacity: batchCapacity)) }
-        inPlaceSink = sink as? any WindowInPlaceSink
         guard let t = startPipelineThread({ self.consume() }) else {
             free.removeAll()
             return
@@ -256,17 +256,12 @@ public final class PipelinedSink: AnalysisSink, @unchecked Sendable {
         handoff.unlock()
     }
 
-    /// Pass the batch's calls to the sink in the order they were made.
+    /// Pass the batch's calls to the sink in the order they were made; each window by address, not copied.
     private func replay(_ batch: Batch) {
-        if let inPlaceSink {
-            // The window by address: no copy of it per call. The sink is unwrapped once per batch.
-            let windowOffset = MemoryLayout<Entry>.offset(of: \.window)!
-            replay(batch) { e in
-                let window = UnsafeRawPointer(e).advanced(by: windowOffset).assumingMemoryBound(to: AnalyzedWindow.self)
-                inPlaceSink.window(at: window, in: e.pointee.series)
-            }
-        } else {
-            replay(batch) { e in sink.window(e.pointee.window, in: e.pointee.series) }
+        let windowOffset = MemoryLayout<Entry>.offset(of: \.window)!
+        replay(batch) { e in
+            let window = UnsafeRawPointer(e).advanced(by: windowOffset).assumingMemoryBound(to: AnalyzedWindow.self)
+            sink.window(at: window, in: e.pointee.series)
         }
     }
 
@@ -294,6 +289,7 @@ public final class PipelinedSink: AnalysisSink, @unchecked Sendable {
         case .seriesStarted(let info): sink.seriesStarted(info)
         case .finding(let f): sink.finding(f)
         case .seriesEnded(let s): sink.seriesEnded(s)
+        case .live(let e): sink.live(e)
         }
     }
 }

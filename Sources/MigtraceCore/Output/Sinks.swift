@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 
 /// One CSV row per window; findings and the summary are left to stderr by the caller.
-public final class CSVSink: WindowInPlaceSink {
+public final class CSVSink: AnalysisSink {
     /// The header row's columns, in order.
     public static let columns = [
         "series", "index", "line", "era", "start_time", "end_time", "transferred_bytes", "time_spent_ms",
@@ -39,7 +39,7 @@ public final class CSVSink: WindowInPlaceSink {
         withUnsafePointer(to: w) { window(at: $0, in: series) }
     }
 
-    func window(at w: UnsafePointer<AnalyzedWindow>, in series: SeriesInfo) {
+    public func window(at w: UnsafePointer<AnalyzedWindow>, in series: SeriesInfo) {
         // Fields are read where the window lies (`pointee.`, not a copy of the whole window).
         // Formatted with plain stores: no allocation, no exclusivity checks. `filled` < blockSize, so the row fits.
         var o = ASCIIWriter(block + filled)
@@ -249,7 +249,8 @@ public final class TextSink: AnalysisSink {
     private let showWindows: Bool
     private let flushEachLine: Bool
     private var seriesStart: [Int: Double] = [:]
-    private var line: [UInt8] = []
+    /// How the live capture ended: said after the summary.
+    private var captureEnd: CaptureEnd?
     /// The finished report.
     public private(set) var report: AnalysisReport?
 
@@ -339,6 +340,27 @@ public final class TextSink: AnalysisSink {
         put(t + "\n")
     }
 
+    public func live(_ event: LiveEvent) {
+        switch event {
+        case .attached(let a):
+            var h = "migtrace \(a.migtraceVersion): attached to pid \(a.pid) (\(a.binary))\n"
+            let args = { (n: Int?) in n.map { $0 == 1 ? "1 arg" : "\($0) args" } ?? "?" }
+            h += "probes: " + a.probes.filter(\.attached).map { "\($0.name) (\(args($0.argumentCount)))" }.joined(separator: ", ") + "\n"
+            let missing = a.probes.filter { !$0.attached }
+            if !missing.isEmpty { h += "not attached: " + missing.map { "\($0.name) (\($0.reason ?? ""))" }.joined(separator: ", ") + "\n" }
+            if let record = a.recordPath { h += "recording to \(record)\n" }
+            h += "waiting for migrate_transferred windows… (Ctrl-C ends with a summary)\n"
+            put(h)
+            out.flush()
+        case .state(let state, _):
+            put("  · migration state: \(state)\n")
+        case .lost(let drops):
+            put("  ▲ lost \(drops) events so far (kernel ring buffer full; try --ring-buffer-size)\n")
+        case .ended(let end):
+            captureEnd = end
+        }
+    }
+
     public func finished(_ r: AnalysisReport) {
         report = r
         var t = "\nsummary: \(r.series.count) series, \(r.windowCount) windows, thresholds exact in \(r.exactCount)/\(r.windowCount)"
@@ -349,6 +371,10 @@ public final class TextSink: AnalysisSink {
         if r.windowCount == 0 {
             t +=
                 "no migrate_transferred events found: trace the source QEMU with `-trace migrate_transferred -D FILE` (or QMP trace-event-set-state) and analyse FILE\n"
+        }
+        if let e = captureEnd {
+            t +=
+                "capture ended (\(e.reason)): \(e.eventsReceived) events received; lost \(e.kernelDrops) events (kernel), \(e.consumerDrops) (consumer)\n"
         }
         put(t)
         out.flush()

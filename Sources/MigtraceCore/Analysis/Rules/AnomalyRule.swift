@@ -3,7 +3,8 @@
 /// A detector that watches one series window by window and reports findings.
 ///
 /// Rules keep only bounded state, so memory does not grow with the trace. One instance serves one
-/// series. A new rule is one small file: a class conforming to this protocol, listed in ``RuleRegistry``.
+/// series. A new rule is one file in `Analysis/Rules/`: a `public final class` conforming to this protocol with a
+/// `reportOrder` of its own; RuleRegistryPlugin generates the registry (``RuleRegistry``, `BuiltinRules`) from them.
 public protocol AnomalyRule: AnyObject {
     /// The stable kebab-case id used in every output and in `--disable-rule`.
     static var id: String { get }
@@ -13,6 +14,13 @@ public protocol AnomalyRule: AnyObject {
     static var summary: String { get }
     /// The QEMU knob that addresses it, as one sentence.
     static var remedy: String { get }
+    /// Where the rule stands among the rules (ascending): the order in which they see a window, and so the
+    /// order of their findings. Read by RuleRegistryPlugin from the literal `public static let reportOrder = N`.
+    static var reportOrder: Int { get }
+    /// When it fires, with defaults and the flags that change them: the README table's third column.
+    static var firesWhen: String { get }
+    /// The knobs that address it, briefly: the README table's last column.
+    static var knobs: String { get }
 
     /// A fresh rule for one series.
     init(thresholds: RuleThresholds)
@@ -94,90 +102,6 @@ public enum RuleRegistry {
 
     /// The ids of every rule.
     public static var ids: [String] { all.map { $0.id } }
-}
-
-/// The rules of one series, each held by its concrete type (a disabled rule is `nil`).
-///
-/// A window reaches each rule with a direct, inlinable call: no existential box and no retain/release
-/// per rule and window, which cost ≈ 6 % of `analyze` when the rules were an `[any AnomalyRule]`
-/// (a parameter pack was tried too: its loop still went through witness tables and retained every rule).
-/// A new rule is added to ``types``, to `init`, and to `observe`/`finish` in the same place of the order.
-final class BuiltinRules {
-    /// Every built-in rule type, in the order rules see a window (and so the order of their findings).
-    // SAFETY: an immutable array of metatypes, never written after initialisation.
-    nonisolated(unsafe) static let types: [any AnomalyRule.Type] = [
-        ThreadStallRule.self,
-        NoProgressRule.self,
-        BandwidthShiftRule.self,
-        ThresholdCollapseRule.self,
-        DowntimeLimitChangedRule.self,
-        SwitchoverBandwidthMismatchRule.self,
-        RateCappedRule.self,
-        NonConvergenceRule.self,
-        FormulaMismatchRule.self,
-        UnknownEraRule.self,
-        TraceIntegrityRule.self,
-    ]
-
-    let threadStall: ThreadStallRule?
-    let noProgress: NoProgressRule?
-    let bandwidthShift: BandwidthShiftRule?
-    let thresholdCollapse: ThresholdCollapseRule?
-    let downtimeLimitChanged: DowntimeLimitChangedRule?
-    let switchoverBandwidthMismatch: SwitchoverBandwidthMismatchRule?
-    let rateCapped: RateCappedRule?
-    let nonConvergence: NonConvergenceRule?
-    let formulaMismatch: FormulaMismatchRule?
-    let unknownEra: UnknownEraRule?
-    let traceIntegrity: TraceIntegrityRule?
-
-    /// Fresh rules for one series, except those whose id is in `disabled`.
-    init(thresholds: RuleThresholds, disabled: Set<String>) {
-        func make<Rule: AnomalyRule>(_: Rule.Type) -> Rule? {
-            disabled.contains(Rule.id) ? nil : Rule(thresholds: thresholds)
-        }
-        threadStall = make(ThreadStallRule.self)
-        noProgress = make(NoProgressRule.self)
-        bandwidthShift = make(BandwidthShiftRule.self)
-        thresholdCollapse = make(ThresholdCollapseRule.self)
-        downtimeLimitChanged = make(DowntimeLimitChangedRule.self)
-        switchoverBandwidthMismatch = make(SwitchoverBandwidthMismatchRule.self)
-        rateCapped = make(RateCappedRule.self)
-        nonConvergence = make(NonConvergenceRule.self)
-        formulaMismatch = make(FormulaMismatchRule.self)
-        unknownEra = make(UnknownEraRule.self)
-        traceIntegrity = make(TraceIntegrityRule.self)
-    }
-
-    /// Every enabled rule looks at the next window, in ``types`` order.
-    @inline(__always) func observe(_ window: AnalyzedWindow, _ context: RuleContext) {
-        threadStall?.observe(window, context)
-        noProgress?.observe(window, context)
-        bandwidthShift?.observe(window, context)
-        thresholdCollapse?.observe(window, context)
-        downtimeLimitChanged?.observe(window, context)
-        switchoverBandwidthMismatch?.observe(window, context)
-        rateCapped?.observe(window, context)
-        nonConvergence?.observe(window, context)
-        formulaMismatch?.observe(window, context)
-        unknownEra?.observe(window, context)
-        traceIntegrity?.observe(window, context)
-    }
-
-    /// The series ended: every enabled rule reports what is still open, in ``types`` order.
-    func finish(_ context: RuleContext) {
-        threadStall?.finish(context)
-        noProgress?.finish(context)
-        bandwidthShift?.finish(context)
-        thresholdCollapse?.finish(context)
-        downtimeLimitChanged?.finish(context)
-        switchoverBandwidthMismatch?.finish(context)
-        rateCapped?.finish(context)
-        nonConvergence?.finish(context)
-        formulaMismatch?.finish(context)
-        unknownEra?.finish(context)
-        traceIntegrity?.finish(context)
-    }
 }
 
 /// Small numeric helpers shared by rules.

@@ -6,6 +6,10 @@
 /// direction form a candidate run, which becomes a shift once it lasts long enough. One finding per shift.
 public final class BandwidthShiftRule: AnomalyRule {
     public static let id = "bandwidth-shift"
+    public static let reportOrder = 30
+    public static let firesWhen =
+        "bandwidth moves ≥ 30 % (`--shift-percent`) from the median of the preceding windows and holds ≥ 1 s (`--shift-min-ms`); one finding per shift"
+    public static let knobs = "`max-bandwidth`, competing traffic, `avail-switchover-bandwidth`"
     public static let severities: [Severity] = [.warning]
     public static let summary =
         "The bandwidth changed by ≥ 30 % against the median of the preceding windows and stayed there ≥ 1 s (one finding per shift)."

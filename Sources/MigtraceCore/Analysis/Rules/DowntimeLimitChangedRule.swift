@@ -3,6 +3,10 @@
 /// `downtime-limit-changed`: the downtime limit that reproduces QEMU's threshold changed mid-series.
 public final class DowntimeLimitChangedRule: AnomalyRule {
     public static let id = "downtime-limit-changed"
+    public static let reportOrder = 50
+    public static let firesWhen =
+        "the limit that reproduces the threshold changed"
+    public static let knobs = "`downtime-limit`"
     public static let severities: [Severity] = [.info]
     public static let summary =
         "The downtime limit that reproduces the traced threshold changed (someone ran migrate-set-parameters downtime-limit)."

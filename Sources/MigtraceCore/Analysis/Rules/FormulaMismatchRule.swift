@@ -3,6 +3,10 @@
 /// `formula-mismatch`: no downtime limit reproduces the traced threshold with QEMU's formulas.
 public final class FormulaMismatchRule: AnomalyRule {
     public static let id = "formula-mismatch"
+    public static let reportOrder = 90
+    public static let firesWhen =
+        "no downtime limit (or not the given `--downtime-limit`) reproduces the traced threshold"
+    public static let knobs = "patched QEMU, corrupted trace, wrong limit"
     public static let severities: [Severity] = [.warning]
     public static let summary =
         "No downtime limit (or, with --downtime-limit, not the given one) reproduces the traced max_size with QEMU's arithmetic: a patched QEMU, a corrupted trace or a wrong --downtime-limit."

@@ -3,6 +3,10 @@
 /// `no-progress`: consecutive windows that sent less than one page, covering at least a second.
 public final class NoProgressRule: AnomalyRule {
     public static let id = "no-progress"
+    public static let reportOrder = 20
+    public static let firesWhen =
+        "consecutive windows sending < 1 page for ≥ 1 s (`--no-progress-ms`)"
+    public static let knobs = "channel/destination health, `max-bandwidth`, `migrate_cancel`"
     public static let severities: [Severity] = [.warning]
     public static let summary =
         "Consecutive windows sending less than one 4 KiB page cover ≥ 1 s: the migration is running but not moving data."

@@ -8,6 +8,10 @@
 /// rule keeps the first and the latest post-sync level of the episode, so its state is constant.
 public final class NonConvergenceRule: AnomalyRule {
     public static let id = "non-convergence"
+    public static let reportOrder = 80
+    public static let firesWhen =
+        "with pending events: pending above the threshold ≥ 10 s (`--non-convergence-ms`) and, across ≥ 2 dirty syncs, the post-sync pending does not fall by 10 %"
+    public static let knobs = "`max-bandwidth`, `downtime-limit`, `auto-converge`/`dirty-limit`, postcopy"
     public static let severities: [Severity] = [.warning]
     public static let summary =
         "With pending events in the trace: pending stays above the threshold for ≥ 10 s and, over at least two RAM dirty syncs, the post-sync pending does not fall by 10 %: the guest dirties memory as fast as it is sent."

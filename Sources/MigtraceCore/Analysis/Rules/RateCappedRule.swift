@@ -11,6 +11,10 @@
 /// Keeps a histogram of transfers in 0.5 % logarithmic buckets, so memory stays bounded.
 public final class RateCappedRule: AnomalyRule {
     public static let id = "rate-capped"
+    public static let reportOrder = 70
+    public static let firesWhen =
+        "most windows (≥ 50 %) move the same bytes ± 2 % (`--rate-cap-percent`): max-bandwidth sets the pace"
+    public static let knobs = "`max-bandwidth`"
     public static let severities: [Severity] = [.info]
     public static let summary =
         "Most windows transfer the same amount ± 2 %: `max-bandwidth`, not the network, sets the pace."

@@ -3,6 +3,10 @@
 /// `switchover-bandwidth-mismatch`: a user-declared switchover bandwidth far from the measured one, sustained.
 public final class SwitchoverBandwidthMismatchRule: AnomalyRule {
     public static let id = "switchover-bandwidth-mismatch"
+    public static let reportOrder = 60
+    public static let firesWhen =
+        "declared switchover bandwidth ≥ 2× (overshoot) or ≤ 0.5× (late) the measured one (`--switchover-ratio`) for ≥ 1 s"
+    public static let knobs = "`avail-switchover-bandwidth`"
     public static let severities: [Severity] = [.warning]
     public static let summary =
         "avail-switchover-bandwidth is ≥ 2× the measured bandwidth (downtime will overshoot) or ≤ 0.5× (switchover needlessly late) for ≥ 1 s."

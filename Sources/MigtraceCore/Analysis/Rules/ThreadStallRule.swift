@@ -3,6 +3,11 @@
 /// `thread-stall`: a window far longer than QEMU's 100 ms, i.e. the migration thread was blocked.
 public final class ThreadStallRule: AnomalyRule {
     public static let id = "thread-stall"
+    public static let reportOrder = 10
+    public static let firesWhen =
+        "a window ≥ 300 ms (`--stall-warning-ms`) / ≥ 1000 ms (`--stall-critical-ms`)"
+    public static let knobs =
+        "what blocks the migration thread (bitmap sync under the BQL, stopped/starved QEMU); `dirty-limit`, `auto-converge`"
     public static let severities: [Severity] = [.warning, .critical]
     public static let summary =
         "A window lasted ≥ 300 ms (warning) or ≥ 1000 ms (critical): the migration thread was blocked (BQL, bitmap sync, a stopped or starved process)."

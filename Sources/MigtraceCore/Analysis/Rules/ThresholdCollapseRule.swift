@@ -4,6 +4,10 @@
 /// QEMU's switchover threshold down with it.
 public final class ThresholdCollapseRule: AnomalyRule {
     public static let id = "threshold-collapse"
+    public static let reportOrder = 40
+    public static let firesWhen =
+        "one or two windows below 25 % (`--collapse-percent`) of the baseline median: the threshold collapses with them"
+    public static let knobs = "`avail-switchover-bandwidth` set to the real link speed"
     public static let severities: [Severity] = [.warning]
     public static let summary =
         "A single window (at most two) with bandwidth below 25 % of the baseline median: QEMU's switchover threshold collapsed with it."

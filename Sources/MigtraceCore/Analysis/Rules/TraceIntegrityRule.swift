@@ -6,6 +6,10 @@
 /// Rejected lines (malformed, impossible) are summarised by the analyzer under the same id.
 public final class TraceIntegrityRule: AnomalyRule {
     public static let id = "trace-integrity"
+    public static let reportOrder = 110
+    public static let firesWhen =
+        "time going backwards, a gap ≥ 10× the window and ≥ 1 s, the era changing inside a series, impossible values (> 100 GB/s, a wrapped counter, a window < 100 ms), or rejected lines"
+    public static let knobs = "an unmodified, complete trace"
     public static let severities: [Severity] = [.warning]
     public static let summary =
         "Time going backwards, a gap between windows ≥ 10× the window and ≥ 1 s, the era changing inside a series, impossible values (> 100 GB/s, a wrapped counter, a window < 100 ms), or rejected lines."

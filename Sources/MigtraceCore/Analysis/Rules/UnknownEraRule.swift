@@ -3,6 +3,10 @@
 /// `unknown-era`: a window whose bandwidth argument fits none of QEMU's known layouts.
 public final class UnknownEraRule: AnomalyRule {
     public static let id = "unknown-era"
+    public static let reportOrder = 100
+    public static let firesWhen =
+        "arg 3 is neither bytes/ms nor Mbit/s"
+    public static let knobs = "identify the QEMU build"
     public static let severities: [Severity] = [.warning]
     public static let summary =
         "A window's bandwidth argument fits neither bytes/ms (eras A/B) nor Mbit/s (era C): an unknown QEMU patch or a corrupted trace."

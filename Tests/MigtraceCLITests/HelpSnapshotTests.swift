@@ -1,0 +1,52 @@
+// SPDX-License-Identifier: Apache-2.0
+import Foundation
+import Testing
+
+/// Every `--help` text is pinned to a snapshot in HelpSnapshots/ (80 columns): a change to a command's options,
+/// examples or exit codes shows up in review. `MIGTRACE_UPDATE_SNAPSHOTS=1 swift test --filter HelpSnapshot`
+/// rewrites them.
+@Suite struct HelpSnapshotTests {
+    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("HelpSnapshots")
+
+    /// The help of `command` (empty: the top level) as an 80-column terminal shows it.
+    static func help(_ command: [String]) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CLI.binary)
+        p.arguments = command + ["--help"]
+        var env = ProcessInfo.processInfo.environment
+        env["COLUMNS"] = "80"
+        p.environment = env
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0)
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    @Test(arguments: ["migtrace", "analyze", "attach", "demo", "probes", "rules"])
+    func helpMatchesItsSnapshot(_ name: String) throws {
+        let text = try Self.help(name == "migtrace" ? [] : [name])
+        let file = Self.directory.appendingPathComponent("\(name).txt")
+        if ProcessInfo.processInfo.environment["MIGTRACE_UPDATE_SNAPSHOTS"] == "1" {
+            try FileManager.default.createDirectory(at: Self.directory, withIntermediateDirectories: true)
+            try text.write(to: file, atomically: true, encoding: .utf8)
+        }
+        let snapshot = try String(contentsOf: file, encoding: .utf8)
+        #expect(text == snapshot, "`migtrace \(name) --help` differs from HelpSnapshots/\(name).txt")
+        #expect(text.contains("USAGE: migtrace"))
+    }
+
+    /// The README's rule table is what the generated registry prints: a new rule file changes both.
+    @Test func readmeRuleTableIsTheRegistrys() throws {
+        let table = try CLI.run(["rules", "--markdown"])
+        #expect(table.status == 0)
+        let readme = try String(contentsOf: CLI.repository.appendingPathComponent("README.md"), encoding: .utf8)
+        let lines = readme.split(separator: "\n", omittingEmptySubsequences: false)
+        let start = try #require(lines.firstIndex { $0.hasPrefix("| id | severity |") })
+        let rows = lines[start...].prefix { $0.hasPrefix("|") }
+        #expect(rows.joined(separator: "\n") + "\n" == table.stdout)
+        #expect(rows.count == 13)  // header, separator, 11 rules
+    }
+}
