@@ -25,5 +25,7 @@ for q in 7.2 10.0; do
         run "$q" "$s" ""
     done
     run "$q" converge -ts --msg-timestamp
+    run "$q" rescue -ts --msg-timestamp
+    run "$q" idle -ts --msg-timestamp
 done
 exit $fail

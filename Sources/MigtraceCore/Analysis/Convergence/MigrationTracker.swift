@@ -55,7 +55,12 @@ final class MigrationTracker {
         lastThreshold = w.thresholdTraced
         lastSwitchoverPerMs = w.rebuild.expectedPerMs
         lastBasis = w.rebuild.basis
-        if let l = w.rebuild.downtimeLimitMs, w.rebuild.exact { limit = l }
+        if let l = w.rebuild.downtimeLimitMs, w.rebuild.exact, l != limit {
+            let changed = limit != nil
+            limit = l
+            // A new limit moves the threshold: the same levels may now converge (or stall).
+            if changed { noteVerdict() }
+        }
         recent.append((w.transferred, w.timeSpentMs))
         if recent.count > 10 { recent.removeFirst() }
         totalBytes &+= w.transferred
@@ -70,11 +75,15 @@ final class MigrationTracker {
             levelCount += 1
             levels.append((bytes, now, preSync))
             if levels.count > Self.keep { levels.removeFirst() }
-            if let v = model().verdict, verdicts.last?.verdict != v, verdicts.count < 64 {
-                verdicts.append((lastWindow ?? -1, v))
-            }
+            noteVerdict()
         }
         lastPending = bytes
+    }
+
+    private func noteVerdict() {
+        if switchover == nil, let v = model().verdict, verdicts.last?.verdict != v, verdicts.count < 64 {
+            verdicts.append((lastWindow ?? -1, v))
+        }
     }
 
     func bitmapSyncEnd() {
