@@ -156,4 +156,42 @@ import Testing
         let advice = try #require(m["advice"] as? [String: Any])
         #expect((advice["downtime_limit_ms"] as? NSNumber)?.uint64Value ?? 0 > 2900)
     }
+
+    /// Real runs (QEMU 7.2 and 10.0, `-msg timestamp=on`) of an idle 32 MiB guest on an unthrottled link: done before
+    /// the first window. Downtime (low_pending → completed) within 1 ms of QMP's integer `downtime`.
+    @Test(arguments: ["7.2-idle-ts", "10.0-idle-ts"])
+    func idleMigrationFinishesBeforeTheFirstWindow(_ name: String) throws {
+        let url = Paths.qemuFixtures.appendingPathComponent("convergence/\(name).log")
+        let report = try #require(try analyze([url.path]).report)
+        #expect(report.windowCount == 0)
+        let m = try #require(report.migrations.first)
+        #expect(m.outcome == .completed && m.verdict == .completed && m.series == nil)
+        let facts = try #require(
+            try JSONSerialization.jsonObject(
+                with: Data(contentsOf: url.deletingPathExtension().appendingPathExtension("facts.json"))) as? [String: Any])
+        let q = facts["final_query_migrate"] as? [String: Any] ?? [:]
+        let qmpDowntime = try #require((q["downtime"] as? NSNumber)?.doubleValue)
+        #expect(abs((m.downtimeMs ?? -100) - qmpDowntime) <= 1)
+        #expect(m.iterations == 2)
+        #expect(m.switchover?.pendingBytes == 0)
+    }
+
+    /// Real rescue runs: downtime-limit 20 ms, raised to 4000 ms at t+8 s. Stalled at the 48 MiB floor, then
+    /// converging from the first window with the new limit, then completed; downtime within 2 ms of QMP's.
+    @Test(arguments: [("7.2-rescue-ts", 59, 79), ("10.0-rescue-ts", 58, 80)])
+    func rescuedMigrationFlipsFromStalledToCompleted(_ name: String, _ stalledAt: Int, _ switchAt: Int) throws {
+        let url = Paths.qemuFixtures.appendingPathComponent("convergence/\(name).log")
+        let report = try #require(try analyze([url.path]).report)
+        let m = try #require(report.migrations.first)
+        #expect(m.verdictChanges.map(\.verdict) == [.stalled, .converging, .completed])
+        #expect(m.verdictChanges.map(\.window) == [stalledAt, switchAt, switchAt])
+        #expect(m.downtimeLimitMs == 4000)
+        #expect(m.switchover?.pendingBytes == 50_331_648)
+        let facts = try #require(
+            try JSONSerialization.jsonObject(
+                with: Data(contentsOf: url.deletingPathExtension().appendingPathExtension("facts.json"))) as? [String: Any])
+        let q = facts["final_query_migrate"] as? [String: Any] ?? [:]
+        let qmpDowntime = try #require((q["downtime"] as? NSNumber)?.doubleValue)
+        #expect(abs((m.downtimeMs ?? -100) - qmpDowntime) <= 2)
+    }
 }

@@ -143,9 +143,9 @@ final class MigrationTracker {
     }
 
     private var meanPerMs: Double? {
-        let ms = recent.reduce(0) { $0 + $1.ms }
+        let ms = recent.reduce(0) { $0 &+ $1.ms }
         guard ms > 0 else { return nil }
-        return Double(recent.reduce(0) { $0 + $1.bytes }) / Double(ms)
+        return recent.reduce(0.0) { $0 + Double($1.bytes) } / Double(ms)
     }
 
     /// The levels of the iterations proper: the setup sync's (all of RAM) is left out once there are others.
@@ -171,7 +171,7 @@ final class MigrationTracker {
         }
         let prev = ls[ls.count - 2]
         let ratio = prev > 0 ? last / prev : nil
-        if let r = ratio, r > 1.1 { return Model(verdict: .diverging, floor: UInt64(last), ratio: r, coefficient: r) }
+        if let r = ratio, r > 1.1 { return Model(verdict: .diverging, floor: QEMUArithmetic.truncate(last), ratio: r, coefficient: r) }
         var floor: Double
         var b: Double
         if ls.count >= 3, ls[ls.count - 2] != ls[ls.count - 3] {
@@ -190,7 +190,7 @@ final class MigrationTracker {
             floor = (ratio ?? 1) < 0.9 ? 0 : last
         }
         let verdict: ConvergenceVerdict = floor < threshold || last < threshold ? .converging : .stalled
-        return Model(verdict: verdict, floor: UInt64(floor), ratio: ratio, coefficient: b)
+        return Model(verdict: verdict, floor: QEMUArithmetic.truncate(floor), ratio: ratio, coefficient: b)
     }
 
     /// Seconds until a post-sync level falls below the threshold, with the recurrence coefficient `b`.
@@ -236,7 +236,7 @@ final class MigrationTracker {
             let cur = ls[ls.count - 1]
             let prev = ls[ls.count - 2]
             let dt = cur.time - prev.time
-            if dt > 0 { a.dirtyRateBytesPerSecond = Double(cur.bytes - min(cur.bytes, cur.before ?? 0)) / dt }
+            if dt > 0, dt.isFinite { a.dirtyRateBytesPerSecond = Double(cur.bytes - min(cur.bytes, cur.before ?? 0)) / dt }
         }
         // QEMU 11.1 migration_downtime_calc_expected(): the limit while ≤ 1 sync, else last sync's bytes over bw.
         if iterations <= 1 {
@@ -271,7 +271,7 @@ final class MigrationTracker {
         }
         var limitMs: UInt64?
         if let perMs = switchoverPerMs, perMs > 0 {
-            var l = UInt64(Double(target) / perMs)
+            var l = min(QEMUArithmetic.truncate(Double(target) / perMs), QEMUArithmetic.maxDowntimeLimitMs + 1)
             while QEMUArithmetic.threshold(expectedPerMs: perMs, downtimeLimitMs: l) <= target,
                 l <= QEMUArithmetic.maxDowntimeLimitMs
             {
@@ -280,7 +280,7 @@ final class MigrationTracker {
             limitMs = l <= QEMUArithmetic.maxDowntimeLimitMs ? l : nil
         }
         var bandwidth: UInt64?
-        if let l = limit, l > 0 { bandwidth = (target + 1) * 1000 / l + 1 }
+        if let l = limit, l > 0, target < UInt64.max / 2000 { bandwidth = (target + 1) * 1000 / l + 1 }
         var reason: String
         switch verdict {
         case .converging:
