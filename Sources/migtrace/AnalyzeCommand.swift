@@ -100,7 +100,7 @@ struct AnalyzeCommand: ParsableCommand {
                 printError("\(f.severity) \(f.rule): \(f.message)")
             }
         }
-        if report.windowCount == 0 && !failed && format != .text {
+        if report.windowCount == 0 && report.migrations.isEmpty && !failed && format != .text {
             printError("migtrace: no migrate_transferred events found; trace the source QEMU with `-trace migrate_transferred -D FILE`")
         }
         // Every sink flushed `out` in `finished`: a failed write is known by now.

@@ -7,6 +7,7 @@
 set -u
 here="$(cd "$(dirname "$0")" && pwd)"
 out="${1:-$here/../MigtraceCoreTests/Fixtures/qemu}"
+conv="$out/convergence"  # idle and rescue: read by ConvergenceTests only
 mkdir -p "$out"
 fail=0
 run() {  # run QEMU SCENARIO SUFFIX [ARGS...]
@@ -25,5 +26,7 @@ for q in 7.2 10.0; do
         run "$q" "$s" ""
     done
     run "$q" converge -ts --msg-timestamp
+    out="$conv" run "$q" rescue -ts --msg-timestamp
+    out="$conv" run "$q" idle -ts --msg-timestamp
 done
 exit $fail

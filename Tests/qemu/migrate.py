@@ -98,6 +98,17 @@ SCENARIOS = {
                 "avail-switchover-bandwidth": 16 * MiB},
         steps=[(2.0, "set", {"avail-switchover-bandwidth": 64 * MiB})],
         limit=9.0, expect="completed", only=("10.0",)),
+    # nonconverge, rescued: downtime-limit raised from 20 to 4000 ms at t+8 s
+    "rescue": dict(
+        ram=128, append="span=48 dirty=4096 delay=0",
+        params={"max-bandwidth": 16 * MiB, "downtime-limit": 20},
+        steps=[(8.0, "set", {"downtime-limit": 4000})], limit=16.0,
+        expect="completed"),
+    # an idle guest on an unthrottled link: done before the first 100 ms window
+    "idle": dict(
+        ram=32, append="span=1 dirty=1 delay=1000000",
+        params={"max-bandwidth": 16 * 1024 * MiB},
+        steps=[], limit=5.0, expect="completed"),
     "demo": dict(
         ram=192, append="span=128 dirty=1 delay=200000",
         params={"max-bandwidth": 24 * MiB},

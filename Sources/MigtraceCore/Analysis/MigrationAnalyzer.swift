@@ -55,6 +55,8 @@ public struct AnalysisReport: Sendable {
     public var eventCounts: [ProbeKind: UInt64]
     /// Findings a rule made beyond its per-series cap, by rule id.
     public var suppressedFindings: [String: Int]
+    /// One assessment per migration (convergence, downtime, advice), in order of input and start.
+    public var migrations: [MigrationAssessment] = []
 
     /// The most severe finding, if any.
     public var worstSeverity: Severity? { findings.map(\.severity).max() }
@@ -96,6 +98,7 @@ public final class MigrationAnalyzer {
         @exclusivity(unchecked) var pendingExact = false
         /// When this series last had a window (the analyzer's window counter), to close the idlest first.
         @exclusivity(unchecked) var lastUse: UInt64 = 0
+        var tracker: MigrationTracker?
 
         init(info: SeriesInfo, context: RuleContext, rules: BuiltinRules) {
             self.info = info
@@ -138,6 +141,8 @@ public final class MigrationAnalyzer {
         return counts
     }()
     private var suppressed: [String: Int] = [:]
+    /// The migration each input is in, and the assessments of those that ended (Convergence/AnalyzerHooks.swift).
+    var trackers: [Int: MigrationTracker] = [:], endedMigrations: [MigrationAssessment] = []
 
     /// An analyzer that reports to `sink`, on this thread or (`.pipelined`) through a consumer thread.
     public init(
@@ -204,9 +209,10 @@ public final class MigrationAnalyzer {
         case .migratePendingEstimate, .migratePendingExact, .migratePending:
             consumePending(event.kind, event.arguments, input: event.origin.input, thread: event.threadID)
         case .migrateSetState:
-            consumeState(event.state, input: event.origin.input)
+            consumeState(event.state, input: event.origin.input, timestamp: event.timestampNanoseconds)
         default:
             count(event.kind)
+            track(event.kind, event.arguments.a0, input: event.origin.input, timestamp: event.timestampNanoseconds)
         }
     }
 
@@ -227,9 +233,10 @@ public final class MigrationAnalyzer {
             kindCounts[Int(event.kind.rawValue)] &+= UInt64(event.folded)
             consumePending(event.kind, event.arguments, input: event.input, thread: event.optionalThread)
         case .migrateSetState:
-            consumeState(batch.state(of: event), input: event.input)
+            consumeState(batch.state(of: event), input: event.input, timestamp: event.optionalTimestamp)
         default:
             count(event.kind)
+            track(event.kind, event.arguments.a0, input: event.input, timestamp: event.optionalTimestamp)
         }
     }
 
@@ -244,6 +251,7 @@ public final class MigrationAnalyzer {
             case .migratePending: arguments.count >= 2 && arguments.a0 < arguments.a1
             default: false
             }
+        migrationTracker(input).pending(arguments.a0, exact: exact)
         if let s = openSeries(key) {
             s._withUnsafeGuaranteedRef {
                 $0.pending = arguments.a0
@@ -254,9 +262,10 @@ public final class MigrationAnalyzer {
         }
     }
 
-    private func consumeState(_ newState: String?, input: Int) {
+    private func consumeState(_ newState: String?, input: Int, timestamp: UInt64? = nil) {
         count(.migrateSetState)
         let state = newState ?? ""
+        trackState(state, input: input, timestamp: timestamp)
         if state == "setup" {
             // A new migration: close what this input has open, the next window starts a new series.
             for key in open.keys where key.input == input { close(key) }
@@ -381,6 +390,7 @@ public final class MigrationAnalyzer {
 
         output.window(window, in: series.info)
         series.rules.observe(window, series.context)
+        series.tracker?.window(window)
     }
 
     private func start(_ key: SeriesKey, _ event: WindowEvent) -> OpenSeries {
@@ -399,6 +409,7 @@ public final class MigrationAnalyzer {
         }
         let rules = BuiltinRules(thresholds: configuration.thresholds, disabled: configuration.disabledRules)
         let series = OpenSeries(info: info, context: context, rules: rules)
+        series.tracker = migrationTracker(key.input)
         if let (p, exact) = pendingBeforeSeries.removeValue(forKey: key) {
             series.pending = p
             series.pendingExact = exact
@@ -419,6 +430,7 @@ public final class MigrationAnalyzer {
         s.rules.finish(s.context)
         for (id, n) in s.context.suppressed { suppressed[id, default: 0] += n }
         s.summary.info = s.info
+        if let t = s.tracker, t.series == s.info.index { s.summary.assessment = t.assess() }
         summaries.append(s.summary)
         lastClosedOfInput[key.input] = (key, s.info.index)
         output.seriesEnded(s.summary)
@@ -431,6 +443,7 @@ public final class MigrationAnalyzer {
             close(key)
         }
         newMigrationPending.remove(input)
+        endMigration(input)
         output.drain()
     }
 
@@ -438,6 +451,7 @@ public final class MigrationAnalyzer {
     @discardableResult
     public func finish() -> AnalysisReport {
         for key in open.keys.sorted(by: { open[$0]!.info.index < open[$1]!.info.index }) { close(key) }
+        for input in trackers.keys.sorted() { endMigration(input) }
         summaries.sort { $0.info.index < $1.info.index }
         if rejected > 0, !configuration.disabledRules.contains(TraceIntegrityRule.id) {
             let first = diagnostics.first
@@ -456,7 +470,7 @@ public final class MigrationAnalyzer {
         }
         let report = AnalysisReport(
             series: summaries, findings: findings, diagnostics: diagnostics, rejectedCount: rejected,
-            eventCounts: eventCounts, suppressedFindings: suppressed)
+            eventCounts: eventCounts, suppressedFindings: suppressed, migrations: migrationAssessments)
         output.finished(report)
         return report
     }

@@ -111,6 +111,8 @@ public struct SeriesSummary: Sendable, Equatable {
     public var downtimeLimits: [(window: Int, limitMs: UInt64)]
     /// The last migration state seen (`completed`, `cancelled`, `failed`, …), if the trace has state events.
     public var finalState: String?
+    /// The assessment of the migration this series belongs to (Convergence/), when the trace lets one be made.
+    public var assessment: MigrationAssessment?
     /// Mean bandwidth over the series, bytes/ms (`totalBytes / totalTimeMs`).
     public var meanBandwidth: Double { totalTimeMs == 0 ? 0 : Double(totalBytes) / Double(totalTimeMs) }
 

@@ -211,7 +211,8 @@ public final class JSONSink: AnalysisSink {
     public func finished(_ r: AnalysisReport) {
         report = r
         var o = JSONWriter()
-        o.raw("],\"anomalies\":[")
+        o.raw("],"); MigrationJSON.field(r.migrations, &o)
+        o.raw(",\"anomalies\":[")
         for (i, f) in r.findings.enumerated() {
             if i > 0 { o.raw(",") }
             WindowJSON.finding(f, &o)
@@ -368,7 +369,8 @@ public final class TextSink: AnalysisSink {
         t += "; findings: " + counts.joined(separator: ", ")
         if r.rejectedCount > 0 { t += "; \(r.rejectedCount) line(s) rejected" }
         t += "\n"
-        if r.windowCount == 0 {
+        t += MigrationText.blocks(r.migrations, names)
+        if r.windowCount == 0, r.migrations.isEmpty {
             t +=
                 "no migrate_transferred events found: trace the source QEMU with `-trace migrate_transferred -D FILE` (or QMP trace-event-set-state) and analyse FILE\n"
         }

@@ -1,0 +1,38 @@
+// SPDX-License-Identifier: Apache-2.0
+
+/// The analyzer's side of the convergence model: one ``MigrationTracker`` per input, replaced at each `setup`.
+extension MigrationAnalyzer {
+    /// The tracker of the migration `input` is in (started on first use).
+    func migrationTracker(_ input: Int) -> MigrationTracker {
+        if let t = trackers[input] { return t }
+        let t = MigrationTracker(input: input)
+        trackers[input] = t
+        return t
+    }
+
+    /// The switchover decision and dirty syncs.
+    func track(_ kind: ProbeKind, _ a0: UInt64, input: Int, timestamp: UInt64?) {
+        switch kind {
+        case .migrationThreadLowPending: migrationTracker(input).lowPending(a0, timestamp: timestamp)
+        case .bitmapSyncEnd: migrationTracker(input).bitmapSyncEnd()
+        default: break
+        }
+    }
+
+    /// A state change; `setup` ends the input's migration and starts the next.
+    func trackState(_ state: String, input: Int, timestamp: UInt64?) {
+        if state == "setup" { endMigration(input) }
+        migrationTracker(input).state(state, timestamp: timestamp)
+    }
+
+    /// The migration of `input` is over: its assessment is kept for the report.
+    func endMigration(_ input: Int) {
+        guard let t = trackers.removeValue(forKey: input), t.seen else { return }
+        endedMigrations.append(t.assess())
+    }
+
+    /// Every assessment, in order of input and then of start.
+    var migrationAssessments: [MigrationAssessment] {
+        endedMigrations.enumerated().sorted { ($0.element.input, $0.offset) < ($1.element.input, $1.offset) }.map(\.element)
+    }
+}
