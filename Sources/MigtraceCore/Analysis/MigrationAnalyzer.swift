@@ -251,13 +251,16 @@ public final class MigrationAnalyzer {
             case .migratePending: arguments.count >= 2 && arguments.a0 < arguments.a1
             default: false
             }
-        migrationTracker(input).pending(arguments.a0, exact: exact)
         if let s = openSeries(key) {
+            // An open series holds its input's tracker (a `setup` replaces the tracker and closes the series):
+            // no dictionary look-up per pending event, 4–5 of which come per window.
             s._withUnsafeGuaranteedRef {
                 $0.pending = arguments.a0
                 $0.pendingExact = exact
+                $0.tracker?.pending(arguments.a0, exact: exact)
             }
         } else {
+            migrationTracker(input).pending(arguments.a0, exact: exact)
             pendingBeforeSeries[key] = (arguments.a0, exact)
         }
     }

@@ -24,7 +24,10 @@ final class MigrationTracker {
     private var lastSwitchoverPerMs: Double?
     private var lastBasis: SwitchoverBasis = .measured
     private var limit: UInt64?
+    /// The last 10 windows' bytes and lengths, as a ring (`recentNext` is the oldest once full): order does not
+    /// matter to the sums read from it, and overwriting in place spares a shift per window.
     private var recent: [(bytes: UInt64, ms: UInt64)] = []
+    private var recentNext = 0
     private var totalBytes: UInt64 = 0
     private var totalMs: UInt64 = 0
 
@@ -61,8 +64,12 @@ final class MigrationTracker {
             // A new limit moves the threshold: the same levels may now converge (or stall).
             if changed { noteVerdict() }
         }
-        recent.append((w.transferred, w.timeSpentMs))
-        if recent.count > 10 { recent.removeFirst() }
+        if recent.count < 10 {
+            recent.append((w.transferred, w.timeSpentMs))
+        } else {
+            recent[recentNext] = (w.transferred, w.timeSpentMs)
+            recentNext = recentNext == 9 ? 0 : recentNext + 1
+        }
         totalBytes &+= w.transferred
         totalMs &+= w.timeSpentMs
     }
