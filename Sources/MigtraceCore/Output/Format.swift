@@ -10,8 +10,6 @@ public enum Format {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    private static let powers: [Double] = [1, 10, 100, 1000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000]
-
     /// Append `value` with `decimals` (0...8) digits after the point.
     public static func appendFixed(_ value: Double, _ decimals: Int, to out: inout [UInt8]) {
         var w = ASCIIWriter.Stack()
