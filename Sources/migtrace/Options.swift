@@ -77,20 +77,19 @@ struct AnalysisOptions: ParsableArguments {
 
 extension OutputFormat: ExpressibleByArgument {}
 
+/// The output formats of the live commands: CSV is for `analyze` (of a recording), so it is not offered here.
+enum LiveFormat: String, CaseIterable, ExpressibleByArgument {
+    case text, json
+}
+
 /// Options shared by the live commands (`attach`, `demo`): output format and recording.
 struct LiveOutputOptions: ParsableArguments {
     @Option(name: .shortAndLong, help: "Output format: text (a line per window) or json (JSON Lines).")
-    var format: OutputFormat = .text
+    var format: LiveFormat = .text
 
     @Option(help: ArgumentHelp("Also record every event to this file (created 0600; see --force).", valueName: "file"))
     var record: String?
 
     @Flag(help: "Overwrite an existing --record file.")
     var force = false
-
-    func validate() throws {
-        guard format != .csv else {
-            throw ValidationError("Live output is text or json; use `migtrace analyze --format csv` on a recording.")
-        }
-    }
 }

@@ -50,3 +50,23 @@ import Testing
         #expect(rows.count == 13)  // header, separator, 11 rules
     }
 }
+
+/// The live commands offer only the formats they take, and say what a valid --speed is.
+@Suite struct LiveOptionTests {
+    @Test func liveCommandsOfferTextAndJSONOnly() throws {
+        for command in ["attach", "demo"] {
+            let help = try HelpSnapshotTests.help([command])
+            #expect(help.contains("(values: text, json; default: text)"))
+            #expect(!help.contains("csv"), "`\(command) --help` must not offer csv")
+        }
+        let refused = try CLI.run(["attach", "--format", "csv", "1"])
+        #expect(refused.status == 64)
+        #expect(refused.stderr.contains("Please provide one of 'text' and 'json'"))
+    }
+
+    @Test func demoSpeedZeroIsRefusedWithTheValidRange() throws {
+        let r = try CLI.run(["demo", "--speed", "0"])
+        #expect(r.status == 64)
+        #expect(r.stderr.contains("--speed must be above 0 and at most 1000"))
+    }
+}

@@ -71,7 +71,7 @@ struct AttachCommand: AsyncParsableCommand {
 /// messages and exit codes in ``LiveFailure``, signals and the output reader are watched by ``CaptureStopper``.
 struct LiveRun {
     var pid: Int32
-    var format: OutputFormat
+    var format: LiveFormat
     var record: String?
     var force: Bool
     var untilComplete: Bool

@@ -33,7 +33,9 @@ struct DemoCommand: AsyncParsableCommand {
     @OptionGroup var analysis: AnalysisOptions
 
     func validate() throws {
-        guard speed > 0, speed <= 1000 else { throw ValidationError("--speed must be between 0 and 1000.") }
+        guard speed > 0, speed <= 1000 else {
+            throw ValidationError("--speed must be above 0 and at most 1000 (e.g. --speed 4 replays four times faster).")
+        }
     }
 
     func run() async throws {
