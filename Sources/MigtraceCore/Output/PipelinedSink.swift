@@ -3,7 +3,8 @@
     import Glibc
 #endif
 
-/// A sink that replays every call it receives, in order, on another sink run by a thread of its own.
+/// A sink that replays every call it receives, in order, on another sink run by a thread of its own: the output
+/// stage that ``MigrationAnalyzer`` puts in front of its sink (``OutputThreading``).
 ///
 /// The analyzer's thread then only records: a window is one copy of plain values into a batch, the rarer
 /// calls sit beside the windows with their place. Full batches go through a small bounded queue to the
@@ -125,9 +126,8 @@ public final class PipelinedSink: AnalysisSink, @unchecked Sendable {
     }
 
     /// ``window(_:in:)`` while the consumer thread runs: the window is recorded (true). False while windows are
-    /// passed on inline: then call ``window(_:in:)``. The analyzer calls this directly (inlined), which spares a
-    /// call through the sink existential and passing the window to it by address per window. Calling thread only,
-    /// like ``window(_:in:)``.
+    /// passed on inline (then ``window(_:in:)`` passes it on). Inlined into ``window(_:in:)``, which the analyzer
+    /// calls on this concrete type: no call through the sink existential per window. Calling thread only.
     @inline(__always) func record(_ w: AnalyzedWindow, in series: SeriesInfo) -> Bool {
         guard let c = cursor else { return false }
         c.initialize(to: Entry(window: w, series: series))
