@@ -21,12 +21,12 @@ public enum LiveEventDecoder {
         var args = ProbeArguments(count: count, e.args.0, e.args.1, e.args.2, e.args.3, e.args.4)
         // Slots past the count are zero by construction in the BPF program; enforce it anyway.
         for i in count..<5 { args[i] = 0 }
-        var state: String?
+        var state: MigrationState?
         if kind == .migrateSetState {
             state = withUnsafeBytes(of: e.state) { raw in
                 let bytes = raw.bindMemory(to: UInt8.self)
                 let end = bytes.firstIndex(of: 0) ?? bytes.count
-                return String(decoding: bytes[0..<end], as: UTF8.self)
+                return MigrationState(bytes: bytes[0..<end]) ?? .unrecognized
             }
         }
         return TraceEvent(

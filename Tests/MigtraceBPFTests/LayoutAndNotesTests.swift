@@ -44,7 +44,7 @@ struct LayoutTests {
                 == TraceEvent(
                     kind: .migrateSetState, arguments: ProbeArguments(count: 1, 0xdead_beef),
                     timestampNanoseconds: 123_456_789, clock: .monotonic, threadID: 4243, processID: 4242,
-                    state: "completed", origin: .live))
+                    state: .completed, origin: .live))
         e.probe = 200
         #expect(withUnsafeBytes(of: e) { LiveEventDecoder.decode($0.baseAddress!, size: $0.count) } == nil)
         #expect(withUnsafeBytes(of: e) { LiveEventDecoder.decode($0.baseAddress!, size: 95) } == nil)

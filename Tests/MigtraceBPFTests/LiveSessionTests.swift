@@ -83,7 +83,7 @@ struct LiveSessionTests {
         for (e, (kind, args, state)) in zip(run.events, expected) {
             var got = e.arguments
             if kind == .migrateSetState { got.a0 = 0 }  // a0 is the string pointer: not deterministic
-            if e.kind != kind || got != args || e.state != state { mismatches += 1 }
+            if e.kind != kind || got != args || e.state?.name != state { mismatches += 1 }
             #expect(e.processID == UInt32(run.pid))
             #expect(e.threadID == UInt32(run.pid))  // single-threaded program: tid == pid
             #expect(e.clock == .monotonic && e.origin == .live)
@@ -91,7 +91,7 @@ struct LiveSessionTests {
             lastTS = e.timestampNanoseconds!
         }
         #expect(mismatches == 0)
-        #expect(run.events.filter { $0.kind == .migrateSetState }.compactMap(\.state) == ["setup", "active", "completed"])
+        #expect(run.events.filter { $0.kind == .migrateSetState }.compactMap(\.state) == [.setup, .active, .completed])
         // Live timestamps are CLOCK_MONOTONIC: every event fired between the start of this test and now (a bound
         // that holds however slowly a loaded machine runs the test; a fixed "within 10 s" did not).
         let now = MonotonicClock.monotonicNanoseconds()
@@ -107,7 +107,7 @@ struct LiveSessionTests {
         #expect(tid != UInt32(run.pid))
         #expect(UInt64(run.events.count) == run.result.fired)
         #expect(run.events.allSatisfy { $0.threadID == tid && $0.processID == UInt32(run.pid) })
-        #expect(run.events.compactMap(\.state) == ["setup", "active", "completed"])
+        #expect(run.events.compactMap(\.state) == [.setup, .active, .completed])
     }
 
     @Test func eraAFourArguments() async throws {

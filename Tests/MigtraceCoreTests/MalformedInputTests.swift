@@ -265,13 +265,14 @@ import Testing
         let r = try Self.analyze(fixture: "non-utf8.log")
         #expect(
             r.diagnostics == [
+                D(2, #"migrate_set_state: new state "act\xe9ve" is not a QEMU migration state (MigrationStatus)"#),
                 D(3, "migrate_transferred: unexpected text after the last field at column 89"),
                 D(4, "migrate_transferred: unexpected character after the value of 'transferred'"),
             ])
         // Line 1: invalid bytes in a syslog prefix; the body is found after them.
         #expect(r.windows == [Self.w1, Self.w2(line: 5)])
-        // Line 2: a state with an invalid byte is kept, the byte replaced.
-        #expect(r.report.series.first?.finalState == "act\u{FFFD}ve")
+        // Line 2: a state with an invalid byte is not one of QEMU's states: refused, its byte shown escaped.
+        #expect(r.report.series.first?.finalState == nil)
     }
 
     @Test func crlfLineEnds() throws {

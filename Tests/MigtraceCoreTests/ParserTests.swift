@@ -59,7 +59,7 @@ import Testing
         let est = try event("migrate_pending_estimate estimate pending size 4096 (pre = 4096 post=0)")
         #expect(est.kind == .migratePendingEstimate && est.arguments.a0 == 4096)
         let st = try event("9@1.5:migrate_set_state new state completed")
-        #expect(st.state == "completed" && st.timestampNanoseconds == 1_500_000_000)
+        #expect(st.state == .completed && st.timestampNanoseconds == 1_500_000_000)
         #expect(try event("migration_bitmap_sync_start ").kind == .bitmapSyncStart)
         #expect(try event("migration_bitmap_sync_end dirty_pages 12").arguments.a0 == 12)
         #expect(try event("migration_thread_low_pending 2048").arguments.a0 == 2048)

@@ -28,8 +28,15 @@ import Testing
         #expect(try parse(RecordingFormat.eventLine(e, monotonicNanoseconds: 5)).get() == .event(e))
         e.kind = .migrateSetState
         e.arguments = ProbeArguments(count: 0)
-        e.state = "post\ncopy"
+        e.state = .postcopyRecoverSetup
         #expect(try parse(RecordingFormat.eventLine(e, monotonicNanoseconds: nil)).get() == .event(e))
+        // A state that is not QEMU's is refused with its text escaped (hand-made line).
+        let odd = Array(#"{"type":"event","probe":"migrate_set_state","args":[],"state":"post\ncopy\u001b[31m"}"#.utf8)
+        guard case .failure(let f) = parse(odd) else {
+            Issue.record("an unknown state parsed")
+            return
+        }
+        #expect(f.reason == #"new state "post\x0acopy\x1b[31m" is not a QEMU migration state (MigrationStatus)"#)
         #expect(
             try parse(RecordingFormat.endLine(reason: "sigint", kernelDrops: 3, consumerDrops: 0)).get()
                 == .end(reason: "sigint", kernel: 3, consumer: 0))

@@ -394,9 +394,9 @@ import Testing
         try add(Self.prefixed(100, 7, Self.pending(size: 7, max: 0)))  // kept: a diagnostic came between
         try add(Self.prefixed(100, 8, "migrate_transferred transferred 5 time_spent 100 bandwidth 0 max_size 7"))
         try add(Self.prefixed(100, 9, "migrate_transferred transferred 5 time_spent 100 bandwidth 0 max_size 7"))  // never folded
-        #expect(batch.events.map { $0.line } == [3, 4, 5, 7, 8, 9])
-        #expect(batch.events.map { $0.folded } == [2, 0, 0, 0, 0, 0])
+        #expect(batch.events.map { $0.origin.line } == [3, 4, 5, 7, 8, 9])
+        #expect(batch.events.map { $0.repeats } == [2, 0, 0, 0, 0, 0])
         #expect(batch.events.map { $0.arguments.a0 } == [10, 9, 8, 7, 5, 5])
-        #expect(MemoryLayout<PackedEvent>.stride == 88)
+        #expect(MemoryLayout<TraceEvent>.stride == 88)
     }
 }

@@ -183,60 +183,24 @@ public final class MigrationAnalyzer {
         return handle
     }
 
-    /// The fields of a `migrate_transferred` event, all trivial: what ``consume(_:)`` hands on instead of the
-    /// ``TraceEvent``, whose optional state string made the hand-over copy it (a retain and a release per event).
-    private struct WindowEvent {
-        var arguments: ProbeArguments
-        var origin: EventOrigin
-        var threadID: UInt32?
-        var processID: UInt32?
-        var timestampNanoseconds: UInt64?
-        var clock: ClockKind
-    }
-
-    /// Feed the next event.
+    /// Feed the next event: the one way events enter the analyzer (readers, live captures, tests).
     ///
-    /// Inlined into the reader's loop: windows and pending events (nearly all of a trace) go on as trivial
-    /// values, so that the event itself is only read, never copied.
+    /// Inlined into the reader's loop; the event is trivial, so it is only read, never retained.
     @inline(__always)
     public func consume(_ event: TraceEvent) {
         switch event.kind {
         case .migrateTransferred:
-            consumeWindow(
-                WindowEvent(
-                    arguments: event.arguments, origin: event.origin, threadID: event.threadID,
-                    processID: event.processID, timestampNanoseconds: event.timestampNanoseconds, clock: event.clock))
+            consumeWindow(event)
         case .migratePendingEstimate, .migratePendingExact, .migratePending:
+            // An event with repeats stands for that many earlier estimates of its thread: they are counted, and
+            // their values would have been overwritten by this one before any window could read them.
+            kindCounts[Int(event.kind.rawValue)] &+= UInt64(event.repeats)
             consumePending(event.kind, event.arguments, input: event.origin.input, thread: event.threadID)
         case .migrateSetState:
-            consumeState(event.state, input: event.origin.input, timestamp: event.timestampNanoseconds)
+            consumeState(event)
         default:
             count(event.kind)
             track(event.kind, event.arguments.a0, input: event.origin.input, timestamp: event.timestampNanoseconds)
-        }
-    }
-
-    /// Feed the next event as a reader's batch stores it: the same as ``consume(_:)`` of the event it
-    /// packs, without building that event.
-    @inline(__always)
-    func consume(_ event: PackedEvent, of batch: borrowing TraceBatch) {
-        switch event.kind {
-        case .migrateTransferred:
-            consumeWindow(
-                WindowEvent(
-                    arguments: event.arguments, origin: EventOrigin(input: event.input, line: event.line),
-                    threadID: event.optionalThread, processID: event.optionalProcess,
-                    timestampNanoseconds: event.optionalTimestamp, clock: event.clock))
-        case .migratePendingEstimate, .migratePendingExact, .migratePending:
-            // A folded event stands for `folded` earlier estimates of its thread: they are counted, and their
-            // values would have been overwritten by this one before any window could read them.
-            kindCounts[Int(event.kind.rawValue)] &+= UInt64(event.folded)
-            consumePending(event.kind, event.arguments, input: event.input, thread: event.optionalThread)
-        case .migrateSetState:
-            consumeState(batch.state(of: event), input: event.input, timestamp: event.optionalTimestamp)
-        default:
-            count(event.kind)
-            track(event.kind, event.arguments.a0, input: event.input, timestamp: event.optionalTimestamp)
         }
     }
 
@@ -265,9 +229,18 @@ public final class MigrationAnalyzer {
         }
     }
 
-    private func consumeState(_ newState: String?, input: Int, timestamp: UInt64? = nil) {
+    private func consumeState(_ event: TraceEvent) {
+        let input = event.origin.input
+        guard let newState = event.state, newState != .unrecognized else {
+            reject(
+                Diagnostic(
+                    input: input, line: event.origin.line,
+                    reason: "migrate_set_state without a QEMU migration state (MigrationStatus); the state is left as it was"))
+            return
+        }
         count(.migrateSetState)
-        let state = newState ?? ""
+        let state = newState.name
+        let timestamp = event.timestampNanoseconds
         trackState(state, input: input, timestamp: timestamp)
         if state == "setup" {
             // A new migration: close what this input has open, the next window starts a new series.
@@ -287,7 +260,7 @@ public final class MigrationAnalyzer {
         return last.index
     }
 
-    private func consumeWindow(_ event: WindowEvent) {
+    private func consumeWindow(_ event: TraceEvent) {
         let args = event.arguments
         guard args.count == 4 || args.count == 5 else {
             reject(
@@ -317,7 +290,7 @@ public final class MigrationAnalyzer {
 
     /// The arithmetic, bookkeeping and hand-over of one valid window of `series`.
     @inline(__always)
-    private func analyse(_ event: WindowEvent, key: SeriesKey, in series: OpenSeries) {
+    private func analyse(_ event: TraceEvent, key: SeriesKey, in series: OpenSeries) {
         let args = event.arguments
         windowClock &+= 1
         series.lastUse = windowClock
@@ -396,7 +369,7 @@ public final class MigrationAnalyzer {
         series.tracker?.window(window)
     }
 
-    private func start(_ key: SeriesKey, _ event: WindowEvent) -> OpenSeries {
+    private func start(_ key: SeriesKey, _ event: TraceEvent) -> OpenSeries {
         if open.count >= Self.maxOpenSeries, let idlest = open.min(by: { $0.value.lastUse < $1.value.lastUse })?.key {
             close(idlest)
         }

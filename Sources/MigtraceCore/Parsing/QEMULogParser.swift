@@ -120,7 +120,11 @@ public struct QEMULogParser: Sendable {
             try c.word("state")
             c.skipSpaces()
             guard c.pos < c.end else { throw ParseError("missing the new state") }
-            e.state = String(decoding: UnsafeBufferPointer(rebasing: c.bytes[c.pos..<c.end]), as: UTF8.self)
+            var last = c.end
+            while last > c.pos, c.bytes[last - 1] == 0x20 || c.bytes[last - 1] == 0x09 { last -= 1 }
+            let text = UnsafeBufferPointer(rebasing: c.bytes[c.pos..<last])
+            guard let state = MigrationState(bytes: text) else { throw ParseError(MigrationState.refusal(text)) }
+            e.state = state
             e.arguments = ProbeArguments(count: 0)
             c.pos = c.end
         }

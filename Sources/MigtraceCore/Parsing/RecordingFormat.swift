@@ -123,7 +123,7 @@ public enum RecordingFormat {
         o.raw("]")
         if let s = e.state {
             o.raw(",\"state\":")
-            o.string(s)
+            o.string(s.name)
         }
         o.raw("}\n")
         return o.bytes
@@ -197,7 +197,12 @@ public enum RecordingFormat {
             }
             if case .number(let p)? = fields["pid"] { e.processID = UInt32(truncatingIfNeeded: p) }
             if case .number(let t)? = fields["tid"] { e.threadID = UInt32(truncatingIfNeeded: t) }
-            if case .string(let s)? = fields["state"] { e.state = s }
+            if case .string(let s)? = fields["state"] {
+                guard let state = MigrationState(name: s) else {
+                    return .failure(ParseFailure(reason: MigrationState.refusal(Array(s.utf8))))
+                }
+                e.state = state
+            }
             return .success(.event(e))
         case "lost":
             return .success(.lost(kernel: fields.number("kernel_drops"), consumer: fields.number("consumer_drops")))

@@ -113,13 +113,8 @@ public struct TraceReader {
 /// Parsed lines handed to the analyzer at once: the events, and each diagnostic with how many of the
 /// events came before it, so that the analyzer sees them in the order of the lines.
 ///
-/// Events are stored as ``PackedEvent``s (no references, 88 bytes instead of TraceEvent's 120), so that
-/// filling a batch and emptying it for reuse touch no reference count; the few `migrate_set_state` strings
-/// sit beside them. The analyzer receives each event as the same ``TraceEvent``.
-///
-/// The events live in memory the batch manages itself (kept alive by ``PackedEventStorage``): appending or
-/// folding one is a plain store, where a ContiguousArray paid a uniqueness, capacity and bounds check for each
-/// (≈ 5 % of the producer thread in profiles).
+/// The events live in memory the batch manages itself (kept alive by ``TraceEventStorage``): appending or
+/// folding one is a plain store, and emptying the batch for reuse visits none (``TraceEvent`` is trivial).
 struct TraceBatch: @unchecked Sendable {
     // SAFETY: @unchecked Sendable because of `base`, which points into `storage`. A batch is moved between
     // threads, never shared (see ReadPipeline): only one thread at a time reads or writes its events. A copy of
@@ -132,14 +127,13 @@ struct TraceBatch: @unchecked Sendable {
     }
 
     /// Owns the events' memory: `base` is `storage.base`, cached here so that appending loads no class field.
-    private var storage: PackedEventStorage
-    private var base: UnsafeMutablePointer<PackedEvent>
+    private var storage: TraceEventStorage
+    private var base: UnsafeMutablePointer<TraceEvent>
     private var capacity: Int
     /// How many events the batch holds.
     private(set) var eventCount = 0
     /// The least `eventCount` at which the last event may be folded into: an event after the last diagnostic.
     private var firstFoldable = 1
-    var states = ContiguousArray<String>()
     var rejections = ContiguousArray<Rejection>()
 
     init() {
@@ -152,13 +146,13 @@ struct TraceBatch: @unchecked Sendable {
     }
 
     private init(eventCapacity: Int) {
-        storage = PackedEventStorage(capacity: eventCapacity)
+        storage = TraceEventStorage(capacity: eventCapacity)
         base = storage.base
         capacity = eventCapacity
     }
 
     /// The events, valid while the batch lives and is not changed.
-    var events: UnsafeBufferPointer<PackedEvent> { UnsafeBufferPointer(start: base, count: eventCount) }
+    var events: UnsafeBufferPointer<TraceEvent> { UnsafeBufferPointer(start: base, count: eventCount) }
 
     var count: Int { eventCount &+ rejections.count }
 
@@ -169,7 +163,7 @@ struct TraceBatch: @unchecked Sendable {
 
     /// Store `event` after the others.
     @inline(__always)
-    private mutating func push(_ event: PackedEvent) {
+    mutating func append(_ event: TraceEvent) {
         if eventCount == capacity { grow() }
         (base + eventCount).initialize(to: event)
         eventCount &+= 1
@@ -182,82 +176,43 @@ struct TraceBatch: @unchecked Sendable {
         base = storage.replace(capacity: capacity, keeping: eventCount)
     }
 
-    /// Add any event.
-    mutating func append(_ e: TraceEvent) {
-        var packed = PackedEvent(
-            kind: e.kind, arguments: e.arguments, timestamp: e.timestampNanoseconds, clock: e.clock, thread: e.threadID,
-            line: e.origin.line, input: e.origin.input)
-        if let process = e.processID {
-            packed.process = process
-            packed.flags |= PackedEvent.hasProcess
-        }
-        if let state = e.state {
-            packed.stateIndex = UInt32(truncatingIfNeeded: states.count)
-            packed.flags |= PackedEvent.hasState
-            states.append(state)
-        }
-        push(packed)
-    }
-
     /// Add an event the fast path read: wall-clock timestamp and thread id, nothing else optional.
     ///
     /// A pending estimate right after another of the same kind from the same thread replaces it, counted in
-    /// `folded`: the analyzer keeps only a thread's latest estimate (a window reads it), so the earlier one
+    /// its `repeats`: the analyzer keeps only a thread's latest estimate (a window reads it), so the earlier one
     /// would only be copied to the other thread to be overwritten there. QEMU traces four or five per window.
     @inline(__always)
     mutating func append(_ line: FastLine, lineNumber: UInt64, input: Int) {
+        let event = TraceEvent(
+            kind: line.kind, arguments: line.arguments, timestampNanoseconds: line.timestamp, clock: .wall, threadID: line.thread,
+            origin: EventOrigin(input: input, line: lineNumber))
         if line.kind != .migrateTransferred, eventCount >= firstFoldable {
             let last = base + (eventCount &- 1)
-            let previous = last.pointee
-            if previous.kind == line.kind, previous.thread == line.thread, previous.input32 == UInt32(truncatingIfNeeded: input),
-                previous.flags == PackedEvent.hasTimestamp | PackedEvent.hasThread
-            {
-                // Only what differs from the event this line would make is stored: kind, thread, input and flags
-                // are equal, and those flags say process and state index are 0.
-                last.pointee.arguments = line.arguments
-                last.pointee.timestamp = line.timestamp
-                last.pointee.line = lineNumber
-                last.pointee.clock = .wall
-                last.pointee.folded = previous.folded &+ 1
+            if last.pointee.mayFold(into: event) {
+                last.pointee.fold(event)
                 return
             }
         }
-        push(
-            PackedEvent(
-                kind: line.kind, arguments: line.arguments, timestamp: line.timestamp, clock: .wall, thread: line.thread,
-                line: lineNumber, input: input))
+        append(event)
     }
 
-    /// The event at `index` as a ``TraceEvent``.
+    /// The event at `index`.
     @inline(__always)
     func event(_ index: Int) -> TraceEvent {
         precondition(index >= 0 && index < eventCount, "event index out of range")
-        let p = base[index]
-        return TraceEvent(
-            kind: p.kind, arguments: p.arguments, timestampNanoseconds: p.optionalTimestamp, clock: p.clock,
-            threadID: p.optionalThread, processID: p.optionalProcess, state: state(of: p),
-            origin: EventOrigin(input: p.input, line: p.line))
+        return base[index]
     }
 
-    /// The `migrate_set_state` string of `p`, if it has one.
-    @inline(__always)
-    func state(of p: PackedEvent) -> String? {
-        p.flags & PackedEvent.hasState != 0 ? states[Int(p.stateIndex)] : nil
-    }
-
-    /// Feed everything to `analyzer` in line order.
-    ///
-    /// The analyzer reads the packed events in place: building a ``TraceEvent`` (with its optional string)
-    /// for each cost a tenth of the analysis thread in profiles.
+    /// Feed everything to `analyzer` in line order; the analyzer reads each event in place.
     func deliver(to analyzer: MigrationAnalyzer) {
-        walk({ analyzer.consume(base[$0], of: self) }, analyzer.reject)
+        walk({ analyzer.consume(base[$0]) }, analyzer.reject)
     }
 
     /// Pass each event to `event` and each diagnostic to `rejection`, in the order of their lines (a
     /// folded pending event once, as the last of its run).
     @inline(__always)
     func inLineOrder(_ event: (TraceEvent) -> Void, _ rejection: (Diagnostic) -> Void) {
-        walk({ event(self.event($0)) }, rejection)
+        walk({ event(self.base[$0]) }, rejection)
     }
 
     /// Pass each event's index to `event` and each diagnostic to `rejection`, in the order of their lines.
@@ -279,24 +234,23 @@ struct TraceBatch: @unchecked Sendable {
 
     /// Empty it for reuse, keeping its storage so that the steady state allocates nothing.
     mutating func removeAll() {
-        eventCount = 0  // PackedEvent is trivial: nothing to deinitialize
+        eventCount = 0  // TraceEvent is trivial: nothing to deinitialize
         firstFoldable = 1
-        states.removeAll(keepingCapacity: true)
         rejections.removeAll(keepingCapacity: true)
     }
 }
 
 /// The memory of one ``TraceBatch``'s events, freed with the last copy of the batch.
-final class PackedEventStorage {
-    private(set) var base: UnsafeMutablePointer<PackedEvent>
+final class TraceEventStorage {
+    private(set) var base: UnsafeMutablePointer<TraceEvent>
 
     init(capacity: Int) {
-        base = UnsafeMutablePointer<PackedEvent>.allocate(capacity: capacity)
+        base = UnsafeMutablePointer<TraceEvent>.allocate(capacity: capacity)
     }
 
     /// Move the first `count` events to new memory for `capacity` events and return it.
-    func replace(capacity: Int, keeping count: Int) -> UnsafeMutablePointer<PackedEvent> {
-        let moved = UnsafeMutablePointer<PackedEvent>.allocate(capacity: capacity)
+    func replace(capacity: Int, keeping count: Int) -> UnsafeMutablePointer<TraceEvent> {
+        let moved = UnsafeMutablePointer<TraceEvent>.allocate(capacity: capacity)
         moved.moveInitialize(from: base, count: count)
         base.deallocate()
         base = moved
@@ -304,56 +258,8 @@ final class PackedEventStorage {
     }
 
     deinit {
-        base.deallocate()  // PackedEvent is trivial: its events need no deinitialization
+        base.deallocate()  // TraceEvent is trivial: its events need no deinitialization
     }
-}
-
-/// A ``TraceEvent`` as a batch stores it: every field inline, optionals as flag bits, the state string as an
-/// index into the batch's `states`. Trivially copyable, so a batch of them is emptied without visiting them.
-struct PackedEvent: Sendable {
-    static let hasTimestamp: UInt8 = 1
-    static let hasThread: UInt8 = 2
-    static let hasProcess: UInt8 = 4
-    static let hasState: UInt8 = 8
-
-    var arguments: ProbeArguments
-    var timestamp: UInt64
-    var line: UInt64
-    /// The input's index (a count of command-line files: 32 bits are plenty, and keep the stride at 88).
-    var input32: UInt32
-    var thread: UInt32
-    var process: UInt32 = 0
-    var stateIndex: UInt32 = 0
-    /// How many earlier events of the same kind this one replaced (see ``TraceBatch/append(_:lineNumber:input:)``).
-    var folded: UInt32 = 0
-    var kind: ProbeKind
-    var clock: ClockKind
-    var flags: UInt8
-
-    @inline(__always)
-    init(
-        kind: ProbeKind, arguments: ProbeArguments, timestamp: UInt64?, clock: ClockKind, thread: UInt32?, line: UInt64,
-        input: Int
-    ) {
-        self.kind = kind
-        self.arguments = arguments
-        self.timestamp = timestamp ?? 0
-        self.clock = clock
-        self.thread = thread ?? 0
-        self.line = line
-        precondition(input >= 0 && input <= Int(UInt32.max), "input index out of range")
-        self.input32 = UInt32(truncatingIfNeeded: input)
-        flags = (timestamp == nil ? 0 : Self.hasTimestamp) | (thread == nil ? 0 : Self.hasThread)
-    }
-
-    /// The input's index.
-    var input: Int { Int(input32) }
-    /// The timestamp, or `nil` when the line had none.
-    var optionalTimestamp: UInt64? { flags & Self.hasTimestamp != 0 ? timestamp : nil }
-    /// The thread id, or `nil` when the source gave none.
-    var optionalThread: UInt32? { flags & Self.hasThread != 0 ? thread : nil }
-    /// The process id, or `nil` when the source gave none.
-    var optionalProcess: UInt32? { flags & Self.hasProcess != 0 ? process : nil }
 }
 
 /// The producer stage of one input: reads, detects the format, splits lines and parses them into batches.

@@ -150,9 +150,9 @@ struct LiveRun {
                     }
                     recorder?.append(RecordingFormat.eventLine(e, monotonicNanoseconds: mono))
                     analyzer.consume(e)
-                    if e.kind == .migrateSetState, let state = e.state {
-                        analyzer.live(.state(state, timeNanoseconds: e.timestampNanoseconds))
-                        if untilComplete && ["completed", "failed", "cancelled"].contains(state) { stopper.end("migration-\(state)") }
+                    if e.kind == .migrateSetState, let state = e.state, state != .unrecognized {
+                        analyzer.live(.state(state.name, timeNanoseconds: e.timestampNanoseconds))
+                        if untilComplete && [.completed, .failed, .cancelled].contains(state) { stopper.end("migration-\(state.name)") }
                     }
                 }
                 let drops = (try? session.kernelDrops()) ?? reportedDrops

@@ -184,7 +184,7 @@ extension DemoTrace {
                 out.append(contentsOf: "T \(five.a0) \(five.a1) \(five.a2) \(five.a3) \(five.a4)\n".utf8)
             case .migratePendingEstimate: out.append(contentsOf: "E \(a.a0) \(a.a1) \(a.a2)\n".utf8)
             case .migratePendingExact: out.append(contentsOf: "X \(a.a0) \(a.a1) \(a.a2)\n".utf8)
-            case .migrateSetState: out.append(contentsOf: "S \(e.state ?? "")\n".utf8)
+            case .migrateSetState: out.append(contentsOf: "S \(e.state?.name ?? "")\n".utf8)
             case .migrationThreadLowPending: out.append(contentsOf: "L \(a.a0)\n".utf8)
             default: break
             }
