@@ -23,7 +23,8 @@ import Testing
         let t0: UInt64 = 1_700_000_000_000_000_000
         func state(_ s: String, _ t: UInt64) {
             analyzer.consume(
-                TraceEvent(kind: .migrateSetState, arguments: ProbeArguments(count: 1), timestampNanoseconds: t, state: MigrationState(name: s)))
+                TraceEvent(
+                    kind: .migrateSetState, arguments: ProbeArguments(count: 1), timestampNanoseconds: t, state: MigrationState(name: s)))
             analyzer.live(.state(s, timeNanoseconds: t))
         }
         state("active", t0)
