@@ -2,6 +2,7 @@
 
 import CMigtraceBPF
 import MigtraceCore
+import MigtraceIO
 import Synchronization
 
 #if canImport(Glibc)

@@ -1,46 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
 
-/// Receives the analysis as it streams: series, windows, findings, and the final report.
-public protocol AnalysisSink: AnyObject {
-    /// A new series begins (its first window follows).
-    func seriesStarted(_ info: SeriesInfo)
-    /// The next window of a series.
-    func window(_ window: AnalyzedWindow, in series: SeriesInfo)
-    /// A finding, as soon as a rule is sure of it.
-    func finding(_ finding: Finding)
-    /// A series is complete.
-    func seriesEnded(_ summary: SeriesSummary)
-    /// Everything is done.
-    func finished(_ report: AnalysisReport)
-    /// A live capture's own event (probes attached, state change, events lost, capture end), in order with
-    /// the analysis. Sinks that do not show live captures ignore it.
-    func live(_ event: LiveEvent)
-    /// The next window of a series, where it lies: the batch replay hands windows over by address, so that a
-    /// sink that reads a few fields (CSV) is spared a copy of the whole window. Defaults to ``window(_:in:)``.
-    func window(at window: UnsafePointer<AnalyzedWindow>, in series: SeriesInfo)
-}
-
-extension AnalysisSink {
-    /// Post-mortem outputs have no live events.
-    public func live(_ event: LiveEvent) {}
-    /// The window passed on as a value.
-    public func window(at window: UnsafePointer<AnalyzedWindow>, in series: SeriesInfo) {
-        self.window(window.pointee, in: series)
-    }
-}
-
-/// Whether an analyzer's output runs on a thread of its own.
-public enum OutputThreading: Sendable {
-    /// Every call reaches the sink on the analyzer's thread, as it is made (live captures, tests).
-    case inline
-    /// Once `startAfterWindows` windows have gone by inline, formatting and writing move to a consumer thread
-    /// fed in batches of `batchCapacity` windows (post-mortem reading of large inputs). The sink sees the same
-    /// calls in the same order; ``MigrationAnalyzer/endInput(_:)`` and ``MigrationAnalyzer/finish()`` return
-    /// only once everything before them is written.
-    case pipelined(
-        batchCapacity: Int = PipelinedSink.defaultBatchCapacity, startAfterWindows: Int = PipelinedSink.defaultStartAfterWindows)
-}
-
 /// The whole analysis, once every input has been read.
 public struct AnalysisReport: Sendable {
     /// One summary per series, in order.
@@ -73,8 +32,8 @@ public struct AnalysisReport: Sendable {
 public final class MigrationAnalyzer {
     /// The configuration in force.
     public let configuration: AnalysisConfiguration
-    /// Where every call to the sink goes: the sink itself, through a consumer thread when pipelined.
-    private let output: PipelinedSink
+    /// Where every window, finding and live event goes.
+    private let output: any AnalysisSink
 
     private struct SeriesKey: Hashable {
         var input: Int
@@ -144,15 +103,10 @@ public final class MigrationAnalyzer {
     /// The migration each input is in, and the assessments of those that ended (Convergence/AnalyzerHooks.swift).
     var trackers: [Int: MigrationTracker] = [:], endedMigrations: [MigrationAssessment] = []
 
-    /// An analyzer that reports to `sink`, on this thread or (`.pipelined`) through a consumer thread.
-    public init(
-        configuration: AnalysisConfiguration = AnalysisConfiguration(), sink: any AnalysisSink, threading: OutputThreading = .inline
-    ) {
+    /// An analyzer that reports to `sink`, as it goes.
+    public init(configuration: AnalysisConfiguration = AnalysisConfiguration(), sink: any AnalysisSink) {
         self.configuration = configuration
-        switch threading {
-        case .inline: output = PipelinedSink(wrapping: sink, startAfterWindows: .max)
-        case .pipelined(let capacity, let after): output = PipelinedSink(wrapping: sink, batchCapacity: capacity, startAfterWindows: after)
-        }
+        output = sink
     }
 
     /// Pass a live capture's own event to the sink, in order with the analysis.
@@ -412,15 +366,13 @@ public final class MigrationAnalyzer {
         output.seriesEnded(s.summary)
     }
 
-    /// One input is fully read: its series are complete (later inputs never continue them). Returns once the
-    /// sink has everything so far, so the caller may write elsewhere (stderr) in order with it.
+    /// One input is fully read: its series are complete (later inputs never continue them).
     public func endInput(_ input: Int) {
         for key in open.keys.filter({ $0.input == input }).sorted(by: { open[$0]!.info.index < open[$1]!.info.index }) {
             close(key)
         }
         newMigrationPending.remove(input)
         endMigration(input)
-        output.drain()
     }
 
     /// End of input: close every series, summarise rejected lines, and deliver the report.

@@ -128,7 +128,7 @@ public final class JSONSink: AnalysisSink {
     private var finishedBuffered: Set<Int> = []
     private var windowCount: [Int: Int] = [:]
     /// Statistics of each input, filled in by the caller before `finish`.
-    public var inputs: [(name: String, stats: TraceReader.Statistics)] = []
+    public var inputs: [(name: String, stats: InputStatistics)] = []
     /// The finished report.
     public private(set) var report: AnalysisReport?
 
