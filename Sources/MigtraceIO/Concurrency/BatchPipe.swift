@@ -173,14 +173,20 @@ public struct WorkerThread: @unchecked Sendable {
 
     /// Start a thread nobody joins (it ends on its own); false when none could be created.
     @discardableResult
-    public static func detach(_ body: @escaping @Sendable () -> Void) -> Bool {
+    public static func detached(_ body: @escaping @Sendable () -> Void) -> Bool {
         guard case .success(let t) = start(body) else { return false }
-        pthread_detach(t.id)
+        t.detach()
         return true
     }
 
     /// Wait for the thread to end.
     public func join() { pthread_join(id, nil) }
+
+    /// Let the thread end on its own, unjoined (when the thread itself is the one letting go).
+    public func detach() { pthread_detach(id) }
+
+    /// Whether this is the calling thread.
+    public var isCurrent: Bool { pthread_equal(id, pthread_self()) != 0 }
 }
 
 /// Why a thread could not be started (pthread_create's error number).
