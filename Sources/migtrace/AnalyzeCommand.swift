@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import ArgumentParser
 import MigtraceCore
+import MigtraceIO
 
 #if canImport(Glibc)
     import Glibc
@@ -59,8 +60,8 @@ struct AnalyzeCommand: ParsableCommand {
             jsonSink = j
             formatter = j
         }
-        let analyzer = MigrationAnalyzer(configuration: analysis.configuration, sink: formatter, threading: .pipelined())
-        var inputs: [(String, TraceReader.Statistics)] = []
+        let analysis = TraceAnalysis(configuration: self.analysis.configuration, sink: formatter)
+        var inputs: [(String, InputStatistics)] = []
         var failed = false
         for (index, path) in files.enumerated() {
             let fd: Int32 = path == "-" ? 0 : open(path, O_RDONLY | O_CLOEXEC)
@@ -70,25 +71,23 @@ struct AnalyzeCommand: ParsableCommand {
                 continue
             }
             defer { if fd != 0 { close(fd) } }
-            // `endInput` returns once the output has everything of this input: stderr follows in order.
+            // `read` returns once the output has everything of this input: stderr follows in order.
             do {
-                let stats = try TraceReader.read(fd: fd, input: index, into: analyzer)
-                analyzer.endInput(index)
+                let stats = try analysis.read(fd: fd, input: index)
                 inputs.append((names[index], stats))
                 if stats.format == .recording, stats.endReason == nil, stats.header != nil {
                     printError(
                         "migtrace: \(path): recording has no end record (the recorder was killed); analysed up to its last complete event")
                 }
             } catch {
-                analyzer.endInput(index)
                 printError("migtrace: \(path): \(error)")
                 failed = true
             }
             if out.closed { break }
         }
-        // Read only by the JSON sink's `finished`, which `analyzer.finish()` calls on this thread after joining the consumer.
+        // Read only by the JSON sink's `finished`, which `finish()` calls on this thread.
         jsonSink?.inputs = inputs
-        let report = analyzer.finish()
+        let report = analysis.finish()
         for d in report.diagnostics.prefix(50) {
             printError("\(names[d.input]):\(d.line): \(d.reason)")
         }
@@ -109,7 +108,7 @@ struct AnalyzeCommand: ParsableCommand {
             failed = true
         }
         if failed { throw MigtraceExit.error }
-        let code = analysis.exitCode(for: report)
+        let code = self.analysis.exitCode(for: report)
         if code != .success { throw code }
     }
 }

@@ -128,7 +128,7 @@ public final class JSONSink: AnalysisSink {
     private var finishedBuffered: Set<Int> = []
     private var windowCount: [Int: Int] = [:]
     /// Statistics of each input, filled in by the caller before `finish`.
-    public var inputs: [(name: String, stats: TraceReader.Statistics)] = []
+    public var inputs: [(name: String, stats: InputStatistics)] = []
     /// The finished report.
     public private(set) var report: AnalysisReport?
 
@@ -355,7 +355,8 @@ public final class TextSink: AnalysisSink {
             out.flush()
         case .state(let state, _):
             put("  · migration state: \(state)\n")
-        case .lost(let drops):
+        case .captured: break
+        case .lost(let drops, _):
             put("  ▲ lost \(drops) events so far (kernel ring buffer full; try --ring-buffer-size)\n")
         case .ended(let end):
             captureEnd = end
