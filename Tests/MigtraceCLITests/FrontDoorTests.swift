@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: Apache-2.0
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// What a first-time user meets at `migtrace analyze`: inputs that are no trace, missing files, directories, and
+/// files with no migration, each with its exit code and exact message (issue 15).
+@Suite struct FrontDoorTests {
+    static let hint = "give the QEMU trace log (`-trace migrate_transferred -D FILE`) or a migtrace recording"
+
+    static func json(_ r: CLI.Result) throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+    }
+
+    static func write(_ bytes: [UInt8], _ name: String) throws -> String {
+        let path = CLI.temporaryPath(name)
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    /// The migtrace binary embeds a real QEMU trace (the demo's): it must be named an ELF file, not analysed.
+    @Test func binaryInputIsNamedNotAnalysed() throws {
+        let elf = try CLI.run(["analyze", CLI.binary])
+        #expect(elf.status == 1)
+        #expect(elf.stderr == "migtrace: \(CLI.binary): not a trace but an ELF file (a program, library or core dump); \(Self.hint)\n")
+        #expect(elf.stdout == "")
+        // Random bytes (a fixed pseudo-random sequence) and a gzip-compressed real trace.
+        var state: UInt64 = 42
+        let random = (0..<4096).map { _ -> UInt8 in
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return UInt8(truncatingIfNeeded: state >> 56)
+        }
+        let randomPath = try Self.write(random, "random.bin")
+        defer { unlink(randomPath) }
+        let r = try CLI.run(["analyze", "--format", "json", randomPath])
+        #expect(r.status == 1)
+        #expect(r.stderr == "migtrace: \(randomPath): not a trace but binary data (its first line is not text); \(Self.hint)\n")
+        let inputs = try #require(try Self.json(r)["inputs"] as? [[String: Any]])
+        #expect(inputs.count == 1)
+        #expect(inputs[0]["format"] as? String == "binary")
+        #expect(inputs[0]["error"] as? String == "not a trace but binary data (its first line is not text); \(Self.hint)")
+        let gz = CLI.temporaryPath("trace.log.gz")
+        defer { unlink(gz) }
+        let zip = try CLI.run([CLI.fixture("7.2-converge.log"), gz], prefix: ["/bin/sh", "-c", "gzip -c \"$1\" > \"$2\""])
+        try #require(zip.status == 0, "gzip: \(zip.stderr)")
+        let z = try CLI.run(["analyze", gz])
+        #expect(z.status == 1)
+        #expect(z.stderr == "migtrace: \(gz): gzip-compressed data; decompress it first: `zcat FILE | migtrace analyze -`\n")
+        // Decompressed through a pipe, the same file is analysed.
+        let piped = try CLI.run([gz], prefix: ["/bin/sh", "-c", "zcat \"$1\" | \"$0\" analyze --no-windows -"])
+        #expect(piped.status == 0)
+        #expect(piped.stdout.contains("\(try CLI.windowLines("7.2-converge.log")) windows"))
+    }
+
+    /// A missing file and a directory: the error, no empty summary or tracing hint, and in JSON each input listed
+    /// with its error; beside a good input, the good one is analysed and the run still fails.
+    @Test func missingFileAndDirectoryAreListedWithTheirErrors() throws {
+        let dir = FileManager.default.temporaryDirectory.path
+        let text = try CLI.run(["analyze", "/nonexistent/trace.log", dir])
+        #expect(text.status == 1)
+        #expect(
+            text.stderr
+                == "migtrace: cannot open /nonexistent/trace.log: No such file or directory; check the path and permissions\n"
+                + "migtrace: \(dir) is a directory; give the trace files in it (e.g. \(dir)/*.log)\n")
+        #expect(text.stdout == "")
+        let json = try CLI.run(["analyze", "--format", "json", "/nonexistent/trace.log", dir, CLI.fixture("7.2-converge.log")])
+        #expect(json.status == 1)
+        let doc = try Self.json(json)
+        let inputs = try #require(doc["inputs"] as? [[String: Any]])
+        #expect(inputs.map { $0["name"] as? String } == ["/nonexistent/trace.log", dir, CLI.fixture("7.2-converge.log")])
+        #expect(inputs.map { $0["error"] as? String } == ["cannot open: No such file or directory", "is a directory", nil])
+        #expect(inputs[0]["format"] is NSNull && inputs[2]["format"] as? String == "qemu-log")
+        let summary = try #require(doc["summary"] as? [String: Any])
+        #expect(summary["windows"] as? Int == (try CLI.windowLines("7.2-converge.log")))
+        #expect(!json.stderr.contains("no migrate_transferred events found"))
+    }
+
+    /// Nothing to analyse is not a pass: exit 8 whatever `--fail-on` says, with the hint.
+    @Test func noMigrationExitsEight() throws {
+        let empty = try Self.write([], "empty.log")
+        defer { unlink(empty) }
+        let passwd = try Self.write(
+            Array("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n".utf8), "passwd")
+        defer { unlink(passwd) }
+        for file in [empty, passwd] {
+            for gate in ["none", "warning", "info"] {
+                let r = try CLI.run(["analyze", "--fail-on", gate, file])
+                #expect(r.status == 8, "\(file) --fail-on \(gate)")
+                #expect(
+                    r.stdout.hasSuffix(
+                        "no migrate_transferred events found: trace the source QEMU with `-trace migrate_transferred -D FILE` (or QMP trace-event-set-state) and analyse FILE\n"
+                    ))
+            }
+            let csv = try CLI.run(["analyze", "--format", "csv", file])
+            #expect(csv.status == 8)
+            #expect(
+                csv.stderr
+                    == "migtrace: no migrate_transferred events found; trace the source QEMU with `-trace migrate_transferred -D FILE`\n")
+        }
+        // A migration without any window (it completed before the first window) is a migration found.
+        #expect(try CLI.run(["analyze", CLI.fixture("convergence/7.2-idle-ts.log")]).status == 0)
+        // Beside a file with a migration, an empty one does not change the exit code.
+        #expect(try CLI.run(["analyze", empty, CLI.fixture("7.2-converge.log")]).status == 0)
+    }
+}
