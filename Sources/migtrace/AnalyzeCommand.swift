@@ -51,13 +51,15 @@ struct AnalyzeCommand: ParsableCommand {
 
     func run() throws {
         let names = InputNames(files.map { $0 == "-" ? "<stdin>" : $0 })
+        // A file name is input too: text and stderr show it escaped (JSON escapes it its own way).
+        let shownNames = InputNames(files.map { $0 == "-" ? "<stdin>" : TerminalText.escaped($0) })
         let out = FileDescriptorOutput.standardOutput
         let formatter: any AnalysisSink
         var jsonSink: JSONSink?
         var textSink: TextSink?
         switch format {
         case .text:
-            let t = TextSink(out: out, names: names, showWindows: !noWindows)
+            let t = TextSink(out: out, names: shownNames, showWindows: !noWindows)
             textSink = t
             formatter = t
         case .csv: formatter = CSVSink(out: out)
@@ -81,7 +83,7 @@ struct AnalyzeCommand: ParsableCommand {
         textSink?.nothingRead = !analysed
         let report = analyzer.finish()
         for d in report.diagnostics.prefix(50) {
-            printError("\(names[d.input]):\(d.line): \(d.reason)")
+            printError("\(shownNames[d.input]):\(d.line): \(TerminalText.escaped(d.reason))")
         }
         if report.rejectedCount > 50 {
             printError("migtrace: … and \(report.rejectedCount - 50) more rejected line(s)")

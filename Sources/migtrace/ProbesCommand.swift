@@ -42,10 +42,11 @@ struct ProbesCommand: ParsableCommand {
         let names = Set(ProbeKind.allCases.map(\.eventName))
         let qemu = probes.filter { $0.provider == "qemu" }
         let migration = qemu.filter { names.contains($0.name) }
-        var s = "\(path): \(probes.count) USDT probe sites, \(qemu.count) with provider qemu\n"
+        var s = "\(TerminalText.escaped(path)): \(probes.count) USDT probe sites, \(qemu.count) with provider qemu\n"
         for p in migration {
             let sem = p.hasSemaphore ? "semaphore 0x" + String(p.semaphore, radix: 16) : "no semaphore"
-            s += "  qemu:\(p.name)  \(p.argumentCount) args  pc 0x\(String(p.pc, radix: 16))  \(sem)  [\(p.argumentString)]\n"
+            s +=
+                "  qemu:\(p.name)  \(p.argumentCount) args  pc 0x\(String(p.pc, radix: 16))  \(sem)  [\(TerminalText.escaped(p.argumentString))]\n"
         }
         let hasTransferred = migration.contains { $0.name == "migrate_transferred" }
         s +=

@@ -106,3 +106,52 @@ import Testing
         #expect(try CLI.run(["analyze", empty, CLI.fixture("7.2-converge.log")]).status == 0)
     }
 }
+
+/// Nothing from input reaches a terminal unescaped (issue 15 bug 1): file names, rejected lines' reasons and
+/// paths in messages show control characters as `\xNN`; JSON escapes them as `\u00NN`, C1 and DEL included.
+@Suite struct TerminalEscapingTests {
+    /// Bytes below 0x20 other than newline, DEL, and UTF-8 C1 controls (C2 80–C2 9F).
+    static func controlBytes(_ s: String) -> [UInt8] {
+        let b = Array(s.utf8)
+        var found: [UInt8] = []
+        for (i, x) in b.enumerated() {
+            if (x < 0x20 && x != 10) || x == 0x7f { found.append(x) }
+            if x == 0xc2, i + 1 < b.count, (0x80...0x9f).contains(b[i + 1]) { found.append(b[i + 1]) }
+        }
+        return found
+    }
+
+    @Test func fileNamesAndRejectedLinesAreEscaped() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("migtrace-esc-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("mig\u{1b}[31mred\nx\u{9b}.log").path
+        let crafted: [UInt8] =
+            Array("migrate_set_state new state completed".utf8) + [0, 0x1b] + Array("[31m\u{85}boom\n".utf8)
+            + Array(try String(contentsOfFile: CLI.fixture("7.2-converge.log"), encoding: .utf8).utf8)
+        try Data(crafted).write(to: URL(fileURLWithPath: path))
+        let shown = dir.path + "/mig\\x1b[31mred\\x0ax\\x9b.log"
+        let text = try CLI.run(["analyze", "--no-windows", path])
+        #expect(text.status == 0)
+        #expect(Self.controlBytes(text.stdout) == [] && Self.controlBytes(text.stderr) == [])
+        #expect(text.stdout.contains("\nseries 0 · \(shown)\n"))
+        #expect(
+            text.stderr
+                == "\(shown):1: migrate_set_state: new state \"completed\\x00\\x1b[31m\\xc2\\x85boom\" is not a QEMU migration state (MigrationStatus)\n"
+        )
+        let json = try CLI.run(["analyze", "--format", "json", path])
+        #expect(Self.controlBytes(json.stdout) == [])
+        #expect(json.stdout.contains(#"mig\u001b[31mred\nx\u009b.log"#))
+        let doc = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let inputs = try #require(doc["inputs"] as? [[String: Any]])
+        #expect(inputs.first?["name"] as? String == path)
+        // A missing file with such a name, and `probes` on a binary at such a path.
+        let missing = try CLI.run(["analyze", path + "\u{7}gone"])
+        #expect(missing.stderr == "migtrace: cannot open \(shown)\\x07gone: No such file or directory; check the path and permissions\n")
+        let binary = dir.appendingPathComponent("sl\u{1b}]0;title\u{7}eep").path
+        try FileManager.default.copyItem(atPath: "/bin/sleep", toPath: binary)
+        let probes = try CLI.run(["probes", binary])
+        #expect(Self.controlBytes(probes.stdout) == [] && Self.controlBytes(probes.stderr) == [])
+        #expect(probes.stdout.hasPrefix(dir.path + "/sl\\x1b]0;title\\x07eep: "))
+    }
+}

@@ -168,3 +168,19 @@ import Testing
         #expect(stats.refused == .simpletrace)
     }
 }
+
+/// Text from input made safe for a terminal.
+@Suite struct TerminalTextTests {
+    @Test func controlCharactersAreEscaped() {
+        #expect(TerminalText.escaped("plain/ünïcode name.log") == "plain/ünïcode name.log")
+        #expect(TerminalText.escaped("a\u{1b}[2Jb\u{0}c\u{7f}d\u{9b}e\r\n\t") == #"a\x1b[2Jb\x00c\x7fd\x9be\x0d\x0a\x09"#)
+        // Bidirectional overrides and isolates reorder what follows: escaped as well.
+        #expect(TerminalText.escaped("x\u{202e}y\u{2066}z") == #"x\u{202e}y\u{2066}z"#)
+    }
+
+    @Test func jsonEscapesC1AndDelete() {
+        var o = JSONWriter()
+        o.string("a\u{7f}b\u{85}c\u{e9}\u{1b}")
+        #expect(String(decoding: o.bytes, as: UTF8.self) == #""a\u007fb\u0085cé\u001b""#)
+    }
+}

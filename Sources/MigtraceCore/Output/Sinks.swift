@@ -342,12 +342,12 @@ public final class TextSink: AnalysisSink {
     public func live(_ event: LiveEvent) {
         switch event {
         case .attached(let a):
-            var h = "migtrace \(a.migtraceVersion): attached to pid \(a.pid) (\(a.binary))\n"
+            var h = "migtrace \(a.migtraceVersion): attached to pid \(a.pid) (\(TerminalText.escaped(a.binary)))\n"
             let args = { (n: Int?) in n.map { $0 == 1 ? "1 arg" : "\($0) args" } ?? "?" }
             h += "probes: " + a.probes.filter(\.attached).map { "\($0.name) (\(args($0.argumentCount)))" }.joined(separator: ", ") + "\n"
             let missing = a.probes.filter { !$0.attached }
             if !missing.isEmpty { h += "not attached: " + missing.map { "\($0.name) (\($0.reason ?? ""))" }.joined(separator: ", ") + "\n" }
-            if let record = a.recordPath { h += "recording to \(record)\n" }
+            if let record = a.recordPath { h += "recording to \(TerminalText.escaped(record))\n" }
             h += "waiting for migrate_transferred windows… (Ctrl-C ends with a summary)\n"
             put(h)
             out.flush()

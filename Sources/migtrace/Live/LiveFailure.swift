@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import ArgumentParser
 import MigtraceBPF
+import MigtraceCore
 
 #if canImport(Glibc)
     import Glibc
@@ -56,7 +57,8 @@ struct LiveFailure: Error {
 
     private static func attach(_ error: LiveAttachError, pid: Int32) -> LiveFailure {
         switch error {
-        case .noQEMUProbes(let path):
+        case .noQEMUProbes(let binary):
+            let path = TerminalText.escaped(binary)
             guard path.contains("qemu") else {
                 return LiveFailure(
                     message:
