@@ -28,8 +28,9 @@ struct ProbesCommand: ParsableCommand {
         let path: String
         if let pid = Int32(target) {
             do { path = try LivePreconditions.executablePath(pid: pid) } catch {
-                printError("migtrace: \(error)")
-                throw AttachExit.noSuchProcess
+                let failure = LiveFailure(error, pid: pid)
+                printError("migtrace: \(failure.message)")
+                throw failure.code
             }
         } else {
             path = target
