@@ -26,7 +26,8 @@ struct AnalyzeCommand: ParsableCommand {
               migtrace analyze /tmp/mig.log
               migtrace analyze --format csv /tmp/mig.log > windows.csv
               migtrace analyze --format json --fail-on warning /tmp/mig.log
-              journalctl -u libvirtd | migtrace analyze -
+              migtrace analyze /var/log/libvirt/qemu/vm1.log   # libvirt: the domain log
+              ssh host cat /var/log/libvirt/qemu/vm1.log | migtrace analyze -
             """
     )
 
@@ -90,7 +91,7 @@ struct AnalyzeCommand: ParsableCommand {
         }
         if format != .text {
             for f in report.findings where format == .csv {
-                printError("\(f.severity) \(f.rule): \(f.message)")
+                printError(FindingLine.text(f, report: report, names: shownNames))
             }
         }
         let noMigration = report.windowCount == 0 && report.migrations.isEmpty

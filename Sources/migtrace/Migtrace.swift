@@ -18,7 +18,7 @@ struct Migtrace: AsyncParsableCommand {
             EXAMPLES:
               migtrace analyze qemu-trace.log         # post-mortem, human table
               migtrace analyze -f json a.log b.log    # machine-readable
-              sudo migtrace attach $(pidof qemu-kvm)  # live, through USDT
+              sudo migtrace attach $(pgrep -f 'guest=vm1,')  # live, through USDT
               sudo migtrace demo                      # live, on a bundled replay
               migtrace rules                          # every anomaly rule
 

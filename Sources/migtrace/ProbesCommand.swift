@@ -15,7 +15,7 @@ struct ProbesCommand: ParsableCommand {
         discussion: """
             EXAMPLES:
               migtrace probes /usr/libexec/qemu-kvm
-              migtrace probes $(pidof qemu-system-x86_64)
+              migtrace probes $(pgrep -f 'guest=vm1,')   # `pgrep -af qemu` lists them
             Exit code 6 when qemu:migrate_transferred is missing (e.g. Debian's
             QEMU, built with the log backend only).
             """
@@ -53,7 +53,9 @@ struct ProbesCommand: ParsableCommand {
         s +=
             hasTransferred
             ? "qemu:migrate_transferred is present: `migtrace attach` works with this binary\n"
-            : "qemu:migrate_transferred is missing: \(qemu.isEmpty ? "QEMU was built without the dtrace trace backend" : "this build lacks the probe"); use `-trace migrate_transferred -D FILE` and `migtrace analyze FILE`\n"
+            : qemu.isEmpty && !path.contains("qemu")
+                ? "qemu:migrate_transferred is missing: this is not a QEMU (no qemu USDT probes); give a qemu-system-* / qemu-kvm binary or the pid of the source QEMU (`pgrep -af qemu`)\n"
+                : "qemu:migrate_transferred is missing: \(qemu.isEmpty ? "QEMU was built without the dtrace trace backend" : "this build lacks the probe"); use `-trace migrate_transferred -D FILE` and `migtrace analyze FILE`\n"
         FileDescriptorOutput.standardOutput.write(Array(s.utf8))
         FileDescriptorOutput.standardOutput.flush()
         if !hasTransferred { throw AttachExit.notQEMUWithProbe }

@@ -188,3 +188,41 @@ import Testing
         }
     }
 }
+
+/// The small things of issue 15 bug 7, each as the user meets it.
+@Suite struct FrontDoorDetailTests {
+    @Test func probesOnAProgramThatIsNotQEMUSaysSo() throws {
+        let r = try CLI.run(["probes", "/bin/sleep"])
+        #expect(r.status == 6)
+        #expect(
+            r.stdout
+                == "/bin/sleep: 0 USDT probe sites, 0 with provider qemu\nqemu:migrate_transferred is missing: this is not a QEMU (no qemu USDT probes); give a qemu-system-* / qemu-kvm binary or the pid of the source QEMU (`pgrep -af qemu`)\n"
+        )
+    }
+
+    @Test func csvFindingsNameTheFileAndSeries() throws {
+        let stall = CLI.fixture("7.2-stall.log")
+        let r = try CLI.run(["analyze", "--format", "csv", stall])
+        #expect(r.status == 0)
+        #expect(
+            r.stderr
+                == "\(stall): series 0 window 14: critical thread-stall: Window 14 lasted 1599 ms instead of ~100 ms: the migration thread was blocked.\n"
+                + "\(stall): series 0 window 14: warning threshold-collapse: Window 14 ran at 1.05 MB/s, 6 % of the 16.79 MB/s baseline; the threshold fell to 314925 bytes.\n"
+        )
+    }
+
+    @Test func helpTextsOfferOnlyWhatWorks() throws {
+        for command in ["attach", "demo"] {
+            let help = try CLI.run([command, "--help"], prefix: ["/usr/bin/env", "COLUMNS=80"])
+            #expect(help.stdout.contains("--format <format>"), "\(command)")
+            #expect(!help.stdout.contains("csv"), "\(command) --help offers csv, which it refuses")
+        }
+        let speed = try CLI.run(["demo", "--speed", "0"])
+        #expect(speed.status == 64)
+        #expect(speed.stderr.hasPrefix("Error: --speed must be above 0 and at most 1000 (e.g. --speed 4 replays four times faster).\n"))
+        let attach = try CLI.run(["attach", "--help"], prefix: ["/usr/bin/env", "COLUMNS=80"])
+        #expect(!attach.stdout.contains("pidof") && attach.stdout.contains("pgrep -af qemu"))
+        let analyze = try CLI.run(["analyze", "--help"], prefix: ["/usr/bin/env", "COLUMNS=80"])
+        #expect(!analyze.stdout.contains("journalctl") && analyze.stdout.contains("/var/log/libvirt/qemu/vm1.log"))
+    }
+}
