@@ -19,8 +19,10 @@ setup:
 build: setup
 	$(Q)$(SWIFT) build
 
+# By product: the test-support target imports Testing, which a static release build does not have.
 release: setup
-	$(Q)$(SWIFT) build $(RELEASE_FLAGS)
+	$(Q)$(SWIFT) build $(RELEASE_FLAGS) --product migtrace-demo-target
+	$(Q)$(SWIFT) build $(RELEASE_FLAGS) --product migtrace
 
 demo: release
 	$(Q).build/release/migtrace demo

@@ -23,10 +23,13 @@ let package = Package(
         // The rule registry is generated from Analysis/Rules/ (a new rule is one file).
         .target(name: "MigtraceCore", plugins: ["RuleRegistryPlugin"]),
         .plugin(name: "RuleRegistryPlugin", capability: .buildTool()),
+        // Reading trace files and the one concurrency room (Concurrency/BatchPipe.swift explains the threading model).
+        .target(name: "MigtraceIO", dependencies: ["MigtraceCore"]),
         .executableTarget(
             name: "migtrace",
             dependencies: [
                 "MigtraceCore",
+                "MigtraceIO",
                 "MigtraceBPF",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -41,7 +44,7 @@ let package = Package(
         .target(name: "MigtraceTestSupport", path: "Tests/MigtraceTestSupport"),
         .testTarget(
             name: "MigtraceCoreTests",
-            dependencies: ["MigtraceCore"],
+            dependencies: ["MigtraceCore", "MigtraceIO"],
             resources: [.copy("Fixtures")]
         ),
 
@@ -53,7 +56,7 @@ let package = Package(
         .plugin(name: "BPFObjectPlugin", capability: .buildTool()),
         .target(
             name: "MigtraceBPF",
-            dependencies: ["MigtraceCore", "CMigtraceBPF"],
+            dependencies: ["MigtraceCore", "MigtraceIO", "CMigtraceBPF"],
             plugins: ["BPFObjectPlugin"]
         ),
         .testTarget(

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import ArgumentParser
 import MigtraceCore
+import MigtraceIO
 
 #if canImport(Glibc)
     import Glibc
@@ -69,20 +70,20 @@ struct AnalyzeCommand: ParsableCommand {
             jsonSink = j
             formatter = j
         }
-        let analyzer = MigrationAnalyzer(configuration: analysis.configuration, sink: formatter, threading: .pipelined())
+        let analysis = TraceAnalysis(configuration: self.analysis.configuration, sink: formatter)
         var inputs: [InputSummary] = []
         var failed = false
         for (index, path) in files.enumerated() {
-            let input = AnalyzeInput.read(path: path, index: index, name: names[index], into: analyzer)
+            let input = AnalyzeInput.read(path: path, index: index, name: names[index], into: analysis)
             inputs.append(input.summary)
             failed = failed || input.failed
             if out.closed { break }
         }
-        // Read only by the JSON sink's `finished`, which `analyzer.finish()` calls on this thread after joining the consumer.
+        // Read only by the JSON sink's `finished`, which `finish()` calls on this thread.
         jsonSink?.inputs = inputs
         let analysed = inputs.contains { $0.error == nil }
         textSink?.nothingRead = !analysed
-        let report = analyzer.finish()
+        let report = analysis.finish()
         for d in report.diagnostics.prefix(50) {
             printError("\(shownNames[d.input]):\(d.line): \(TerminalText.escaped(d.reason))")
         }
@@ -105,7 +106,7 @@ struct AnalyzeCommand: ParsableCommand {
         }
         if failed { throw MigtraceExit.error }
         if noMigration { throw MigtraceExit.noMigration }
-        let code = analysis.exitCode(for: report)
+        let code = self.analysis.exitCode(for: report)
         if code != .success { throw code }
     }
 }

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import MigtraceCore
+import MigtraceIO
 
 #if canImport(Glibc)
     import Glibc
@@ -8,9 +9,9 @@ import MigtraceCore
 /// One input of `migtrace analyze`: opened, read into the analyzer, and summarised, with every problem said on
 /// standard error (names escaped: a file name is input too).
 enum AnalyzeInput {
-    /// Read `path` (`-`: standard input) as input number `index` into `analyzer`; the summary lists an input that
+    /// Read `path` (`-`: standard input) as input number `index` into `analysis`; the summary lists an input that
     /// could not be read or is no trace with its error (`failed` is then true).
-    static func read(path: String, index: Int, name: String, into analyzer: MigrationAnalyzer) -> (summary: InputSummary, failed: Bool) {
+    static func read(path: String, index: Int, name: String, into analysis: TraceAnalysis) -> (summary: InputSummary, failed: Bool) {
         let shown = TerminalText.escaped(path)
         let fd: Int32 = path == "-" ? 0 : open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
@@ -24,10 +25,9 @@ enum AnalyzeInput {
             printError("migtrace: \(shown) is a directory; give the trace files in it (e.g. \(shown)/*.log)")
             return (InputSummary(name: name, error: "is a directory"), true)
         }
-        // `endInput` returns once the output has everything of this input: stderr follows in order.
+        // `read` returns once the output has everything of this input: stderr follows in order.
         do {
-            let stats = try TraceReader.read(fd: fd, input: index, into: analyzer)
-            analyzer.endInput(index)
+            let stats = try analysis.read(fd: fd, input: index)
             let summary = InputSummary(name: name, statistics: stats)
             if let refusal = summary.error {
                 printError("migtrace: \(shown): \(refusal)")
@@ -39,7 +39,6 @@ enum AnalyzeInput {
             }
             return (summary, false)
         } catch {
-            analyzer.endInput(index)
             printError("migtrace: \(shown): \(error)")
             return (InputSummary(name: name, error: "\(error)"), true)
         }

@@ -2,6 +2,7 @@
 import ArgumentParser
 import MigtraceBPF
 import MigtraceCore
+import MigtraceIO
 
 #if canImport(Glibc)
     import Glibc

@@ -3,6 +3,7 @@ import Foundation
 import Testing
 
 @testable import MigtraceCore
+@testable import MigtraceIO
 
 /// Series splitting, pending bookkeeping and time bases of the analyzer, on small hand-written logs.
 @Suite struct AnalyzerTests {

@@ -3,6 +3,7 @@ import Foundation
 import Testing
 
 @testable import MigtraceCore
+@testable import MigtraceIO
 
 /// PipelinedSink replays the analyzer's calls on a consumer thread: the wrapped sink must get exactly the calls,
 /// in exactly the order, it gets when the analyzer calls it directly.

@@ -206,14 +206,14 @@ public struct TraceEvent: Sendable, Equatable {
     /// Whether `next` may stand for this event too (it would overwrite it, and nothing reads it in between):
     /// a pending event of the same kind, input and thread, with a timestamp and thread and nothing else optional.
     @inline(__always)
-    func mayFold(into next: TraceEvent) -> Bool {
+    package func mayFold(into next: TraceEvent) -> Bool {
         kind == next.kind && thread == next.thread && input32 == next.input32 && flags == next.flags
             && flags == Self.hasTimestamp | Self.hasThread && state == nil && next.state == nil
     }
 
     /// Fold this event into `next`'s values: it now stands for itself, the events it stood for, and `next`.
     @inline(__always)
-    mutating func fold(_ next: TraceEvent) {
+    package mutating func fold(_ next: TraceEvent) {
         let earlier = repeats
         self = next
         repeats = earlier &+ 1

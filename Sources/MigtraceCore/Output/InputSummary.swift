@@ -5,19 +5,19 @@ public struct InputSummary: Sendable {
     /// The input's name as given (`<stdin>` for `-`).
     public var name: String
     /// What reading it found; nil when it could not be opened or read.
-    public var statistics: TraceReader.Statistics?
+    public var statistics: InputStatistics?
     /// Why it was not analysed (cannot be opened, a directory, not a trace); nil when it was.
     public var error: String?
 
     /// An input that was read (and analysed, unless `statistics.refused` says it is no trace).
-    public init(name: String, statistics: TraceReader.Statistics) {
+    public init(name: String, statistics: InputStatistics) {
         self.name = name
         self.statistics = statistics
         self.error = statistics.refused?.refusal
     }
 
     /// An input that could not be read, and why.
-    public init(name: String, error: String, statistics: TraceReader.Statistics? = nil) {
+    public init(name: String, error: String, statistics: InputStatistics? = nil) {
         self.name = name
         self.statistics = statistics
         self.error = error

@@ -353,7 +353,8 @@ public final class TextSink: AnalysisSink {
             out.flush()
         case .state(let state, _):
             put("  · migration state: \(state)\n")
-        case .lost(let drops):
+        case .captured: break
+        case .lost(let drops, _):
             put("  ▲ lost \(drops) events so far (kernel ring buffer full; try --ring-buffer-size)\n")
         case .ended(let end):
             captureEnd = end

@@ -2,6 +2,7 @@
 import ArgumentParser
 import MigtraceBPF
 import MigtraceCore
+import MigtraceIO
 
 #if canImport(Glibc)
     import Glibc
@@ -120,15 +121,22 @@ struct LiveRun {
             } catch {
                 throw LiveFailure(message: error.description, code: AttachExit.recording)
             }
-            recorder?.append(RecordingFormat.headerLine(recordingHeader(binary: binary, session: session, offset: offset)))
         }
 
         // Output is flushed once per ring-buffer batch (at QEMU's pace that is every event; in a burst it
         // saves a write(2) per line).
         let out = FileDescriptorOutput.standardOutput
-        let sink: any AnalysisSink =
+        let display: any AnalysisSink =
             format == .json
             ? JSONLinesSink(out: out, flushEachObject: false) : TextSink(out: out, names: InputNames(["live"]), flushEachLine: false)
+        let sink: any AnalysisSink =
+            if let recorder {
+                TeeSink([
+                    display, RecordingSink(store: recorder, header: recordingHeader(binary: binary, session: session, offset: offset)),
+                ])
+            } else {
+                display
+            }
         let analyzer = MigrationAnalyzer(configuration: analysis.configuration, sink: sink)
         analyzer.live(
             .attached(
@@ -152,7 +160,7 @@ struct LiveRun {
                         e.timestampNanoseconds = MonotonicClock.wallNanoseconds(monotonic: m, offset: offset)
                         e.clock = .wall
                     }
-                    recorder?.append(RecordingFormat.eventLine(e, monotonicNanoseconds: mono))
+                    analyzer.live(.captured(e, monotonicNanoseconds: mono))
                     analyzer.consume(e)
                     if e.kind == .migrateSetState, let state = e.state, state != .unrecognized {
                         analyzer.live(.state(state.name, timeNanoseconds: e.timestampNanoseconds))
@@ -162,8 +170,7 @@ struct LiveRun {
                 let drops = (try? session.kernelDrops()) ?? reportedDrops
                 if drops > reportedDrops {
                     reportedDrops = drops
-                    recorder?.append(RecordingFormat.lostLine(kernelDrops: drops, consumerDrops: session.consumerDrops))
-                    analyzer.live(.lost(kernelDrops: drops))
+                    analyzer.live(.lost(kernelDrops: drops, consumerDrops: session.consumerDrops))
                 }
                 out.flush()
                 if !recordingFailureShown, let failure = recorder?.failure, let record {
@@ -183,11 +190,6 @@ struct LiveRun {
         let end = CaptureEnd(
             reason: reason, eventsReceived: session.receivedEvents, kernelDrops: (try? session.kernelDrops()) ?? reportedDrops,
             consumerDrops: session.consumerDrops)
-        // A recording stopped early (disk full) says so in its end record.
-        recorder?.finish(
-            RecordingFormat.endLine(
-                reason: recorder?.failure == nil ? reason : "recording-stopped", kernelDrops: end.kernelDrops,
-                consumerDrops: end.consumerDrops))
         analyzer.live(.ended(end))
         let report = analyzer.finish()
         let outputFailure = outputWriteFailure()

@@ -30,22 +30,21 @@ public final class RateCappedRule: AnomalyRule {
     private let share: Double
     private let minSeconds: Double
     /// Windows per bucket, indexed by bucket (every `UInt64` falls in 0...maxBucket): a table, not a
-    /// dictionary, since counting is per window, and owned by the rule rather than an array, which paid a
-    /// uniqueness check per window. Allocated at the first count (35 KB per series); `Int32` wraps only after
-    /// 2^31 windows in one bucket, 6.8 years of 100 ms windows.
-    @exclusivity(unchecked) private var histogram: UnsafeMutablePointer<Int32>?  // confined to the analyzer's thread
+    /// dictionary, since counting is per window. Allocated at the first count (35 KB per series); `Int32` wraps
+    /// only after 2^31 windows in one bucket, 6.8 years of 100 ms windows.
+    private var histogram: [Int32] = []
     /// `log(1 + bucketWidth)`, once.
     static let logBucketBase = log(1 + bucketWidth)
     /// The bucket of `UInt64.max`.
     private static let maxBucket = Int((log(Double(UInt64.max)) / logBucketBase).rounded())
-    @exclusivity(unchecked) private var windows = 0  // confined to the analyzer's thread
-    @exclusivity(unchecked) private var first: WindowMark?  // confined to the analyzer's thread
-    @exclusivity(unchecked) private var last: WindowMark?  // confined to the analyzer's thread
+    private var windows = 0
+    private var first: WindowMark?
+    private var last: WindowMark?
     /// The held-back window: whether there is one, where it lies and what it sent (counted once the next window
     /// shows it was not the last).
-    @exclusivity(unchecked) private var holding = false  // confined to the analyzer's thread
-    @exclusivity(unchecked) private var heldMark = WindowMark(index: 0, startTime: 0, endTime: 0)  // confined to the analyzer's thread
-    @exclusivity(unchecked) private var heldTransferred: UInt64 = 0  // confined to the analyzer's thread
+    private var holding = false
+    private var heldMark = WindowMark(index: 0, startTime: 0, endTime: 0)
+    private var heldTransferred: UInt64 = 0
 
     private let bucketIndex = BucketIndex()
 
@@ -54,8 +53,6 @@ public final class RateCappedRule: AnomalyRule {
         share = thresholds.rateCapShare
         minSeconds = Double(thresholds.rateCapMinMs) / 1000
     }
-
-    deinit { histogram?.deallocate() }
 
     public func observe(_ window: AnalyzedWindow, _ context: RuleContext) {
         // Skip the first window (setup) and hold one back so that the last window (completion) is skipped too.
@@ -74,15 +71,8 @@ public final class RateCappedRule: AnomalyRule {
         windows += 1
         guard transferred > 0 else { return }
         let bucket = bucketIndex.bucket(of: transferred)
-        let table = histogram ?? makeHistogram()
-        table[bucket] &+= 1
-    }
-
-    private func makeHistogram() -> UnsafeMutablePointer<Int32> {
-        let table = UnsafeMutablePointer<Int32>.allocate(capacity: Self.maxBucket + 1)
-        table.initialize(repeating: 0, count: Self.maxBucket + 1)
-        histogram = table
-        return table
+        if histogram.isEmpty { histogram = [Int32](repeating: 0, count: Self.maxBucket + 1) }
+        histogram[bucket] &+= 1
     }
 
     /// The bucket of a transfer: `Int((log(Double(transferred)) / logBucketBase).rounded())`, mostly without
@@ -97,16 +87,15 @@ public final class RateCappedRule: AnomalyRule {
         private static let tableBits = 7
         /// Per entry `j`: `1 / c` and `log(c)` for `c = 1 + j / 2^tableBits`, so that `m / c` is in
         /// `[1, 1 + 2^-tableBits)` for a fraction `m` whose leading bits are `j`.
-        // SAFETY: written once by its initialiser (a thread-safe lazy global), only read afterwards.
-        nonisolated(unsafe) private static let sharedTable: UnsafePointer<(reciprocal: Double, log: Double)> = {
-            let n = 1 << tableBits
-            let t = UnsafeMutablePointer<(reciprocal: Double, log: Double)>.allocate(capacity: n)
-            for j in 0..<n {
-                let c = 1 + Double(j) / Double(n)
-                t[j] = (1 / c, log(c))
-            }
-            return UnsafePointer(t)
-        }()
+        private static let sharedTable: [Entry] = (0..<1 << tableBits).map { j in
+            let c = 1 + Double(j) / Double(1 << tableBits)
+            return Entry(reciprocal: 1 / c, log: log(c))
+        }
+        /// One table entry.
+        struct Entry {
+            var reciprocal: Double
+            var log: Double
+        }
         /// How close (in bucket units) to a half the estimate may come before the exact expression decides.
         static let unsureWithin = 1e-6
 
@@ -146,7 +135,6 @@ public final class RateCappedRule: AnomalyRule {
 
     public func finish(_ context: RuleContext) {
         guard windows >= 10, let first, let last, last.endTime - first.startTime >= minSeconds - 0.0005 else { return }
-        let histogram = UnsafeMutableBufferPointer(start: histogram, count: histogram == nil ? 0 : Self.maxBucket + 1)
         let span = Int(log(1 + tolerance) / log(1 + Self.bucketWidth))
         var best = (center: 0, count: 0)
         for center in histogram.indices where histogram[center] > 0 {

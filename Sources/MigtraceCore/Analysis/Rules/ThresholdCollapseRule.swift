@@ -18,8 +18,8 @@ public final class ThresholdCollapseRule: AnomalyRule {
 
     private let fraction: Double
     private let baselineSize: Int
-    @exclusivity(unchecked) private var baseline: RuleMath.SlidingMedian  // confined to the analyzer's thread
-    @exclusivity(unchecked) private var run: [AnalyzedWindow] = []  // confined to the analyzer's thread
+    private var baseline: RuleMath.SlidingMedian
+    private var run: [AnalyzedWindow] = []
 
     public init(thresholds: RuleThresholds) {
         fraction = thresholds.collapseFraction
