@@ -22,7 +22,8 @@ struct AttachCommand: AsyncParsableCommand {
             completes; the summary and drop counts are printed last.
 
             EXAMPLES:
-              migtrace attach $(pidof qemu-kvm)
+              pgrep -af qemu                      # one line per QEMU: pick the source
+              migtrace attach $(pgrep -f 'guest=vm1,')   # libvirt's -name guest=vm1,…
               migtrace attach --record mig.rec --until-complete 4242
               migtrace attach --format json 4242 | jq -c 'select(.type=="anomaly")'
               migtrace analyze mig.rec   # replays: same series, same anomalies
@@ -33,6 +34,7 @@ struct AttachCommand: AsyncParsableCommand {
               5 the kernel lacks uprobes or the BPF ring buffer
               6 not a QEMU with the qemu:migrate_transferred probe
               7 recording file refused or not writable
+              9 the kernel refused access although no capability is missing
             """
     )
 
@@ -53,7 +55,9 @@ struct AttachCommand: AsyncParsableCommand {
     @OptionGroup var analysis: AnalysisOptions
 
     func validate() throws {
-        guard pid > 0 else { throw ValidationError("The pid must be a positive number, e.g. $(pidof qemu-system-x86_64).") }
+        guard pid > 0 else {
+            throw ValidationError("The pid must be a positive number, e.g. $(pgrep -f 'guest=vm1,') (`pgrep -af qemu` lists them).")
+        }
         guard ringBufferSize >= 4096, ringBufferSize & (ringBufferSize - 1) == 0 else {
             throw ValidationError("--ring-buffer-size must be a power of two of at least 4096 bytes.")
         }
