@@ -80,7 +80,7 @@ public enum MigrationText {
     public static func block(_ m: MigrationAssessment, _ names: InputNames) -> String {
         let which = m.series.map { "series \($0)" } ?? "no windows"
         var t = "\nmigration · \(names[m.input]) · \(which) · \(m.outcome.rawValue)"
-        t += m.iterations > 0 ? " after \(m.iterations) dirty syncs\n" : "\n"
+        t += m.iterations > 0 ? " after \(m.iterations) \(m.iterationsAreQueries ? "iterations" : "dirty syncs")\n" : "\n"
         // 1. Converging?
         t += "  converging? "
         switch m.verdict {
@@ -91,6 +91,7 @@ public enum MigrationText {
         case nil: t += "unknown (too few dirty syncs traced)"
         }
         if let f = m.pendingFloorBytes, m.verdict != .completed { t += "; pending floor \(f) B" }
+        if let sc = m.stopCopyBytes, sc > 0 { t += "; device stop-copy data \(sc) B" }
         if let r = m.dirtyRateBytesPerSecond { t += "; dirty rate \(Format.fixed(r / 1e6, 2)) MB/s" }
         t += "\n  when done?   "
         if m.verdict == .completed {

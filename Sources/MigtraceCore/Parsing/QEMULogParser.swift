@@ -115,6 +115,8 @@ public struct QEMULogParser: Sendable {
             e.arguments = ProbeArguments(count: 0)
         case .bitmapSyncEnd:
             e.arguments = ProbeArguments(count: 1, try c.labelled("dirty_pages"))
+        case .qemuSavevmQueryPending:
+            e.arguments = try c.queryPendingBody()
         case .migrateSetState:
             try c.word("new")
             try c.word("state")
@@ -395,7 +397,7 @@ struct Cursor {
         var i = pos
         while i < end && bytes[i] != 32 && bytes[i] != UInt8(ascii: ":") { i += 1 }
         let len = i - start
-        guard len >= 15, len <= 28, bytes[start] == UInt8(ascii: "m") else { return nil }
+        guard len >= 15, len <= 28, bytes[start] == UInt8(ascii: "m") || bytes[start] == UInt8(ascii: "q") else { return nil }
         // Fast path: the names have distinct lengths, so the length picks the one candidate.
         let candidate: (StaticString, ProbeKind)? =
             switch len {

@@ -63,8 +63,11 @@ public struct MigrationAssessment: Sendable, Equatable {
     /// The downtime limit in force at the end (ms), when known.
     public var downtimeLimitMs: UInt64?
     public var switchover: Switchover?
-    /// Dirty syncs (`migration_bitmap_sync_end`, else exact pending events).
+    /// Iterations: dirty syncs (`migration_bitmap_sync_end`, else exact pending events); in a QEMU 11.1 trace the
+    /// exact, non-final `qemu_savevm_query_pending` queries, as 11.1 counts them.
     public var iterations: Int
+    /// Whether `iterations` counts 11.1's exact pending queries (else dirty syncs).
+    public var iterationsAreQueries = false
     /// Post-sync pending levels (the last few), bytes.
     public var postSyncPending: [UInt64]
     /// The dirty rate the syncs imply, bytes/s.
