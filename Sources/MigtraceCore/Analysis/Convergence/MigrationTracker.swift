@@ -81,7 +81,7 @@ final class MigrationTracker {
     func pending(_ bytes: UInt64, exact: Bool) {
         seen = true
         if exact { exacts += 1 }
-        if switchover == nil, awaitingLevel || (exact && syncs == 0) {
+        if switchover == nil, !queryMode, awaitingLevel || (exact && syncs == 0) {
             awaitingLevel = false
             levelCount += 1
             levels.append((bytes, now, preSync))
