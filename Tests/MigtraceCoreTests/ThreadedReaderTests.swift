@@ -61,6 +61,9 @@ import Testing
             case .malformed(let reason):
                 rejected += 1
                 analyzer.reject(Diagnostic(input: 0, line: lines, reason: reason))
+            case .device(let d):
+                events += 1
+                analyzer.consume(d)
             }
         }
         analyzer.endInput(0)

@@ -65,12 +65,43 @@ public enum MigrationJSON {
         } else {
             o.raw("null")
         }
+        o.raw(",\"devices\":[")
+        for (i, d) in m.devices.enumerated() {
+            if i > 0 { o.raw(",") }
+            o.raw("{\"name\":"); o.string(d.name)
+            o.raw(",\"events\":"); o.unsigned(UInt64(d.events))
+            o.raw(",\"stop_copy_bytes\":"); u(d.stopCopyBytes)
+            o.raw(",\"max_stop_copy_bytes\":"); u(d.maxStopCopyBytes)
+            o.raw(",\"precopy_initial_bytes\":"); u(d.precopyInitialBytes)
+            o.raw(",\"precopy_dirty_bytes\":"); u(d.precopyDirtyBytes)
+            o.raw(",\"switchover_ack_requested\":")
+            if let a = d.switchoverAckRequested { o.raw(a ? "true" : "false") } else { o.raw("null") }
+            o.raw(",\"failed_queries\":"); o.unsigned(UInt64(d.failedQueries))
+            o.raw(",\"last_error\":"); if let e = d.lastError { o.signed(e) } else { o.raw("null") }
+            o.raw("}")
+        }
+        o.raw("]")
+        if m.otherDeviceEvents > 0 { o.raw(",\"other_device_events\":"); o.unsigned(UInt64(m.otherDeviceEvents)) }
         o.raw("}")
     }
 }
 
 /// The text block per migration: converging?, when done?, what downtime?, what to change?
 public enum MigrationText {
+    /// `  device NAME: stop-copy N B (max M B), precopy initial N B, dirty N B; K events`, the name escaped.
+    static func deviceLine(_ d: DeviceSummary) -> String {
+        var parts: [String] = []
+        if let s = d.stopCopyBytes {
+            parts.append("stop-copy \(s) B" + (d.maxStopCopyBytes.map { $0 != s ? " (max \($0) B)" : "" } ?? ""))
+        }
+        if let i = d.precopyInitialBytes { parts.append("precopy initial \(i) B") }
+        if let dirty = d.precopyDirtyBytes { parts.append("precopy dirty \(dirty) B") }
+        if d.switchoverAckRequested == true { parts.append("asks for a switchover ack") }
+        if d.failedQueries > 0 { parts.append("\(d.failedQueries) failed size queries (last \(d.lastError ?? 0))") }
+        let summary = parts.isEmpty ? "" : " " + parts.joined(separator: ", ") + ";"
+        return "  device \"\(MigrationState.escaped(Array(d.name.utf8)))\":\(summary) \(d.events) events\n"
+    }
+
     /// Every migration's block, after a blank line; empty when there is none.
     public static func blocks(_ migrations: [MigrationAssessment], _ names: InputNames) -> String {
         migrations.map { block($0, names) }.joined()
@@ -131,6 +162,9 @@ public enum MigrationText {
         } else {
             t += "nothing to say yet"
         }
-        return t + "\n"
+        t += "\n"
+        for d in m.devices { t += deviceLine(d) }
+        if m.otherDeviceEvents > 0 { t += "  (\(m.otherDeviceEvents) events of further devices not shown)\n" }
+        return t
     }
 }

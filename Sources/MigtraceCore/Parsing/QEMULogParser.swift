@@ -8,6 +8,8 @@ public enum LineResult: Sendable, Equatable {
     case ignored
     /// A migration event that cannot be read, with the reason.
     case malformed(String)
+    /// A VFIO device's migration event (``DeviceEvent``).
+    case device(DeviceEvent)
 }
 
 /// Parses QEMU log-backend lines (any version 6.x–10.x and later) byte by byte, without allocating
@@ -32,6 +34,7 @@ public struct QEMULogParser: Sendable {
         guard c.end > 0 else { return .ignored }
         var prefix = Prefix()
         prefix.parse(&c)
+        if let device = parseDevice(&c, prefix: prefix, line: line) { return device }
         var kind = c.eventName()
         if kind == nil {
             // Fall back: the body of migrate_transferred anywhere in the line (syslog, ftrace).

@@ -86,6 +86,10 @@ public struct MigrationAssessment: Sendable, Equatable {
     public var totalBytes: UInt64
     public var totalTimeMs: Double?
     public var advice: ConvergenceAdvice?
+    /// What each VFIO device reported, in order of first appearance.
+    public var devices: [DeviceSummary] = []
+    /// Device events beyond the first 64 device names (not summarised).
+    public var otherDeviceEvents = 0
 
     public static func == (l: MigrationAssessment, r: MigrationAssessment) -> Bool {
         l.series == r.series && l.input == r.input && l.outcome == r.outcome && l.verdict == r.verdict
@@ -93,6 +97,6 @@ public struct MigrationAssessment: Sendable, Equatable {
             && l.verdictChanges.map(\.verdict) == r.verdictChanges.map(\.verdict) && l.etaSeconds == r.etaSeconds
             && l.expectedDowntimeMs == r.expectedDowntimeMs && l.downtimeMs == r.downtimeMs
             && l.switchover == r.switchover && l.iterations == r.iterations && l.advice == r.advice
-            && l.pendingFloorBytes == r.pendingFloorBytes && l.totalBytes == r.totalBytes
+            && l.pendingFloorBytes == r.pendingFloorBytes && l.totalBytes == r.totalBytes && l.devices == r.devices
     }
 }

@@ -135,6 +135,27 @@ final class MigrationTracker {
         if switchStartNs == nil { switchStartNs = timestamp }
     }
 
+    /// Each VFIO device's reports, in order of first appearance; at most `maxDevices` (a garbled trace could name
+    /// any number), later names are counted in `otherDeviceEvents`.
+    private var devices: [DeviceSummary] = []
+    private var deviceIndex: [String: Int] = [:]
+    private var otherDeviceEvents = 0
+    static let maxDevices = 64
+
+    func device(_ e: DeviceEvent) {
+        seen = true
+        if let i = deviceIndex[e.name] {
+            devices[i].add(e)
+        } else if devices.count < Self.maxDevices {
+            deviceIndex[e.name] = devices.count
+            var d = DeviceSummary(name: e.name)
+            d.add(e)
+            devices.append(d)
+        } else {
+            otherDeviceEvents += 1
+        }
+    }
+
     /// Device data that only moves while the VM is stopped (QEMU 11.1 `stopcopy`), when the trace gives it.
     func stopCopy(_ bytes: UInt64) { stopCopy = bytes }
 
@@ -284,6 +305,8 @@ final class MigrationTracker {
             a.etaHighSeconds = eta(floor: Double(f), b: min(b * 1.2, 0.999), perMs: bw)
         }
         a.iterationsAreQueries = queryMode
+        a.devices = devices
+        a.otherDeviceEvents = otherDeviceEvents
         a.advice = advice(a, m)
         return a
     }
