@@ -14,7 +14,8 @@ struct AnalyzeCommand: ParsableCommand {
         abstract: "Analyse recorded traces: QEMU log-backend output or migtrace recordings.",
         discussion: """
             Reads QEMU's log trace output of any version (no prefix, tid@sec.usec:,
-            the ISO-8601 prefix of 10.1+, mixed with other lines, CRLF) and
+            the ISO-8601 prefix of 10.1+, mixed with other lines, CRLF; QEMU 11.1's
+            qemu_savevm_query_pending and VFIO devices' vfio_* events too) and
             migtrace's own recordings. Memory stays flat whatever the file size.
             Malformed lines are reported as FILE:LINE: reason and skipped. A file
             that is no trace (a program, compressed or binary data), missing or a
@@ -24,6 +25,9 @@ struct AnalyzeCommand: ParsableCommand {
             EXAMPLES:
               qemu-system-x86_64 ... -trace migrate_transferred \\
                   -trace 'migrate_pending*' -D /tmp/mig.log
+              qemu-system-x86_64 ... -trace migrate_transferred \\
+                  -trace qemu_savevm_query_pending -trace 'vfio_state_pending*' \\
+                  -trace 'vfio_query_*' -D /tmp/mig.log              # QEMU >= 11.1
               migtrace analyze /tmp/mig.log
               migtrace analyze --format csv /tmp/mig.log > windows.csv
               migtrace analyze --format json --fail-on warning /tmp/mig.log

@@ -12,7 +12,7 @@ public enum LineResult: Sendable, Equatable {
     case device(DeviceEvent)
 }
 
-/// Parses QEMU log-backend lines (any version 6.x–10.x and later) byte by byte, without allocating
+/// Parses QEMU log-backend lines (any version 6.x–11.x and later) byte by byte, without allocating
 /// for lines that are not migration events.
 ///
 /// Prefixes understood: none; `tid@sec.usec:` (≤ 10.0, `-msg timestamp=on`); ISO-8601 `…Z ` (10.1+);
