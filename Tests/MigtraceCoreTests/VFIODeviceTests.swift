@@ -116,20 +116,33 @@ import Testing
         let gpu = m.devices[0]
         #expect(gpu.stopCopyBytes == 67_108_864 && gpu.maxStopCopyBytes == 67_108_864)
         #expect(gpu.switchoverAckRequested == true && gpu.failedQueries == 0)
-        #expect(gpu.events == 80)
+        #expect(gpu.events == 167)
         let nic = m.devices[1]
         // Its first size query failed (-22, not taken as a size); the later ones give 1 MiB.
         #expect(nic.failedQueries == 1 && nic.lastError == -22)
         #expect(nic.stopCopyBytes == 1_048_576 && nic.switchoverAckRequested == false)
         #expect(nic.precopyDirtyBytes == 0)
-        // 11.1 iterations (6 exact queries), stop-copy data as the floor, the verdict and the advice.
-        #expect(m.iterations == 6)
+        // 11.1 iterations (20 exact queries), stop-copy data as the floor, the verdict and the advice.
+        #expect(m.iterations == 20)
         #expect(m.stopCopyBytes == 68_157_440)
         #expect(m.verdict == .stalled)
-        #expect((m.pendingFloorBytes ?? 0) >= 68_157_440)
+        // The levels fall by 50 kB a pass towards a fitted floor below the devices' data: the floor is that data.
+        #expect(m.pendingFloorBytes == 68_157_440)
         let reason = try #require(m.advice?.reason)
-        #expect(reason.contains("68157440 of these bytes are device stop-copy data that only moves while the VM is stopped"))
-        #expect(sink.windows.count == 61 && sink.windows.allSatisfy { $0.rebuild.exact && $0.era == .c })
+        #expect(
+            reason.contains(
+                "the floor is device data (stop-copy, 68157440 bytes) that only moves while the VM is stopped: iterating cannot shrink it"))
+        // 1997 ms × 34,145 B/ms is the first threshold above the floor.
+        #expect(m.advice?.downtimeLimitMs == 1997)
+        // The pending falls 22 % over the passes, but the stop-copy part alone is above the threshold: non-convergence.
+        let finding = try #require(sink.findings.first { $0.rule == "non-convergence" })
+        #expect(
+            finding.message.hasSuffix(
+                "68157440 bytes of it are device stop-copy data, which only moves while the VM is stopped and alone exceeds the threshold: iterating cannot make it fit."
+            ))
+        #expect(finding.remedy.hasPrefix("Raise `downtime-limit` until the threshold holds the devices' stop-copy data"))
+        #expect(finding.evidence.contains(.count("stop_copy_bytes", 68_157_440)))
+        #expect(sink.windows.count == 106 && sink.windows.allSatisfy { $0.rebuild.exact && $0.era == .c })
         // Window 0 ends before the first query.
         #expect(sink.windows.first?.pendingBytes == nil)
         #expect(sink.windows.dropFirst().allSatisfy { $0.pendingSplit?.stopcopy == 68_157_440 })
@@ -152,14 +165,14 @@ import Testing
 
         let text = MemoryOutput()
         _ = try QEMU11PendingTests.run(Self.stall, TextSink(out: text, names: InputNames(["stall"]), showWindows: false))
-        #expect(text.text.contains("migration · stall · series 0 · cancelled after 6 iterations\n"))
+        #expect(text.text.contains("migration · stall · series 0 · cancelled after 20 iterations\n"))
         #expect(
             text.text.contains(
-                "  device \"0000:00:02.0\": stop-copy 67108864 B, precopy initial 0 B, precopy dirty 0 B, asks for a switchover ack; 80 events\n"
+                "  device \"0000:00:02.0\": stop-copy 67108864 B, precopy initial 0 B, precopy dirty 0 B, asks for a switchover ack; 167 events\n"
             ))
         #expect(
             text.text.contains(
-                "  device \"0000:00:03.0\": stop-copy 1048576 B, precopy initial 0 B, precopy dirty 0 B, 1 failed size queries (last -22); 80 events\n"
+                "  device \"0000:00:03.0\": stop-copy 1048576 B, precopy initial 0 B, precopy dirty 0 B, 1 failed size queries (last -22); 167 events\n"
             ))
     }
 

@@ -53,7 +53,8 @@ line("migration_bitmap_sync_start", 100)
 line("migration_bitmap_sync_end dirty_pages 0", 300)
 line("migrate_set_state new state active", 1_000_000 - 700)  # a whole second: no fraction
 ram = 134_750_208
-levels = [31_608_832, 12_000_000, 6_000_000, 4_500_000, 4_000_000, 3_900_000]
+# RAM left after each pass: the guest dirties about 10 MB a pass, 20 passes (> 10 s of windows).
+levels = [31_608_832, 12_000_000] + [10_000_000 - 50_000 * k for k in range(18)]
 window = 0
 for level in levels:
     # 11.1 ends an iteration when the total fits the threshold or no precopy data is left (§7.3): the devices'
