@@ -727,14 +727,15 @@ struct HTMLPage {
         let yMax = max(stepValue, (top * 1.08 / stepValue).rounded(.up) * stepValue)
         func y(_ v: Double) -> Double { Self.top + Self.plotHeight - min(max(v / yMax, 0), 1) * Self.plotHeight }
 
+        let height = Self.height + (axisLabel ? 14 : 0)
         raw("<svg class=\"chart\" data-chart=\"\(kind)\" viewBox=\"0 0 ")
         number(Self.width, 0)
         raw(" ")
-        number(Self.height, 0)
+        number(height, 0)
         raw("\" width=\"")
         number(Self.width, 0)
         raw("\" height=\"")
-        number(Self.height, 0)
+        number(height, 0)
         raw("\" role=\"img\" aria-label=\"")
         text(title)
         raw("\">\n<text class=\"title\" x=\"")
@@ -918,7 +919,7 @@ struct HTMLPage {
             raw("<text text-anchor=\"end\" x=\"")
             number(Self.left + w, 0)
             raw("\" y=\"")
-            number(Self.height - 1, 0)
+            number(height - 2, 0)
             raw("\">time since the first window (s)</text>\n")
         }
         raw("</svg>\n")
