@@ -18,8 +18,8 @@ struct ReportCommand: ParsableCommand {
             charts on one time axis (bandwidth, pending against threshold with the
             switchover marked, window length, downtime limit) with the findings
             shaded; hover or click a finding for its message and remedy. A series
-            of more than \(HTMLReportSink.rawWindowLimit) windows is drawn with the lowest and highest
-            value of each pixel column, and the chart says so.
+            of more than \(HTMLReportSink.rawWindowLimit) windows is drawn through the first, lowest,
+            highest and last value of each pixel column, and the chart says so.
 
             EXAMPLES:
               migtrace report /tmp/mig.log -o mig.html

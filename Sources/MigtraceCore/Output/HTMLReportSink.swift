@@ -369,6 +369,7 @@ struct HTMLPage {
         svg{display:block;max-width:100%;height:auto}
         svg text{font:11px system-ui,"DejaVu Sans",sans-serif;fill:var(--muted)}
         svg .title{font-weight:600;fill:var(--fg);font-size:12px}
+        svg .plot{fill:var(--bg)}
         svg .grid{stroke:var(--grid);stroke-width:1}
         svg .axis{stroke:#9aa4af;stroke-width:1}
         svg .line{fill:none;stroke-width:1.5;stroke-linejoin:round}
@@ -763,7 +764,16 @@ struct HTMLPage {
             raw("\" y=\"9\" width=\"12\" height=\"4\"/>\n")
             lx -= Double(label.count) * 6.6 + 34
         }
-        // Grid and y ticks.
+        // The plot area (what the browser test measures), then grid and y ticks.
+        raw("<rect class=\"plot\" x=\"")
+        number(Self.left, 0)
+        raw("\" y=\"")
+        number(Self.top, 0)
+        raw("\" width=\"")
+        number(w, 0)
+        raw("\" height=\"")
+        number(Self.plotHeight, 0)
+        raw("\"/>\n")
         let d = Self.decimals(stepValue)
         var v = 0.0
         while v <= yMax + stepValue / 1000 {
