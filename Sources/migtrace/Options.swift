@@ -95,4 +95,10 @@ struct LiveOutputOptions: ParsableArguments {
 
     @Flag(help: "Overwrite an existing --record file.")
     var force = false
+
+    @Flag(help: "On a terminal too, print a line per window instead of the live view redrawn in place.")
+    var plain = false
+
+    /// Whether the text output is the live view: text format, no --plain, standard output a terminal.
+    var liveView: Bool { format == .text && !plain && LiveViewSink.canDraw(fd: 1) }
 }
