@@ -196,7 +196,8 @@ public final class LiveViewSink: AnalysisSink {
         if let s = series { status += " · series \(s.index)" }
         status += " · state \(Self.escape(state ?? "?"))"
         if let w = last, let t0 = seriesOrigin {
-            status += " · window \(w.index) · \(Format.fixed(w.endTime - t0, 1)) s · \(Format.fixed(Double(sentBytes) / 1e6, 1)) MB sent"
+            status +=
+                " · window \(w.index) · \(NumberText.fixed(w.endTime - t0, 1)) s · \(NumberText.fixed(Double(sentBytes) / 1e6, 1)) MB sent"
         }
         if lost > 0 { status += " · lost \(lost) events" }
         add(status + " " + String(repeating: "─", count: max(0, width - status.count - 1)))
@@ -211,7 +212,7 @@ public final class LiveViewSink: AnalysisSink {
             let top = bw.max() ?? 0
             let now = bw.last ?? 0
             var line = pad("bandwidth") + Self.sparkline(bw, low: 0, high: top)
-            line += "  \(Format.fixed(now, 2)) MB/s (peak \(Format.fixed(top, 2)))"
+            line += "  \(NumberText.fixed(now, 2)) MB/s (peak \(NumberText.fixed(top, 2)))"
             add(line)
             // Pending and threshold share one logarithmic scale: pending is often 100× the threshold.
             let p = Array(pending.suffix(room))
@@ -223,7 +224,7 @@ public final class LiveViewSink: AnalysisSink {
             let pendingLine = Self.sparkline(logP, low: lo, high: hi)
             if let current = p.last ?? nil {
                 let above = current > (th.last ?? 0)
-                var l = pad("pending") + pendingLine + "  \(Format.fixed(current / 1e6, 1)) MB"
+                var l = pad("pending") + pendingLine + "  \(NumberText.fixed(current / 1e6, 1)) MB"
                 l += above ? " above threshold" : " below threshold"
                 add(l, color: above ? nil : "32")
             } else {
@@ -231,7 +232,7 @@ public final class LiveViewSink: AnalysisSink {
             }
             add(
                 pad("threshold") + Self.sparkline(th.map { log10(max(1, $0)) }, low: lo, high: hi)
-                    + "  \(Format.fixed((th.last ?? 0) / 1e6, 1)) MB (log scale, as pending)")
+                    + "  \(NumberText.fixed((th.last ?? 0) / 1e6, 1)) MB (log scale, as pending)")
         }
 
         // Verdict, ETA, downtime.
@@ -240,15 +241,15 @@ public final class LiveViewSink: AnalysisSink {
             let verdict = m.verdict?.rawValue ?? "not yet known (needs two dirty syncs)"
             v += verdict
             if m.verdict == .converging, let e = m.etaSeconds {
-                v += " · ETA \(Format.fixed(e, 1)) s"
-                if let lo = m.etaLowSeconds, let hi = m.etaHighSeconds { v += " (\(Format.fixed(lo, 1))–\(Format.fixed(hi, 1)) s)" }
+                v += " · ETA \(NumberText.fixed(e, 1)) s"
+                if let lo = m.etaLowSeconds, let hi = m.etaHighSeconds { v += " (\(NumberText.fixed(lo, 1))–\(NumberText.fixed(hi, 1)) s)" }
             } else if m.verdict == .stalled || m.verdict == .diverging {
                 v += " · no switchover at this rate"
             }
             if let d = m.downtimeMs {
-                v += " · downtime \(Format.fixed(d, 1)) ms"
+                v += " · downtime \(NumberText.fixed(d, 1)) ms"
             } else if let e = m.expectedDowntimeMs, e > 0 {
-                v += " · expected downtime \(Format.fixed(e, 0)) ms"
+                v += " · expected downtime \(NumberText.fixed(e, 0)) ms"
             }
             if let l = m.downtimeLimitMs { v += " (limit \(l) ms)" }
             let color: String? =
@@ -261,7 +262,7 @@ public final class LiveViewSink: AnalysisSink {
             if let a = m.advice, m.verdict == .stalled || m.verdict == .diverging {
                 var t = pad("advice") + Self.escape(a.reason)
                 if let l = a.downtimeLimitMs { t += "; downtime-limit ≥ \(l) ms" }
-                if let b = a.bandwidthBytesPerSecond { t += " or ≥ \(Format.fixed(Double(b) / 1e6, 2)) MB/s" }
+                if let b = a.bandwidthBytesPerSecond { t += " or ≥ \(NumberText.fixed(Double(b) / 1e6, 2)) MB/s" }
                 add(t)
             }
         } else {

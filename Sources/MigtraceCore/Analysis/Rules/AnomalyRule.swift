@@ -270,10 +270,10 @@ enum RuleMath {
     }
 
     /// A byte rate in bytes/ms shown as MB/s with two decimals.
-    static func rate(_ bytesPerMs: Double) -> String { "\(Format.fixed(bytesPerMs / 1000, 2)) MB/s" }
+    static func rate(_ bytesPerMs: Double) -> String { "\(NumberText.fixed(bytesPerMs / 1000, 2)) MB/s" }
 
     /// Milliseconds as seconds with one or two decimals.
-    static func seconds(_ ms: Double) -> String { "\(Format.fixed(ms / 1000, 2)) s" }
+    static func seconds(_ ms: Double) -> String { "\(NumberText.fixed(ms / 1000, 2)) s" }
 }
 
 /// A run of consecutive windows a rule is following: its first window, where its last lies, how many, how long.
