@@ -76,7 +76,7 @@ public final class RateCappedRule: AnomalyRule {
     }
 
     /// The bucket of a transfer: `Int((log(Double(transferred)) / logBucketBase).rounded())`, mostly without
-    /// `log()` (≈ 50 instructions per window with its wrapper).
+    /// calling `log()`, which runs per window.
     ///
     /// A short table-and-polynomial logarithm places the transfer in bucket units within 10⁻⁸; when that is
     /// more than 10⁻⁶ away from a half (where the rounding changes bucket), the exact expression, whose own
