@@ -18,8 +18,9 @@ import Testing
             clock: {
                 tick += 1_000_000_000; return tick
             })
-        let analyzer = MigrationAnalyzer(sink: view)
-        view.assessment = { [weak analyzer] in analyzer?.currentAssessment(input: 0) }
+        var configuration = AnalysisConfiguration()
+        configuration.liveUpdates = true
+        let analyzer = MigrationAnalyzer(configuration: configuration, sink: view)
         let path = Paths.qemuFixtures.appendingPathComponent(fixture).path
         let fd = open(path, O_RDONLY)
         try #require(fd >= 0)
@@ -48,7 +49,9 @@ import Testing
         // One frame per window at least (this clock never throttles), each but the first moving back up over
         // all the lines of the previous one and erasing each line it draws.
         #expect(frames.count >= 56)
-        #expect(frames[0].hasPrefix("\u{1B}[2K── live · series 0"))
+        // The first frame comes with the `setup` state, before any window; the series' frames follow.
+        #expect(frames[0].hasPrefix("\u{1B}[2K── live · state setup"))
+        #expect(frames.contains { $0.contains("── live · series 0 · state active") })
         for (previous, f) in zip(frames, frames.dropFirst()) {
             let up = Self.count("\u{1B}[2K", in: previous)
             #expect(f.hasPrefix("\u{1B}[\(up)A\u{1B}[2K── live"), "\(f.prefix(40))")
@@ -58,7 +61,7 @@ import Testing
         #expect(!text.contains("\u{1B}[?1049h"), "no alternate screen")
         let last = Self.plain(frames.last!)
         let lines = last.split(separator: "\n", omittingEmptySubsequences: false)
-        #expect(lines[0].hasPrefix("── live · series 0 · state ? · window 55 · 5.7 s · 137.2 MB sent ─"))
+        #expect(lines[0].hasPrefix("── live · series 0 · state completed · window 55 · 5.7 s · 137.2 MB sent ─"))
         #expect(lines[1].hasPrefix("bandwidth  ▄▄▄▄"))
         #expect(lines[1].hasSuffix("  68.00 MB/s (peak 68.29)"))
         // One block per window, the latest 55 (what 100 columns leave beside the label and the value).

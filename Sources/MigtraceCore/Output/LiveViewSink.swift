@@ -21,9 +21,11 @@ public final class LiveViewSink: AnalysisSink {
     private let names: InputNames
     private let size: () -> (columns: Int, rows: Int)
     private let clock: () -> UInt64
-    /// The current migration's assessment, asked for at each redraw (the analyzer's, see
-    /// ``MigrationAnalyzer/currentAssessment(input:)``); `nil` shows no verdict until the end.
-    public var assessment: (() -> MigrationAssessment?)?
+    /// The capture's migration as the analyzer last assessed it (``LiveEvent/migration(_:)``); `nil` shows no
+    /// verdict until the end.
+    private var assessment: MigrationAssessment?
+    /// Whether the analyzer sends assessments (then each window's frame waits for its assessment).
+    private var assessed = false
 
     private var attachment: LiveAttachment?
     private var state: String?
@@ -55,7 +57,6 @@ public final class LiveViewSink: AnalysisSink {
         self.names = names
         self.size = size ?? { LiveViewSink.terminalSize(fd: 1) ?? (80, 24) }
         self.clock = clock ?? LiveViewSink.monotonicNanoseconds
-        self.assessment = nil
     }
 
     /// Columns and rows of the terminal on `fd`, if it is one.
@@ -100,7 +101,8 @@ public final class LiveViewSink: AnalysisSink {
         push(&bandwidth, w.megabytesPerSecond)
         push(&pending, w.pendingBytes.map { Double($0) })
         push(&threshold, Double(w.thresholdTraced))
-        redraw()
+        // With assessments coming, the one after this window draws the frame, verdict and window together.
+        if !assessed { redraw() }
     }
 
     private func push<T>(_ a: inout [T], _ v: T) {
@@ -117,6 +119,13 @@ public final class LiveViewSink: AnalysisSink {
 
     public func seriesEnded(_ summary: SeriesSummary) {
         ended.append(summary)
+    }
+
+    /// The analyzer's latest assessment: drawn with the next frame.
+    private func migrationUpdated(_ m: MigrationAssessment) {
+        assessment = m
+        assessed = true
+        redraw()
     }
 
     public func live(_ event: LiveEvent) {
@@ -137,6 +146,7 @@ public final class LiveViewSink: AnalysisSink {
             state = s
             redraw(force: true)
         case .captured: break
+        case .migration(let m): migrationUpdated(m)
         case .lost(let drops, _):
             lost = drops
             redraw(force: true)
@@ -170,7 +180,7 @@ public final class LiveViewSink: AnalysisSink {
         lastDraw = now
         dirty = false
         let (columns, rows) = size()
-        var lines = frame(width: max(40, columns), assessment: final ?? assessment?())
+        var lines = frame(width: max(40, columns), assessment: final ?? assessment)
         // Never taller than the screen: the cursor could not go back up past its top.
         if lines.count > rows - 1 { lines = Array(lines.prefix(max(1, rows - 1))) }
         var s = "\r"

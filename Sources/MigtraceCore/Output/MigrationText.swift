@@ -7,6 +7,37 @@ public enum MigrationText {
         migrations.map { block($0, names) }.joined()
     }
 
+    /// One line for a live capture: the verdict, then when, what downtime, and what to change, as far as known.
+    public static func statusLine(_ m: MigrationAssessment) -> String {
+        var t: String
+        switch m.verdict {
+        case .completed: t = "completed"
+        case .converging: t = "converging"
+        case .stalled: t = "stalled"
+        case .diverging: t = "diverging"
+        case nil: t = "verdict unknown so far"
+        }
+        if m.verdict == .converging, let eta = m.etaSeconds {
+            t += ", switchover in ≈ \(NumberText.fixed(eta, 0)) s"
+            if let lo = m.etaLowSeconds, let hi = m.etaHighSeconds {
+                t += " (\(NumberText.fixed(lo, 0))–\(NumberText.fixed(hi, 0)) s)"
+            }
+        }
+        if let d = m.downtimeMs {
+            t += "; downtime \(NumberText.fixed(d, 1)) ms"
+        } else if let e = m.expectedDowntimeMs, e.isFinite {
+            t += "; expected downtime \(NumberText.fixed(e, 0)) ms"
+        }
+        if let limit = m.downtimeLimitMs { t += " (limit \(limit) ms)" }
+        if m.verdict == .stalled || m.verdict == .diverging, let a = m.advice {
+            var change: [String] = []
+            if let l = a.downtimeLimitMs { change.append("downtime-limit ≥ \(l) ms") }
+            if let b = a.bandwidthBytesPerSecond { change.append("bandwidth ≥ \(NumberText.fixed(Double(b) / 1e6, 1)) MB/s") }
+            if !change.isEmpty { t += "; to converge: " + change.joined(separator: " or ") }
+        }
+        return t
+    }
+
     /// One migration's four lines.
     public static func block(_ m: MigrationAssessment, _ names: InputNames) -> String {
         let which = m.series.map { "series \($0)" } ?? "no windows"

@@ -9,6 +9,8 @@ public final class TextSink: AnalysisSink {
     private var seriesStart: [Int: Double] = [:]
     /// How the live capture ended: said after the summary.
     private var captureEnd: CaptureEnd?
+    /// The last live status line printed (a new one only when it says something new).
+    private var lastStatus: String?
     /// The finished report.
     public private(set) var report: AnalysisReport?
     /// Set before `finish` when no input could be analysed (each said why on stderr): an empty run then prints
@@ -101,6 +103,18 @@ public final class TextSink: AnalysisSink {
         put(t + "\n")
     }
 
+    /// A live capture's migration, once per window: a line when the verdict, or what it says to do, changes.
+    /// The ETA changes with every window, so it is shown only when the line is printed anyway.
+    private func migrationUpdated(_ m: MigrationAssessment) {
+        var key = m.verdict?.rawValue ?? "-"
+        if let a = m.advice, m.verdict == .stalled || m.verdict == .diverging {
+            key += " \(a.downtimeLimitMs.map(String.init) ?? "-") \(a.bandwidthBytesPerSecond.map(String.init) ?? "-")"
+        }
+        guard key != lastStatus else { return }
+        lastStatus = key
+        put("  · migration: \(MigrationText.statusLine(m))\n")
+    }
+
     public func live(_ event: LiveEvent) {
         switch event {
         case .attached(let a):
@@ -116,6 +130,7 @@ public final class TextSink: AnalysisSink {
         case .state(let state, _):
             put("  · migration state: \(state)\n")
         case .captured: break
+        case .migration(let m): migrationUpdated(m)
         case .lost(let drops, _):
             put("  ▲ lost \(drops) events so far (kernel ring buffer full; try --ring-buffer-size)\n")
         case .ended(let end):
