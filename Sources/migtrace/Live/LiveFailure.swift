@@ -57,7 +57,8 @@ struct LiveFailure: Error {
     private static func attach(_ error: LiveAttachError, pid: Int32) -> LiveFailure {
         switch error {
         case .noQEMUProbes(let path):
-            guard path.contains("qemu") else {
+            // The file name, not the path: a checkout or cache directory may well be called qemu-something.
+            guard path.split(separator: "/").last?.contains("qemu") ?? false else {
                 return LiveFailure(
                     message:
                         "pid \(pid) (\(path)) is not a QEMU: it has no qemu USDT probes. Give the pid of the source qemu-system-* / qemu-kvm process (`pgrep -a qemu`).",
