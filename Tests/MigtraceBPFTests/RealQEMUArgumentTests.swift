@@ -28,9 +28,9 @@ private func rawSample(_ ctx: UnsafeMutableRawPointer?, _ data: UnsafeRawPointer
 /// migtrace's BPF program on argument kinds the migration probes of the usdt QEMU build do not use: on the real
 /// binary, `memory_notdirty_set_dirty` passes its argument as a stack memory operand (`8@24(%rsp)`) and
 /// `memory_notdirty_write_access` a 4-byte register (`4@%ebp`). Both fire on the source's vCPU thread for every
-/// write to a clean page during a migration, some 15,000 times a second here. The program is attached to them
-/// through the same shim `migtrace attach` uses (the probe id is only a cookie), and every value is compared
-/// with the source's own log of the same run.
+/// write to a clean page during a migration, some 5,000–15,000 times a second here (fewer on a busy machine). The
+/// program is attached to them through the same shim `migtrace attach` uses (the probe id is only a cookie), and
+/// every value is compared with the source's own log of the same run.
 @Suite(.serialized, .requiresRoot)
 struct RealQEMUArgumentTests {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -100,7 +100,7 @@ struct RealQEMUArgumentTests {
         }
         let setDirty = logged.filter { $0.0 == 6 }.count
         let writeAccess = logged.filter { $0.0 == 1 }.count
-        try #require(setDirty >= 1000 && writeAccess >= 1000, "QEMU logged \(setDirty) set_dirty and \(writeAccess) write_access")
+        try #require(setDirty >= 500 && writeAccess >= 500, "QEMU logged \(setDirty) set_dirty and \(writeAccess) write_access")
         #expect(drops == 0)
         #expect(records.events.allSatisfy { $0.flags == 0 }, "an argument could not be read")
         // The guest writes from boot on and the log has it all; the capture starts at the attach. From the first
@@ -108,12 +108,13 @@ struct RealQEMUArgumentTests {
         let start = try #require(records.events.firstIndex { $0.probe == Self.probes.last!.cookie })
         let captured = records.events[start...]
         #expect(start < 1000, "\(start) records before both probes were attached")
-        #expect(captured.count >= 10_000, "\(captured.count) records")
+        #expect(captured.count >= 2_000, "\(captured.count) records")
         #expect(captured.count <= logged.count)
         let tail = logged.suffix(captured.count)
         let firstDifference = zip(captured, tail).enumerated().first { $0.1.0.probe != $0.1.1.0 || $0.1.0.args != $0.1.1.1 }
         #expect(firstDifference == nil, "record \(start + (firstDifference?.offset ?? 0)) differs from the log's")
         let receivedSetDirty = captured.filter { $0.probe == 6 }.count
+        #expect(receivedSetDirty >= 500, "\(receivedSetDirty) memory-operand records")
         print(
             "logged: memory_notdirty_set_dirty \(setDirty), memory_notdirty_write_access \(writeAccess); captured from the "
                 + "attach on: \(captured.count) records (\(receivedSetDirty) set_dirty), all equal to the log's tail, \(drops) drops")
