@@ -31,6 +31,8 @@ struct AnalysisOptions: ParsableArguments {
     var switchoverRatio: Double = 2
     @Option(help: "rate-capped: tolerance around the common transfer size, in percent.")
     var rateCapPercent: Double = 2
+    @Option(help: "rate-capped: how long the migration must run (ms) for a cap to be reported.")
+    var rateCapMinMs: UInt64 = 10_000
     @Option(help: "non-convergence: how long pending must stay above the threshold, ms.")
     var nonConvergenceMs: UInt64 = 10_000
 
@@ -64,6 +66,7 @@ struct AnalysisOptions: ParsableArguments {
         c.thresholds.noProgressMinMs = noProgressMs
         c.thresholds.switchoverMismatchRatio = switchoverRatio
         c.thresholds.rateCapTolerance = rateCapPercent / 100
+        c.thresholds.rateCapMinMs = rateCapMinMs
         c.thresholds.nonConvergenceMs = nonConvergenceMs
         return c
     }
@@ -92,4 +95,10 @@ struct LiveOutputOptions: ParsableArguments {
 
     @Flag(help: "Overwrite an existing --record file.")
     var force = false
+
+    @Flag(help: "On a terminal too, print a line per window instead of the live view redrawn in place.")
+    var plain = false
+
+    /// Whether the text output is the live view: text format, no --plain, standard output a terminal.
+    var liveView: Bool { format == .text && !plain && LiveViewSink.canDraw(fd: 1) }
 }

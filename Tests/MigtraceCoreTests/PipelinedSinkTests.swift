@@ -77,8 +77,8 @@ import Testing
 
         #expect(pipelined.threadsStarted == 1)
         #expect(wrapped.calls == direct.calls)
-        #expect(direct.calls.count == 20_034)
-        #expect(direct.calls.last == .finished(windows: 18_676, findings: 621))
+        #expect(direct.calls.count == 19_758)
+        #expect(direct.calls.last == .finished(windows: 18_676, findings: 345))
         // Series boundaries and findings fall inside batches, not only on their edges.
         var windowsBefore = 0
         var midBatch: Set<String> = []
@@ -159,7 +159,7 @@ import Testing
         let pipelined = PipelinedSink(wrapping: wrapped)
         try Self.run([try Self.fixtures(rounds: 1)], into: pipelined)
         #expect(pipelined.threadsStarted == 0)
-        #expect(wrapped.calls.count == 872)
+        #expect(wrapped.calls.count == 860)
         #expect(wrapped.threads.allSatisfy { pthread_equal($0, pthread_self()) != 0 })
     }
 
@@ -179,8 +179,8 @@ import Testing
         }
         analyzer.finish()
         #expect(pipelined.threadsStarted == 1)
-        #expect(seen == [871, 1_742])
-        #expect(wrapped.calls.count == 1_743)
+        #expect(seen == [859, 1_718])
+        #expect(wrapped.calls.count == 1_719)
     }
 
     @Test(.timeLimit(.minutes(1))) func csvOutputClosingEarlyNeitherHangsNorChangesAByte() throws {

@@ -20,6 +20,8 @@ public struct InputStatistics: Sendable, Equatable {
     /// Loss counts the recording reported.
     public var kernelDrops: UInt64 = 0
     public var consumerDrops: UInt64 = 0
+    /// What the input is when it was not analysed because it is no trace (``InputKind/refusal`` says why).
+    public var refused: InputKind?
 
     /// Nothing read yet.
     public init() {}

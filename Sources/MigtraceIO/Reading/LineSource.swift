@@ -60,7 +60,8 @@ struct LineSource {
                 if n == 0 { eof = true }
                 filled += n
                 stats.bytes += UInt64(n)
-                if !detected && (filled >= RecordingFormat.magic.count || eof) {
+                // The kind is known from the first line (or the first bytes, for the binary kinds).
+                if !detected && (filled >= InputKind.sampleSize || eof || memchr(buffer, 10, filled) != nil) {
                     if detectFormat() { return .finished }
                 }
                 if !detected { continue }
@@ -78,24 +79,19 @@ struct LineSource {
         }
     }
 
-    /// Decide the format from the first bytes; true when the input is rejected whole (simpletrace binary).
+    /// Decide the format from the first bytes; true when the input is refused whole (no trace, ``InputKind``).
     private mutating func detectFormat() -> Bool {
         detected = true
-        let m = RecordingFormat.magic
-        if filled >= m.count && (0..<m.count).allSatisfy({ buffer[$0] == m[$0] }) { stats.format = .recording }
-        // QEMU's simple backend writes a binary file (reference §4c): say so instead of finding no event.
-        let simpletrace: [UInt8] = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xb4, 0x29, 0xa4, 0x0a, 0xcb, 0x77, 0xb1, 0xf2]
-        if filled >= simpletrace.count && (0..<simpletrace.count).allSatisfy({ buffer[$0] == simpletrace[$0] }) {
-            stats.rejected += 1
-            batch.reject(
-                Diagnostic(
-                    input: input, line: 0,
-                    reason:
-                        "a QEMU simpletrace binary file; migtrace reads the log backend: decode it with QEMU's scripts/simpletrace.py or trace with -trace migrate_transferred -D FILE"
-                ))
+        let kind = InputKind.classify(UnsafeBufferPointer(start: buffer, count: min(filled, InputKind.sampleSize)))
+        switch kind {
+        case .text: return false
+        case .recording:
+            stats.format = .recording
+            return false
+        default:
+            stats.refused = kind
             return true
         }
-        return false
     }
 
     /// Handle the complete lines in the buffer and keep the partial one; false when the consumer left.

@@ -22,7 +22,8 @@ struct AttachCommand: AsyncParsableCommand {
             completes; the summary and drop counts are printed last.
 
             EXAMPLES:
-              migtrace attach $(pidof qemu-kvm)
+              pgrep -af qemu                      # one line per QEMU: pick the source
+              migtrace attach $(pgrep -f 'guest=vm1,')   # libvirt's -name guest=vm1,…
               migtrace attach --record mig.rec --until-complete 4242
               migtrace attach --format json 4242 | jq -c 'select(.type=="anomaly")'
               migtrace analyze mig.rec   # replays: same series, same anomalies
@@ -33,6 +34,7 @@ struct AttachCommand: AsyncParsableCommand {
               5 the kernel lacks uprobes or the BPF ring buffer
               6 not a QEMU with the qemu:migrate_transferred probe
               7 recording file refused or not writable
+              9 the kernel refused access although no capability is missing
             """
     )
 
@@ -53,7 +55,9 @@ struct AttachCommand: AsyncParsableCommand {
     @OptionGroup var analysis: AnalysisOptions
 
     func validate() throws {
-        guard pid > 0 else { throw ValidationError("The pid must be a positive number, e.g. $(pidof qemu-system-x86_64).") }
+        guard pid > 0 else {
+            throw ValidationError("The pid must be a positive number, e.g. $(pgrep -f 'guest=vm1,') (`pgrep -af qemu` lists them).")
+        }
         guard ringBufferSize >= 4096, ringBufferSize & (ringBufferSize - 1) == 0 else {
             throw ValidationError("--ring-buffer-size must be a power of two of at least 4096 bytes.")
         }
@@ -62,7 +66,7 @@ struct AttachCommand: AsyncParsableCommand {
     func run() async throws {
         let code = try await LiveRun(
             pid: pid, format: output.format, record: output.record, force: output.force, untilComplete: untilComplete,
-            ringBufferSize: ringBufferSize, verbose: verbose, analysis: analysis
+            ringBufferSize: ringBufferSize, verbose: verbose, analysis: analysis, liveView: output.liveView
         ).run()
         if code != .success { throw code }
     }
@@ -81,6 +85,8 @@ struct LiveRun {
     var analysis: AnalysisOptions
     /// Called once the probes are attached (the demo starts its target's replay then).
     var onAttached: (@Sendable () -> Void)? = nil
+    /// Text output as the live view redrawn in place (``LiveViewSink``) rather than a line per window.
+    var liveView = false
 
     func run() async throws -> ExitCode {
         do {
@@ -122,9 +128,11 @@ struct LiveRun {
         // Output is flushed once per ring-buffer batch (at QEMU's pace that is every event; in a burst it
         // saves a write(2) per line).
         let out = FileDescriptorOutput.standardOutput
+        let view = liveView ? LiveViewSink(out: out, names: InputNames(["live"])) : nil
         let display: any AnalysisSink =
             format == .json
-            ? JSONLinesSink(out: out, flushEachObject: false) : TextSink(out: out, names: InputNames(["live"]), flushEachLine: false)
+            ? JSONLinesSink(out: out, flushEachObject: false)
+            : view.map { $0 as any AnalysisSink } ?? TextSink(out: out, names: InputNames(["live"]), flushEachLine: false)
         let sink: any AnalysisSink =
             if let recorder {
                 TeeSink([
@@ -134,6 +142,7 @@ struct LiveRun {
                 display
             }
         let analyzer = MigrationAnalyzer(configuration: analysis.configuration, sink: sink)
+        view?.assessment = { [weak analyzer] in analyzer?.currentAssessment(input: 0) }
         analyzer.live(
             .attached(
                 LiveAttachment(

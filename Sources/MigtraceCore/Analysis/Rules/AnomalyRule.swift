@@ -21,6 +21,9 @@ public protocol AnomalyRule: AnyObject {
     static var firesWhen: String { get }
     /// The knobs that address it, briefly: the README table's last column.
     static var knobs: String { get }
+    /// The fewest windows a series needs before the rule can fire, at QEMU's 100 ms cadence and with the default
+    /// thresholds (a shorter series can never show it): documented in `migtrace rules` and the README table.
+    static var minimumWindows: Int { get }
 
     /// A fresh rule for one series.
     init(thresholds: RuleThresholds)

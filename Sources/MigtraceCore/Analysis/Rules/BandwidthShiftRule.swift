@@ -7,6 +7,8 @@
 public final class BandwidthShiftRule: AnomalyRule {
     public static let id = "bandwidth-shift"
     public static let reportOrder = 30
+    /// Needs the setup window, 3 baseline windows, then 3 shifted ones covering 1 s.
+    public static let minimumWindows = 14
     public static let firesWhen =
         "bandwidth moves ≥ 30 % (`--shift-percent`) from the median of the preceding windows and holds ≥ 1 s (`--shift-min-ms`); one finding per shift"
     public static let knobs = "`max-bandwidth`, competing traffic, `avail-switchover-bandwidth`"

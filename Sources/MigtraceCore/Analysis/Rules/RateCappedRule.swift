@@ -6,24 +6,29 @@
     import Darwin
 #endif
 
-/// `rate-capped`: most windows move the same number of bytes (± 2 %): max-bandwidth sets the pace.
+/// `rate-capped`: over at least 10 s, most windows move the same number of bytes (± 2 %): max-bandwidth sets the
+/// pace. A migration that completes sooner is not worth a finding: nearly every migration runs at its cap (QEMU's
+/// default max-bandwidth is 128 MiB/s), and `info` is for what an operator may want to act on.
 ///
 /// Keeps a histogram of transfers in 0.5 % logarithmic buckets, so memory stays bounded.
 public final class RateCappedRule: AnomalyRule {
     public static let id = "rate-capped"
     public static let reportOrder = 70
+    /// Needs 10 s of windows besides the first (setup) and the last (completion).
+    public static let minimumWindows = 102
     public static let firesWhen =
-        "most windows (≥ 50 %) move the same bytes ± 2 % (`--rate-cap-percent`): max-bandwidth sets the pace"
+        "over ≥ 10 s of windows (`--rate-cap-min-ms`), most (≥ 50 %) move the same bytes ± 2 % (`--rate-cap-percent`): max-bandwidth sets the pace of a long migration"
     public static let knobs = "`max-bandwidth`"
     public static let severities: [Severity] = [.info]
     public static let summary =
-        "Most windows transfer the same amount ± 2 %: `max-bandwidth`, not the network, sets the pace."
+        "Over at least 10 s, most windows transfer the same amount ± 2 %: `max-bandwidth`, not the network, sets the pace."
     public static let remedy =
         "If the link is faster, raise `max-bandwidth` (migrate-set-parameters); QEMU sends at most max-bandwidth/10 bytes per 100 ms window."
 
     private static let bucketWidth = 0.005
     private let tolerance: Double
     private let share: Double
+    private let minSeconds: Double
     /// Windows per bucket, indexed by bucket (every `UInt64` falls in 0...maxBucket): a table, not a
     /// dictionary, since counting is per window. Allocated at the first count (35 KB per series); `Int32` wraps
     /// only after 2^31 windows in one bucket, 6.8 years of 100 ms windows.
@@ -46,6 +51,7 @@ public final class RateCappedRule: AnomalyRule {
     public init(thresholds: RuleThresholds) {
         tolerance = thresholds.rateCapTolerance
         share = thresholds.rateCapShare
+        minSeconds = Double(thresholds.rateCapMinMs) / 1000
     }
 
     public func observe(_ window: AnalyzedWindow, _ context: RuleContext) {
@@ -128,7 +134,7 @@ public final class RateCappedRule: AnomalyRule {
     }
 
     public func finish(_ context: RuleContext) {
-        guard windows >= 10, let first, let last else { return }
+        guard windows >= 10, let first, let last, last.endTime - first.startTime >= minSeconds - 0.0005 else { return }
         let span = Int(log(1 + tolerance) / log(1 + Self.bucketWidth))
         var best = (center: 0, count: 0)
         for center in histogram.indices where histogram[center] > 0 {
@@ -140,7 +146,7 @@ public final class RateCappedRule: AnomalyRule {
         let bytes = pow(1 + Self.bucketWidth, Double(best.center))
         context.report(
             Self.self, .info, from: first, to: last,
-            "\(best.count) of \(windows) windows sent \(Format.fixed(bytes / 1_000_000, 3)) MB ± \(Format.fixed(tolerance * 100, 0)) %: max-bandwidth ≈ \(Format.fixed(bytes * 10 / 1_000_000, 1)) MB/s sets the pace.",
+            "\(best.count) of \(windows) windows (\(RuleMath.seconds((last.endTime - first.startTime) * 1000))) sent \(Format.fixed(bytes / 1_000_000, 3)) MB ± \(Format.fixed(tolerance * 100, 0)) %: max-bandwidth ≈ \(Format.fixed(bytes * 10 / 1_000_000, 1)) MB/s sets the pace.",
             evidence: [
                 .count("windows_at_cap", UInt64(best.count)), .count("windows", UInt64(windows)),
                 .number("bytes_per_window", bytes), .number("max_bandwidth_estimate_bytes_per_second", bytes * 10),

@@ -7,6 +7,8 @@
 public final class TraceIntegrityRule: AnomalyRule {
     public static let id = "trace-integrity"
     public static let reportOrder = 110
+    /// Needs one window (two for time going backwards or a gap).
+    public static let minimumWindows = 1
     public static let firesWhen =
         "time going backwards, a gap ≥ 10× the window and ≥ 1 s, the era changing inside a series, impossible values (> 100 GB/s, a wrapped counter, a window < 100 ms), or rejected lines"
     public static let knobs = "an unmodified, complete trace"
