@@ -42,7 +42,9 @@ public final class MigrationAnalyzer {
 
     // The analyzer and everything it owns (series, rules, contexts) are confined to the thread that feeds it
     // (the class is not Sendable).
-    private final class OpenSeries {
+    /// One open series' state. A value kept in `slots`, changed in place: reaching it costs no reference
+    /// counting, as a class instance would per event.
+    private struct OpenSeries {
         var info: SeriesInfo
         // Constants, so that a window reaches the rules without retaining either.
         let context: RuleContext
@@ -67,7 +69,11 @@ public final class MigrationAnalyzer {
         }
     }
 
-    private var open: [SeriesKey: OpenSeries] = [:]
+    /// Where each open series' state is in `slots`.
+    private var open: [SeriesKey: Int] = [:]
+    /// The open series' states; nil where a series was closed (its place is in `freeSlots`).
+    private var slots: ContiguousArray<OpenSeries?> = []
+    private var freeSlots: [Int] = []
     /// At most this many series stay open at once; a trace with more concurrent thread ids (only a hostile
     /// or garbled one has them) closes the idlest, so memory stays bounded.
     static let maxOpenSeries = 64
@@ -77,7 +83,7 @@ public final class MigrationAnalyzer {
     /// The series of the last look-up (nearly every event belongs to it): spares a hash per event.
     private var cachedKey: SeriesKey?
     /// `close` (the only removal from `open`) clears the cache.
-    private var cachedSeries: OpenSeries?
+    private var cachedSlot = 0
     /// The key last stored in `lastSeriesOfInput` (its only writer is consumeWindow).
     private var lastSeriesKeyWritten: SeriesKey?
     private var lastSeriesOfInput: [Int: SeriesKey] = [:]
@@ -115,13 +121,13 @@ public final class MigrationAnalyzer {
         kindCounts[Int(kind.rawValue)] += 1
     }
 
-    /// The open series of `key`, if any, through the one-entry cache.
-    @inline(__always) private func openSeries(_ key: SeriesKey) -> OpenSeries? {
-        if let s = cachedSeries, cachedKey == key { return s }
-        guard let s = open[key] else { return nil }
+    /// The slot of the open series of `key`, if any, through the one-entry cache.
+    @inline(__always) private func openSlot(_ key: SeriesKey) -> Int? {
+        if cachedKey == key { return cachedSlot }
+        guard let slot = open[key] else { return nil }
         cachedKey = key
-        cachedSeries = s
-        return s
+        cachedSlot = slot
+        return slot
     }
 
     /// Feed the next event: the one way events enter the analyzer (readers, live captures, tests).
@@ -156,16 +162,22 @@ public final class MigrationAnalyzer {
             case .migratePending: arguments.count >= 2 && arguments.a0 < arguments.a1
             default: false
             }
-        if let s = openSeries(key) {
+        if let slot = openSlot(key) {
             // An open series holds its input's tracker (a `setup` replaces the tracker and closes the series):
             // no dictionary look-up per pending event, 4–5 of which come per window.
-            s.pending = arguments.a0
-            s.pendingExact = exact
-            s.tracker?.pending(arguments.a0, exact: exact)
+            Self.notePending(arguments.a0, exact: exact, in: &slots[slot]!)
         } else {
             migrationTracker(input).pending(arguments.a0, exact: exact)
             pendingBeforeSeries[key] = (arguments.a0, exact)
         }
+    }
+
+    /// A pending event of an open series, changed in place (reading the state out of `slots` copies it).
+    @inline(__always)
+    private static func notePending(_ bytes: UInt64, exact: Bool, in series: inout OpenSeries) {
+        series.pending = bytes
+        series.pendingExact = exact
+        series.tracker?.pending(bytes, exact: exact)
     }
 
     private func consumeState(_ event: TraceEvent) {
@@ -185,8 +197,8 @@ public final class MigrationAnalyzer {
             // A new migration: close what this input has open, the next window starts a new series.
             for key in open.keys where key.input == input { close(key) }
             newMigrationPending.insert(input)
-        } else if let key = lastSeriesOfInput[input], let s = open[key] {
-            s.summary.finalState = state
+        } else if let key = lastSeriesOfInput[input], let slot = open[key] {
+            slots[slot]!.summary.finalState = state
         } else if let key = lastSeriesOfInput[input], let i = summaries.lastIndex(where: { $0.info.index == seriesIndex(key) }) {
             summaries[i].finalState = state
         }
@@ -221,12 +233,13 @@ public final class MigrationAnalyzer {
             newMigrationPending.remove(key.input)
             for k in open.keys where k.input == key.input { close(k) }
         }
-        analyse(event, key: key, in: openSeries(key) ?? start(key, event))
+        let slot = openSlot(key) ?? start(key, event)
+        analyse(event, key: key, in: &slots[slot]!)
     }
 
     /// The arithmetic, bookkeeping and hand-over of one valid window of `series`.
     @inline(__always)
-    private func analyse(_ event: TraceEvent, key: SeriesKey, in series: OpenSeries) {
+    private func analyse(_ event: TraceEvent, key: SeriesKey, in series: inout OpenSeries) {
         let args = event.arguments
         windowClock &+= 1
         series.lastUse = windowClock
@@ -299,8 +312,9 @@ public final class MigrationAnalyzer {
         series.tracker?.window(window)
     }
 
-    private func start(_ key: SeriesKey, _ event: TraceEvent) -> OpenSeries {
-        if open.count >= Self.maxOpenSeries, let idlest = open.min(by: { $0.value.lastUse < $1.value.lastUse })?.key {
+    /// Open a series for `key`, starting with `event`; returns its slot.
+    private func start(_ key: SeriesKey, _ event: TraceEvent) -> Int {
+        if open.count >= Self.maxOpenSeries, let idlest = open.min(by: { slots[$0.value]!.lastUse < slots[$1.value]!.lastUse })?.key {
             close(idlest)
         }
         if pendingBeforeSeries.count > Self.maxOpenSeries { pendingBeforeSeries.removeAll() }
@@ -314,25 +328,32 @@ public final class MigrationAnalyzer {
             self.output.finding(finding)
         }
         let rules = BuiltinRules(thresholds: configuration.thresholds, disabled: configuration.disabledRules)
-        let series = OpenSeries(info: info, context: context, rules: rules)
+        var series = OpenSeries(info: info, context: context, rules: rules)
         series.tracker = migrationTracker(key.input)
         if let (p, exact) = pendingBeforeSeries.removeValue(forKey: key) {
             series.pending = p
             series.pendingExact = exact
         }
-        open[key] = series
+        let slot: Int
+        if let free = freeSlots.popLast() {
+            slot = free
+            slots[slot] = series
+        } else {
+            slot = slots.count
+            slots.append(series)
+        }
+        open[key] = slot
         cachedKey = key
-        cachedSeries = series
+        cachedSlot = slot
         output.seriesStarted(info)
-        return series
+        return slot
     }
 
     private func close(_ key: SeriesKey) {
-        guard let s = open.removeValue(forKey: key) else { return }
-        if cachedKey == key {
-            cachedKey = nil
-            cachedSeries = nil
-        }
+        guard let slot = open.removeValue(forKey: key), var s = slots[slot] else { return }
+        slots[slot] = nil
+        freeSlots.append(slot)
+        if cachedKey == key { cachedKey = nil }
         s.rules.finish(s.context)
         for (id, n) in s.context.suppressed { suppressed[id, default: 0] += n }
         s.summary.info = s.info
@@ -342,9 +363,12 @@ public final class MigrationAnalyzer {
         output.seriesEnded(s.summary)
     }
 
+    /// The series index of the open series of `key`.
+    private func index(of key: SeriesKey) -> Int { slots[open[key]!]!.info.index }
+
     /// One input is fully read: its series are complete (later inputs never continue them).
     public func endInput(_ input: Int) {
-        for key in open.keys.filter({ $0.input == input }).sorted(by: { open[$0]!.info.index < open[$1]!.info.index }) {
+        for key in open.keys.filter({ $0.input == input }).sorted(by: { index(of: $0) < index(of: $1) }) {
             close(key)
         }
         newMigrationPending.remove(input)
@@ -354,7 +378,7 @@ public final class MigrationAnalyzer {
     /// End of input: close every series, summarise rejected lines, and deliver the report.
     @discardableResult
     public func finish() -> AnalysisReport {
-        for key in open.keys.sorted(by: { open[$0]!.info.index < open[$1]!.info.index }) { close(key) }
+        for key in open.keys.sorted(by: { index(of: $0) < index(of: $1) }) { close(key) }
         for input in trackers.keys.sorted() { endMigration(input) }
         summaries.sort { $0.info.index < $1.info.index }
         let trace = TraceFacts(rejected: rejected, firstRejection: diagnostics.first)
