@@ -102,6 +102,22 @@ import Testing
         #expect(header.sink.report?.diagnostics.map(\.reason) == ["simpletrace header is cut short (20 of 24 bytes)"])
     }
 
+    /// The real file with bytes overwritten at random (a fixed seed), and cut at random lengths: never a crash, never
+    /// more windows than the file has, and the damage, when it is seen, reported.
+    @Test func damagedCopiesOfTheRealFileNeverCrash() throws {
+        let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: Self.fixture("usdt-10.0-converge.simpletrace"))))
+        var rng = SplitMix64(seed: 15)
+        for round in 0..<300 {
+            var copy = Array(bytes[0..<(24 + Int(rng.next() % UInt64(bytes.count - 24)))])
+            for _ in 0..<(1 + rng.next() % 8) {
+                let at = 24 + Int(rng.next() % UInt64(copy.count - 24))
+                copy[at] = UInt8(truncatingIfNeeded: rng.next())
+            }
+            let (sink, _) = try Self.decode(bytes: copy)
+            #expect(sink.windows.count <= 32, "round \(round)")
+        }
+    }
+
     /// A file built here from the format (hand-made, not written by QEMU).
     struct HandMade {
         var bytes: [UInt8] = []
