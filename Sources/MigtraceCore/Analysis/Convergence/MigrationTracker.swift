@@ -264,7 +264,7 @@ final class MigrationTracker {
         if a.outcome == .completed {
             var reason = "completed"
             if let d = a.downtimeMs {
-                reason += "; downtime \(Format.fixed(d, 1)) ms"
+                reason += "; downtime \(NumberText.fixed(d, 1)) ms"
                 if let l = limit { reason += d <= Double(l) ? " within the \(l) ms limit" : " over the \(l) ms limit" }
             }
             return ConvergenceAdvice(downtimeLimitMs: nil, bandwidthBytesPerSecond: nil, reason: reason + "; no change needed")
