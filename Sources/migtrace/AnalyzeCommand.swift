@@ -15,8 +15,10 @@ struct AnalyzeCommand: ParsableCommand {
         discussion: """
             Reads QEMU's log trace output of any version (no prefix, tid@sec.usec:,
             the ISO-8601 prefix of 10.1+, mixed with other lines, CRLF; QEMU 11.1's
-            qemu_savevm_query_pending and VFIO devices' vfio_* events too) and
-            migtrace's own recordings. Memory stays flat whatever the file size.
+            qemu_savevm_query_pending and VFIO devices' vfio_* events too), the
+            pid@ns lines of qemu-trace-stap and bpftrace one-liners (labelled or
+            bare arguments), QEMU's simple-backend binary files, and migtrace's
+            own recordings. Memory stays flat whatever the file size.
             Malformed lines are reported as FILE:LINE: reason and skipped. A file
             that is no trace (a program, compressed or binary data), missing or a
             directory is an error (exit 1); when every input was read and none

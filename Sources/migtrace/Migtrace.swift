@@ -18,6 +18,7 @@ struct Migtrace: AsyncParsableCommand {
             EXAMPLES:
               migtrace analyze qemu-trace.log         # post-mortem, human table
               migtrace analyze -f json a.log b.log    # machine-readable
+              migtrace report a.log -o a.html         # charts in one HTML page
               sudo migtrace attach $(pgrep -f 'guest=vm1,')  # live, through USDT
               sudo migtrace demo                      # live, on a bundled replay
               migtrace rules                          # every anomaly rule
@@ -31,7 +32,7 @@ struct Migtrace: AsyncParsableCommand {
               64 usage error
             """,
         version: version,
-        subcommands: [AnalyzeCommand.self, AttachCommand.self, ProbesCommand.self, DemoCommand.self, RulesCommand.self]
+        subcommands: [AnalyzeCommand.self, ReportCommand.self, AttachCommand.self, ProbesCommand.self, DemoCommand.self, RulesCommand.self]
     )
 }
 

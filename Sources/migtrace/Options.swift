@@ -78,7 +78,10 @@ struct AnalysisOptions: ParsableArguments {
     }
 }
 
-extension OutputFormat: ExpressibleByArgument {}
+/// The output formats of `analyze`.
+enum OutputFormat: String, CaseIterable, ExpressibleByArgument {
+    case text, csv, json
+}
 
 /// The output formats of the live commands: CSV is for `analyze` (of a recording), so it is not offered here.
 enum LiveFormat: String, CaseIterable, ExpressibleByArgument {
@@ -95,4 +98,10 @@ struct LiveOutputOptions: ParsableArguments {
 
     @Flag(help: "Overwrite an existing --record file.")
     var force = false
+
+    @Flag(help: "On a terminal too, print a line per window instead of the live view redrawn in place.")
+    var plain = false
+
+    /// Whether the text output is the live view: text format, no --plain, standard output a terminal.
+    var liveView: Bool { format == .text && !plain && LiveViewSink.canDraw(fd: 1) }
 }

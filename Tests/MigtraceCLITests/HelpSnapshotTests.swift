@@ -25,7 +25,7 @@ import Testing
         return String(decoding: data, as: UTF8.self)
     }
 
-    @Test(arguments: ["migtrace", "analyze", "attach", "demo", "probes", "rules"])
+    @Test(arguments: ["migtrace", "analyze", "report", "attach", "demo", "probes", "rules"])
     func helpMatchesItsSnapshot(_ name: String) throws {
         let text = try Self.help(name == "migtrace" ? [] : [name])
         let file = Self.directory.appendingPathComponent("\(name).txt")

@@ -66,7 +66,7 @@ struct AttachCommand: AsyncParsableCommand {
     func run() async throws {
         let code = try await LiveRun(
             pid: pid, format: output.format, record: output.record, force: output.force, untilComplete: untilComplete,
-            ringBufferSize: ringBufferSize, verbose: verbose, analysis: analysis
+            ringBufferSize: ringBufferSize, verbose: verbose, analysis: analysis, liveView: output.liveView
         ).run()
         if code != .success { throw code }
     }
@@ -85,6 +85,8 @@ struct LiveRun {
     var analysis: AnalysisOptions
     /// Called once the probes are attached (the demo starts its target's replay then).
     var onAttached: (@Sendable () -> Void)? = nil
+    /// Text output as the live view redrawn in place (``LiveViewSink``) rather than a line per window.
+    var liveView = false
 
     func run() async throws -> ExitCode {
         do {
@@ -126,9 +128,11 @@ struct LiveRun {
         // Output is flushed once per ring-buffer batch (at QEMU's pace that is every event; in a burst it
         // saves a write(2) per line).
         let out = FileDescriptorOutput.standardOutput
+        let view = liveView ? LiveViewSink(out: out, names: InputNames(["live"])) : nil
         let display: any AnalysisSink =
             format == .json
-            ? JSONLinesSink(out: out, flushEachObject: false) : TextSink(out: out, names: InputNames(["live"]), flushEachLine: false)
+            ? JSONLinesSink(out: out, flushEachObject: false)
+            : view.map { $0 as any AnalysisSink } ?? TextSink(out: out, names: InputNames(["live"]), flushEachLine: false)
         let sink: any AnalysisSink =
             if let recorder {
                 TeeSink([
@@ -137,7 +141,9 @@ struct LiveRun {
             } else {
                 display
             }
-        let analyzer = MigrationAnalyzer(configuration: analysis.configuration, sink: sink)
+        var configuration = analysis.configuration
+        configuration.liveUpdates = true
+        let analyzer = MigrationAnalyzer(configuration: configuration, sink: sink)
         analyzer.live(
             .attached(
                 LiveAttachment(
@@ -163,7 +169,6 @@ struct LiveRun {
                     analyzer.live(.captured(e, monotonicNanoseconds: mono))
                     analyzer.consume(e)
                     if e.kind == .migrateSetState, let state = e.state, state != .unrecognized {
-                        analyzer.live(.state(state.name, timeNanoseconds: e.timestampNanoseconds))
                         if untilComplete && [.completed, .failed, .cancelled].contains(state) { stopper.end("migration-\(state.name)") }
                     }
                 }

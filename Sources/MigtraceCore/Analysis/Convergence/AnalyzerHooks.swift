@@ -36,6 +36,18 @@ extension MigrationAnalyzer {
         endedMigrations.append(t.assess())
     }
 
+    /// The assessment of the migration `input` is in now, or of its last one once it ended: what a live view
+    /// shows as each window arrives (the report's assessments are made at the end).
+    public func currentAssessment(input: Int) -> MigrationAssessment? {
+        if let t = trackers[input], t.seen { return t.assess() }
+        return endedMigrations.last { $0.input == input }
+    }
+
+    /// Pass the current assessment of `input`'s migration to the sink (live captures).
+    func updateMigration(_ input: Int) {
+        if let a = currentAssessment(input: input) { live(.migration(a)) }
+    }
+
     /// Every assessment, in order of input and then of start.
     var migrationAssessments: [MigrationAssessment] {
         endedMigrations.enumerated().sorted { ($0.element.input, $0.offset) < ($1.element.input, $1.offset) }.map(\.element)
