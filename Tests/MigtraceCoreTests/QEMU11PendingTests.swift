@@ -192,6 +192,46 @@ import Testing
                         reason: "qemu_savevm_query_pending argument 7 is 4294967296; it is a 32-bit value (at most 4294967295)")))
     }
 
+    /// QEMU's simple backend writes every argument as a u64 (§7.5): a hand-made 11.1 file with the pending query
+    /// gives the same pending as the log line; a record whose 32-bit argument is wider is refused with its record.
+    @Test func simpletraceRecordsOfTheQuery() throws {
+        var f = SimpletraceTests.HandMade()
+        f.mapping(11, "qemu_savevm_query_pending")
+        f.mapping(3, "migrate_transferred")
+        f.event(11, ns: 1_000, [1, 0, 300, 4_000_000, 20, 4_000_320, 2, 3])
+        f.event(3, ns: 100_000_000, [12_500_000, 100, 1000, 125_000, 37_500_000])
+        f.event(11, ns: 100_000_001, [0, 0, 300, 4_000_000, 20, 4_000_320, 1 << 32, 3])
+        f.event(11, ns: 100_000_002, [0, 0, 300, 4_000_000, 20])
+        let (sink, stats) = try SimpletraceTests.decode(bytes: f.bytes)
+        #expect(sink.windows.first?.pendingBytes == 4_000_320)
+        #expect(sink.windows.first?.pendingSplit == PendingSplit(precopy: 300, stopcopy: 4_000_000, postcopy: 20))
+        #expect(sink.windows.first?.era == .c && sink.windows.first?.rebuild.exact == true)
+        #expect(stats.rejected == 2)
+        #expect(
+            sink.report?.diagnostics.map(\.reason) == [
+                "qemu_savevm_query_pending: argument 7 is 4294967296; QEMU passes a 32-bit value there",
+                "qemu_savevm_query_pending: 40 bytes of arguments; this event has 64",
+            ])
+    }
+
+    /// A bpftrace one-liner printing the 8 bare arguments (`arg0` … `arg7`) is read as the query.
+    @Test func bareArgumentsOfAOneLiner() {
+        guard case .event(let e) = parse("4242@1700000000000000001 qemu_savevm_query_pending 1 0 5 6 7 18 0 1") else {
+            Issue.record("not parsed")
+            return
+        }
+        #expect(e.arguments == ProbeArguments(count: 8, 1, 0, 5, 6, 7, 18, 0, 1))
+        #expect(e.processID == 4242)
+        #expect(
+            parse("4242@1 qemu_savevm_query_pending 1 0 5 6 7 18 4294967296 1")
+                == .malformed(
+                    "qemu_savevm_query_pending: bare argument 7 does not fit in 32 bits (qemu_savevm_query_pending passes a uint32_t there)"
+                ))
+        #expect(
+            parse("4242@1 qemu_savevm_query_pending 1 0 5 6 7 18")
+                == .malformed("qemu_savevm_query_pending: 6 bare argument(s); qemu_savevm_query_pending has 8"))
+    }
+
     /// Device stop-copy data stays in every level: the model's floor is at least that, and the advice says iterating
     /// cannot reduce it (hand-made events: RAM converging, a device with 40 MB it can only send while stopped).
     @Test func stopCopyDataIsAFloor() throws {
