@@ -12,21 +12,27 @@ import Testing
 @Suite(.serialized, .requiresRoot) struct LiveViewTmuxTests {
     /// One tmux server on a socket of its own, killed (by that socket) when done.
     final class Terminal {
-        let socket = "migtrace-test-\(getpid())-\(UUID().uuidString.prefix(8))"
+        let socket = FileManager.default.temporaryDirectory.appendingPathComponent("migtrace-tmux-\(UUID().uuidString.prefix(8))").path
 
         init(_ command: String, columns: Int = 120, rows: Int = 40) throws {
             let r = try tmux(["new-session", "-d", "-s", "t", "-x", "\(columns)", "-y", "\(rows)", command])
             try #require(r.status == 0, "tmux new-session: \(r.output)")
         }
 
-        deinit { _ = try? tmux(["kill-server"]) }
+        deinit { close() }
+
+        /// Ends the server and the pane (by this terminal's socket).
+        func close() {
+            _ = try? tmux(["kill-server"])
+            unlink(socket)
+        }
 
         /// Runs a tmux client and waits for it alone. Spawned and reaped here rather than through `Process`, whose
         /// wait also lasts until every process that inherited its bookkeeping descriptor is gone: the tmux server
         /// the first client starts, and its pane.
         @discardableResult
         func tmux(_ args: [String]) throws -> (status: Int32, output: String) {
-            let outPath = FileManager.default.temporaryDirectory.appendingPathComponent("\(socket)-\(UUID().uuidString).out").path
+            let outPath = socket + "-\(UUID().uuidString.prefix(8)).out"
             defer { unlink(outPath) }
             var actions = posix_spawn_file_actions_t()
             posix_spawn_file_actions_init(&actions)
@@ -34,11 +40,23 @@ import Testing
             posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
             posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
             posix_spawn_file_actions_adddup2(&actions, 1, 2)
-            let argv = ["/usr/bin/tmux", "-L", socket, "-f", "/dev/null"] + args
+            let argv = ["/usr/bin/tmux", "-S", socket, "-f", "/dev/null"] + args
             let cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
             defer { for a in cargs { free(a) } }
+            // Signals as a login shell has them: the test runner ignores or blocks some, which the tmux server
+            // and its pane would inherit (and then outlive `kill-server`).
+            var attributes = posix_spawnattr_t()
+            posix_spawnattr_init(&attributes)
+            defer { posix_spawnattr_destroy(&attributes) }
+            var all = sigset_t()
+            sigfillset(&all)
+            var none = sigset_t()
+            sigemptyset(&none)
+            posix_spawnattr_setsigdefault(&attributes, &all)
+            posix_spawnattr_setsigmask(&attributes, &none)
+            posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
             var pid: pid_t = 0
-            let rc = posix_spawn(&pid, argv[0], &actions, nil, cargs, environ)
+            let rc = posix_spawn(&pid, argv[0], &actions, &attributes, cargs, environ)
             try #require(rc == 0, "cannot run tmux: \(String(cString: strerror(rc))); scripts/setup installs it")
             var status: Int32 = 0
             while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
@@ -66,13 +84,14 @@ import Testing
     }
 
     static func demo(_ args: String) -> String {
-        "\(CLI.binary) demo \(args); echo migtrace-exit=$?; sleep 600"
+        "\(CLI.binary) demo \(args); echo migtrace-exit=$?; sleep 120"
     }
 
     static func lines(_ screen: [String], _ prefix: String) -> [String] { screen.filter { $0.hasPrefix(prefix) } }
 
     @Test func demoShowsTheLiveViewInPlaceAndLeavesTheSummary() throws {
         let term = try Terminal(Self.demo("--speed 4"))
+        defer { term.close() }
         let (screen, seen) = try term.wait(60) { $0.contains { $0.hasPrefix("migtrace-exit=") } }
         #expect(screen.contains("migtrace-exit=0"), "\(screen.joined(separator: "\n"))")
         #expect(try term.tmux(["display", "-p", "-t", "t", "#{alternate_on}"]).output == "0\n", "no alternate screen")
@@ -117,6 +136,7 @@ import Testing
 
     @Test func ctrlCLeavesTheFrameAndTheSummary() throws {
         let term = try Terminal(Self.demo("--speed 1"))
+        defer { term.close() }
         let (before, _) = try term.wait(30) { s in s.contains { $0.contains("state active · window 1") } }
         try #require(before.contains { $0.hasPrefix("── live · series 0 · state active · window ") })
         try term.tmux(["send-keys", "-t", "t", "C-c"])
@@ -134,6 +154,7 @@ import Testing
 
     @Test func plainKeepsTheLinePerWindowText() throws {
         let term = try Terminal(Self.demo("--speed 8 --plain"), rows: 80)
+        defer { term.close() }
         let (screen, _) = try term.wait(60) { $0.contains { $0.hasPrefix("migtrace-exit=") } }
         #expect(screen.contains("migtrace-exit=0"))
         #expect(!screen.contains { $0.hasPrefix("── live") })
