@@ -73,6 +73,18 @@ import Testing
         #expect(seen["bands"] as? Int == seriesFindings * Self.chartKinds.count)
         #expect(seen["switchover_marks"] as? Int == withSwitchover * Self.chartKinds.count)
         #expect((seen["notes"] as? [String]) == [], "no downsampling for traces this short")
+        // Clicking the first band shows its finding's message and remedy and marks its row; moving over the
+        // middle of the first chart reads out the values there.
+        let clicked = try #require(seen["clicked"] as? [String: Any])
+        let first = anomalies[0]
+        #expect(clicked["finding"] as? String == "0")
+        #expect(clicked["hidden"] as? Bool == false)
+        #expect(clicked["row"] as? String == "f0")
+        let tip = clicked["text"] as? String ?? ""
+        #expect(tip.hasPrefix("CRITICAL thread-stall (window 14)"))
+        #expect(tip.contains(first["message"] as? String ?? "?") && tip.contains("→ " + (first["remedy"] as? String ?? "?")))
+        let readout = seen["readout"] as? String ?? ""
+        #expect(readout.hasPrefix("t 3.") && readout.contains(" · bandwidth 16.") && readout.contains(" · limit 300 ms"), "\(readout)")
         // Every chart drew: each of its lines' colours inside its plot area of the screenshot.
         let pixels = try #require(seen["chart_pixels"] as? [[String: Any]])
         #expect(pixels.count == charts.count)
