@@ -1,6 +1,7 @@
 # migtrace — the two commands of README.md, plus the rest.
 #   make demo   set up this machine, build, and run migtrace on its bundled demo (no QEMU of yours needed)
-#   make test   set up this machine, build, and run every test (root tests included when run as root)
+#   make test   set up this machine, build the two USDT QEMUs of the live tests (once per machine, cached under
+#               .cache/qemu-usdt), build, and run every test (root tests included when run as root)
 # Quiet unless V=1.
 .DELETE_ON_ERROR:
 Q := $(if $(V),,@)
@@ -9,23 +10,30 @@ SWIFT ?= swift
 # start (≈ 3 ms of each `analyze` run), and the binary runs where no Swift toolchain is installed.
 RELEASE_FLAGS := -c release --static-swift-stdlib
 
-.PHONY: all setup build release demo test bench fuzz format lint clean
+.PHONY: all setup qemu-usdt build release demo test bench fuzz format lint clean
 
 all: build
 
 setup:
 	$(Q)bash scripts/setup
 
+# QEMU 10.0.13 from Debian's source with USDT probes, as is and with QEMU 11.1's arithmetic (era C); only the
+# tests need them. A no-op (stamps) once built.
+qemu-usdt: setup
+	$(Q)bash scripts/build-qemu-usdt
+
 build: setup
 	$(Q)$(SWIFT) build
 
+# By product: the test-support target imports Testing, which a static release build does not have.
 release: setup
-	$(Q)$(SWIFT) build $(RELEASE_FLAGS)
+	$(Q)$(SWIFT) build $(RELEASE_FLAGS) --product migtrace-demo-target
+	$(Q)$(SWIFT) build $(RELEASE_FLAGS) --product migtrace
 
 demo: release
 	$(Q).build/release/migtrace demo
 
-test: setup
+test: setup qemu-usdt
 	$(Q)$(SWIFT) build --build-tests
 	$(Q)$(SWIFT) test --skip-build
 

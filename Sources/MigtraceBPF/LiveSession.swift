@@ -2,6 +2,7 @@
 
 import CMigtraceBPF
 import MigtraceCore
+import MigtraceIO
 import Synchronization
 
 #if canImport(Glibc)
@@ -134,7 +135,7 @@ public final class LiveSession: @unchecked Sendable {
     public var attachedProbes: [ProbeStatus] { probes.filter(\.attached) }
 
     private struct State {
-        var thread: pthread_t?
+        var thread: WorkerThread?
         var joined = false
         var freed = false
         var streamStarted = false
@@ -303,15 +304,11 @@ public final class LiveSession: @unchecked Sendable {
             let rc = mt_ringbuf_open(h, liveSessionSample, ctx)
             if rc < 0 { throw LibbpfError(operation: "ring_buffer__new", errno: rc) }
 
-            // SAFETY: the retained reference is balanced by exactly one takeRetainedValue() in the thread.
-            let threadCtx = Unmanaged.passRetained(self).toOpaque()
-            var tid = pthread_t()
-            let err = pthread_create(&tid, nil, liveSessionThreadMain, threadCtx)
-            if err != 0 {
-                Unmanaged<LiveSession>.fromOpaque(threadCtx).release()
-                throw LibbpfError(operation: "pthread_create", errno: err)
+            // The thread's closure holds a reference: the session stays alive while it polls.
+            switch WorkerThread.start({ self.pollLoop() }) {
+            case .success(let thread): s.thread = thread
+            case .failure(let e): throw LibbpfError(operation: "pthread_create", errno: e.errno)
             }
-            s.thread = tid
             s.streamStarted = true
         }
         continuation.onTermination = { [weak self] _ in
@@ -331,16 +328,16 @@ public final class LiveSession: @unchecked Sendable {
         stop()
         // Only deinit can run close() on the poll thread, and then nobody else holds a reference: no deadlock.
         closeLock.withLock { _ in
-            let toJoin: pthread_t? = state.withLock { s in
+            let toJoin: WorkerThread? = state.withLock { s in
                 guard let t = s.thread, !s.joined else { return nil }
                 s.joined = true
                 return t
             }
             if let t = toJoin {
-                if pthread_equal(t, pthread_self()) != 0 {
-                    pthread_detach(t)  // last reference dropped by the poll thread itself
+                if t.isCurrent {
+                    t.detach()  // last reference dropped by the poll thread itself
                 } else {
-                    pthread_join(t, nil)
+                    t.join()
                 }
             }
             freeResources()
@@ -418,13 +415,6 @@ private func liveSessionSample(_ ctx: UnsafeMutableRawPointer?, _ data: UnsafeRa
     let session = Unmanaged<LiveSession>.fromOpaque(ctx!).takeUnretainedValue()
     session.onSample(data, size)
     return 0
-}
-
-private func liveSessionThreadMain(_ ctx: UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
-    // SAFETY: balances the passRetained in events(); the reference keeps the session alive while polling.
-    let session = Unmanaged<LiveSession>.fromOpaque(ctx!).takeRetainedValue()
-    session.pollLoop()
-    return nil
 }
 
 /// The batches of live events of a ``LiveSession``: an `AsyncSequence` of `[TraceEvent]`.

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import ArgumentParser
 import MigtraceCore
+import MigtraceIO
 
 #if canImport(Glibc)
     import Glibc
@@ -15,7 +16,10 @@ struct AnalyzeCommand: ParsableCommand {
             Reads QEMU's log trace output of any version (no prefix, tid@sec.usec:,
             the ISO-8601 prefix of 10.1+, mixed with other lines, CRLF) and
             migtrace's own recordings. Memory stays flat whatever the file size.
-            Malformed lines are reported as FILE:LINE: reason and skipped.
+            Malformed lines are reported as FILE:LINE: reason and skipped. A file
+            that is no trace (a program, compressed or binary data), missing or a
+            directory is an error (exit 1); when every input was read and none
+            holds a migration, the exit code is 8.
 
             EXAMPLES:
               qemu-system-x86_64 ... -trace migrate_transferred \\
@@ -23,7 +27,8 @@ struct AnalyzeCommand: ParsableCommand {
               migtrace analyze /tmp/mig.log
               migtrace analyze --format csv /tmp/mig.log > windows.csv
               migtrace analyze --format json --fail-on warning /tmp/mig.log
-              journalctl -u libvirtd | migtrace analyze -
+              migtrace analyze /var/log/libvirt/qemu/vm1.log   # libvirt: the domain log
+              ssh host cat /var/log/libvirt/qemu/vm1.log | migtrace analyze -
             """
     )
 
@@ -48,59 +53,50 @@ struct AnalyzeCommand: ParsableCommand {
 
     func run() throws {
         let names = InputNames(files.map { $0 == "-" ? "<stdin>" : $0 })
+        // A file name is input too: text and stderr show it escaped (JSON escapes it its own way).
+        let shownNames = InputNames(files.map { $0 == "-" ? "<stdin>" : TerminalText.escaped($0) })
         let out = FileDescriptorOutput.standardOutput
         let formatter: any AnalysisSink
         var jsonSink: JSONSink?
+        var textSink: TextSink?
         switch format {
-        case .text: formatter = TextSink(out: out, names: names, showWindows: !noWindows)
+        case .text:
+            let t = TextSink(out: out, names: shownNames, showWindows: !noWindows)
+            textSink = t
+            formatter = t
         case .csv: formatter = CSVSink(out: out)
         case .json:
             let j = JSONSink(out: out, names: names, version: Migtrace.version)
             jsonSink = j
             formatter = j
         }
-        let analyzer = MigrationAnalyzer(configuration: analysis.configuration, sink: formatter, threading: .pipelined())
-        var inputs: [(String, TraceReader.Statistics)] = []
+        let analysis = TraceAnalysis(configuration: self.analysis.configuration, sink: formatter)
+        var inputs: [InputSummary] = []
         var failed = false
         for (index, path) in files.enumerated() {
-            let fd: Int32 = path == "-" ? 0 : open(path, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else {
-                printError("migtrace: cannot open \(path): \(String(cString: strerror(errno))); check the path and permissions")
-                failed = true
-                continue
-            }
-            defer { if fd != 0 { close(fd) } }
-            // `endInput` returns once the output has everything of this input: stderr follows in order.
-            do {
-                let stats = try TraceReader.read(fd: fd, input: index, into: analyzer)
-                analyzer.endInput(index)
-                inputs.append((names[index], stats))
-                if stats.format == .recording, stats.endReason == nil, stats.header != nil {
-                    printError(
-                        "migtrace: \(path): recording has no end record (the recorder was killed); analysed up to its last complete event")
-                }
-            } catch {
-                analyzer.endInput(index)
-                printError("migtrace: \(path): \(error)")
-                failed = true
-            }
+            let input = AnalyzeInput.read(path: path, index: index, name: names[index], into: analysis)
+            inputs.append(input.summary)
+            failed = failed || input.failed
             if out.closed { break }
         }
-        // Read only by the JSON sink's `finished`, which `analyzer.finish()` calls on this thread after joining the consumer.
+        // Read only by the JSON sink's `finished`, which `finish()` calls on this thread.
         jsonSink?.inputs = inputs
-        let report = analyzer.finish()
+        let analysed = inputs.contains { $0.error == nil }
+        textSink?.nothingRead = !analysed
+        let report = analysis.finish()
         for d in report.diagnostics.prefix(50) {
-            printError("\(names[d.input]):\(d.line): \(d.reason)")
+            printError("\(shownNames[d.input]):\(d.line): \(TerminalText.escaped(d.reason))")
         }
         if report.rejectedCount > 50 {
             printError("migtrace: … and \(report.rejectedCount - 50) more rejected line(s)")
         }
         if format != .text {
             for f in report.findings where format == .csv {
-                printError("\(f.severity) \(f.rule): \(f.message)")
+                printError(FindingLine.text(f, report: report, names: shownNames))
             }
         }
-        if report.windowCount == 0 && report.migrations.isEmpty && !failed && format != .text {
+        let noMigration = report.windowCount == 0 && report.migrations.isEmpty
+        if noMigration && analysed && format != .text {
             printError("migtrace: no migrate_transferred events found; trace the source QEMU with `-trace migrate_transferred -D FILE`")
         }
         // Every sink flushed `out` in `finished`: a failed write is known by now.
@@ -109,7 +105,8 @@ struct AnalyzeCommand: ParsableCommand {
             failed = true
         }
         if failed { throw MigtraceExit.error }
-        let code = analysis.exitCode(for: report)
+        if noMigration { throw MigtraceExit.noMigration }
+        let code = self.analysis.exitCode(for: report)
         if code != .success { throw code }
     }
 }

@@ -19,7 +19,7 @@ struct Migtrace: AsyncParsableCommand {
               migtrace analyze qemu-trace.log         # post-mortem, human table
               migtrace analyze -f json a.log b.log    # machine-readable
               migtrace report a.log -o a.html         # charts in one HTML page
-              sudo migtrace attach $(pidof qemu-kvm)  # live, through USDT
+              sudo migtrace attach $(pgrep -f 'guest=vm1,')  # live, through USDT
               sudo migtrace demo                      # live, on a bundled replay
               migtrace rules                          # every anomaly rule
 
@@ -27,6 +27,8 @@ struct Migtrace: AsyncParsableCommand {
               0  no finding at or above --fail-on
               1  error (unreadable input, failed attach, …)
               2  findings at or above --fail-on were reported
+              8  analyze: no migration in the input (no migrate_transferred
+                 or migrate_set_state event)
               64 usage error
             """,
         version: version,
@@ -40,4 +42,7 @@ enum MigtraceExit {
     static let findings = ExitCode(2)
     /// Any error that stopped the work.
     static let error = ExitCode(1)
+    /// `analyze`: every input was read, and none holds a migration (no `migrate_transferred` and no
+    /// `migrate_set_state` event): the wrong file, or tracing was not enabled.
+    static let noMigration = ExitCode(8)
 }

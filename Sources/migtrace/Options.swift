@@ -31,6 +31,8 @@ struct AnalysisOptions: ParsableArguments {
     var switchoverRatio: Double = 2
     @Option(help: "rate-capped: tolerance around the common transfer size, in percent.")
     var rateCapPercent: Double = 2
+    @Option(help: "rate-capped: how long the migration must run (ms) for a cap to be reported.")
+    var rateCapMinMs: UInt64 = 10_000
     @Option(help: "non-convergence: how long pending must stay above the threshold, ms.")
     var nonConvergenceMs: UInt64 = 10_000
 
@@ -64,6 +66,7 @@ struct AnalysisOptions: ParsableArguments {
         c.thresholds.noProgressMinMs = noProgressMs
         c.thresholds.switchoverMismatchRatio = switchoverRatio
         c.thresholds.rateCapTolerance = rateCapPercent / 100
+        c.thresholds.rateCapMinMs = rateCapMinMs
         c.thresholds.nonConvergenceMs = nonConvergenceMs
         return c
     }

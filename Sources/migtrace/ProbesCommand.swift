@@ -2,6 +2,7 @@
 import ArgumentParser
 import MigtraceBPF
 import MigtraceCore
+import MigtraceIO
 
 #if canImport(Glibc)
     import Glibc
@@ -15,7 +16,7 @@ struct ProbesCommand: ParsableCommand {
         discussion: """
             EXAMPLES:
               migtrace probes /usr/libexec/qemu-kvm
-              migtrace probes $(pidof qemu-system-x86_64)
+              migtrace probes $(pgrep -f 'guest=vm1,')   # `pgrep -af qemu` lists them
             Exit code 6 when qemu:migrate_transferred is missing (e.g. Debian's
             QEMU, built with the log backend only).
             """
@@ -28,8 +29,9 @@ struct ProbesCommand: ParsableCommand {
         let path: String
         if let pid = Int32(target) {
             do { path = try LivePreconditions.executablePath(pid: pid) } catch {
-                printError("migtrace: \(error)")
-                throw AttachExit.noSuchProcess
+                let failure = LiveFailure(error, pid: pid)
+                printError("migtrace: \(failure.message)")
+                throw failure.code
             }
         } else {
             path = target
@@ -42,16 +44,19 @@ struct ProbesCommand: ParsableCommand {
         let names = Set(ProbeKind.allCases.map(\.eventName))
         let qemu = probes.filter { $0.provider == "qemu" }
         let migration = qemu.filter { names.contains($0.name) }
-        var s = "\(path): \(probes.count) USDT probe sites, \(qemu.count) with provider qemu\n"
+        var s = "\(TerminalText.escaped(path)): \(probes.count) USDT probe sites, \(qemu.count) with provider qemu\n"
         for p in migration {
             let sem = p.hasSemaphore ? "semaphore 0x" + String(p.semaphore, radix: 16) : "no semaphore"
-            s += "  qemu:\(p.name)  \(p.argumentCount) args  pc 0x\(String(p.pc, radix: 16))  \(sem)  [\(p.argumentString)]\n"
+            s +=
+                "  qemu:\(p.name)  \(p.argumentCount) args  pc 0x\(String(p.pc, radix: 16))  \(sem)  [\(TerminalText.escaped(p.argumentString))]\n"
         }
         let hasTransferred = migration.contains { $0.name == "migrate_transferred" }
         s +=
             hasTransferred
             ? "qemu:migrate_transferred is present: `migtrace attach` works with this binary\n"
-            : "qemu:migrate_transferred is missing: \(qemu.isEmpty ? "QEMU was built without the dtrace trace backend" : "this build lacks the probe"); use `-trace migrate_transferred -D FILE` and `migtrace analyze FILE`\n"
+            : qemu.isEmpty && !path.contains("qemu")
+                ? "qemu:migrate_transferred is missing: this is not a QEMU (no qemu USDT probes); give a qemu-system-* / qemu-kvm binary or the pid of the source QEMU (`pgrep -af qemu`)\n"
+                : "qemu:migrate_transferred is missing: \(qemu.isEmpty ? "QEMU was built without the dtrace trace backend" : "this build lacks the probe"); use `-trace migrate_transferred -D FILE` and `migtrace analyze FILE`\n"
         FileDescriptorOutput.standardOutput.write(Array(s.utf8))
         FileDescriptorOutput.standardOutput.flush()
         if !hasTransferred { throw AttachExit.notQEMUWithProbe }

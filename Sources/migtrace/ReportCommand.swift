@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import ArgumentParser
 import MigtraceCore
+import MigtraceIO
 
 #if canImport(Glibc)
     import Glibc
@@ -66,7 +67,7 @@ struct ReportCommand: ParsableCommand {
         let names = InputNames(files.map { $0 == "-" ? "<stdin>" : $0 })
         let out = outFD == 1 ? FileDescriptorOutput.standardOutput : FileDescriptorOutput(fd: outFD)
         let sink = HTMLReportSink(out: out, names: names, version: Migtrace.version)
-        let analyzer = MigrationAnalyzer(configuration: analysis.configuration, sink: sink, threading: .pipelined())
+        let traces = TraceAnalysis(configuration: analysis.configuration, sink: sink)
         var failed = false
         for (index, path) in files.enumerated() {
             let fd: Int32 = path == "-" ? 0 : open(path, O_RDONLY | O_CLOEXEC)
@@ -77,14 +78,13 @@ struct ReportCommand: ParsableCommand {
             }
             defer { if fd != 0 { close(fd) } }
             do {
-                _ = try TraceReader.read(fd: fd, input: index, into: analyzer)
+                _ = try traces.read(fd: fd, input: index)
             } catch {
                 printError("migtrace: \(path): \(error)")
                 failed = true
             }
-            analyzer.endInput(index)
         }
-        let report = analyzer.finish()
+        let report = traces.finish()
         for d in report.diagnostics.prefix(50) {
             printError("\(names[d.input]):\(d.line): \(d.reason)")
         }

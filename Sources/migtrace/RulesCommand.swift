@@ -26,17 +26,22 @@ struct RulesCommand: ParsableCommand {
         var s = ""
         for rule in RuleRegistry.all {
             s += "\(rule.id) (\(rule.severities.map(\.description).joined(separator: ", ")))\n"
-            s += "  \(rule.summary)\n  remedy: \(rule.remedy)\n\n"
+            s += "  \(rule.summary)\n  needs: \(Self.needs(rule))\n  remedy: \(rule.remedy)\n\n"
         }
         return s
     }
 
+    /// How many windows the rule needs before it can fire.
+    static func needs(_ rule: any AnomalyRule.Type) -> String {
+        "at least \(rule.minimumWindows) window\(rule.minimumWindows == 1 ? "" : "s") in the series (at QEMU's 100 ms cadence, default thresholds)"
+    }
+
     /// The README's rule table.
     static func markdownTable() -> String {
-        var s = "| id | severity | fires when (default, flag) | remedy (knob) |\n|---|---|---|---|\n"
+        var s = "| id | severity | fires when (default, flag) | min. windows | remedy (knob) |\n|---|---|---|---:|---|\n"
         for rule in RuleRegistry.all {
             let severities = rule.severities.map(\.description).joined(separator: " / ")
-            s += "| `\(rule.id)` | \(severities) | \(rule.firesWhen) | \(rule.knobs) |\n"
+            s += "| `\(rule.id)` | \(severities) | \(rule.firesWhen) | \(rule.minimumWindows) | \(rule.knobs) |\n"
         }
         return s
     }

@@ -4,6 +4,7 @@ import CMigtraceBPF
 import Foundation
 import MigtraceBPF
 import MigtraceCore
+import MigtraceIO
 import MigtraceTestSupport
 import Testing
 

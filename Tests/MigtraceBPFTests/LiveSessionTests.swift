@@ -3,6 +3,7 @@
 import Foundation
 import MigtraceBPF
 import MigtraceCore
+import MigtraceIO
 import Testing
 
 /// Runs fake_qemu under a session: start (waiting), attach, go, wait for exit, stop, collect.

@@ -3,6 +3,7 @@ import Foundation
 import Testing
 
 @testable import MigtraceCore
+@testable import MigtraceIO
 
 /// Series splitting, pending bookkeeping and time bases of the analyzer, on small hand-written logs.
 @Suite struct AnalyzerTests {
@@ -113,9 +114,48 @@ import Testing
     }
 }
 
-/// A binary simpletrace file is named as such, not silently read as a log without events.
-@Suite struct SimpletraceDetectionTests {
-    @Test func simpletraceHeaderIsReportedWithWhatToDo() throws {
+/// What the first bytes say an input is: binary inputs are named, and text with stray control bytes or garbage
+/// lines after a text first line stays text (its lines are then parsed, escaped and skipped one by one).
+@Suite struct InputKindTests {
+    static func kind(_ bytes: [UInt8]) -> InputKind {
+        bytes.withUnsafeBufferPointer { InputKind.classify($0) }
+    }
+
+    @Test func binaryKindsAreNamed() {
+        var simpletrace: [UInt8] = Array(repeating: 0xff, count: 8)
+        withUnsafeBytes(of: UInt64(0xf2b1_77cb_0aa4_29b4).littleEndian) { simpletrace.append(contentsOf: $0) }
+        withUnsafeBytes(of: UInt64(4).littleEndian) { simpletrace.append(contentsOf: $0) }
+        #expect(Self.kind(simpletrace) == .simpletrace)
+        #expect(Self.kind([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0]) == .elf)
+        #expect(Self.kind([0x1f, 0x8b, 8, 0]) == .compressed(format: "gzip", decompress: "zcat"))
+        #expect(Self.kind([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00, 0]) == .compressed(format: "xz", decompress: "xzcat"))
+        #expect(Self.kind([0x28, 0xb5, 0x2f, 0xfd, 0]) == .compressed(format: "zstd", decompress: "zstdcat"))
+        #expect(Self.kind(Array("BZh91AY&SY".utf8)) == .compressed(format: "bzip2", decompress: "bzcat"))
+        // simpletrace.py --no-header input: records from the first byte (type 1, then the event id).
+        #expect(Self.kind([1, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 10]) == .binary)
+        #expect(Self.kind(Array(RecordingFormat.magic) + Array(",\"version\":1}\n".utf8)) == .recording)
+        #expect(InputKind.elf.name == "elf" && InputKind.binary.name == "binary" && InputKind.text.name == "qemu-log")
+    }
+
+    @Test func textWithStrayControlBytesStaysText() {
+        // The crafted state line of issue 15 as the very first line: one NUL and one ESC in 50 bytes.
+        #expect(Self.kind(Array("migrate_set_state new state completed\u{0}\u{1b}[31mred\n".utf8)) == .text)
+        // UTF-8 text (a guest name) and a libvirt log's first line.
+        #expect(
+            Self.kind(Array("2026-01-01 10:00:00.000+0000: starting up libvirt version: 9.0.0, qemu version: 7.2.0, Gäst\n".utf8)) == .text)
+        // Garbage after a text first line: the lines are judged one by one later.
+        #expect(
+            Self.kind(
+                Array("migrate_transferred transferred 1 time_spent 100 bandwidth 0 max_size 0\n".utf8) + [0, 0, 0, 0xff, 0xfe, 1, 2, 3])
+                == .text)
+        #expect(Self.kind([]) == .text)
+        // A first line that is mostly control bytes or invalid UTF-8 is binary.
+        #expect(Self.kind([0, 1, 2, 3, 0x41, 0x42, 10]) == .binary)
+        #expect(Self.kind([0xc3, 0x28, 0xa0, 0xa1, 0xff, 0xfe, 0x41, 0x42]) == .binary)
+    }
+
+    /// A simpletrace file is named as such, not silently read as a log without events.
+    @Test func simpletraceHeaderIsRecognised() throws {
         var bytes: [UInt8] = Array(repeating: 0xff, count: 8)
         withUnsafeBytes(of: UInt64(0xf2b1_77cb_0aa4_29b4).littleEndian) { bytes.append(contentsOf: $0) }
         withUnsafeBytes(of: UInt64(4).littleEndian) { bytes.append(contentsOf: $0) }
@@ -123,10 +163,25 @@ import Testing
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("migtrace-simpletrace-\(UUID().uuidString)")
         try Data(bytes).write(to: url)
         defer { try? FileManager.default.removeItem(at: url) }
-        let report = try #require(try analyze([url.path]).report)
-        #expect(report.windowCount == 0)
-        #expect(report.rejectedCount == 1)
-        #expect(report.diagnostics.first?.reason.hasPrefix("a QEMU simpletrace binary file") == true)
-        #expect(report.diagnostics.first?.reason.contains("simpletrace.py") == true)
+        let fd = open(url.path, O_RDONLY)
+        defer { close(fd) }
+        let stats = try TraceReader.read(fd: fd, input: 0, into: MigrationAnalyzer(sink: CollectingSink()))
+        #expect(stats.refused == .simpletrace)
+    }
+}
+
+/// Text from input made safe for a terminal.
+@Suite struct TerminalTextTests {
+    @Test func controlCharactersAreEscaped() {
+        #expect(TerminalText.escaped("plain/ünïcode name.log") == "plain/ünïcode name.log")
+        #expect(TerminalText.escaped("a\u{1b}[2Jb\u{0}c\u{7f}d\u{9b}e\r\n\t") == #"a\x1b[2Jb\x00c\x7fd\x9be\x0d\x0a\x09"#)
+        // Bidirectional overrides and isolates reorder what follows: escaped as well.
+        #expect(TerminalText.escaped("x\u{202e}y\u{2066}z") == #"x\u{202e}y\u{2066}z"#)
+    }
+
+    @Test func jsonEscapesC1AndDelete() {
+        var o = JSONWriter()
+        o.string("a\u{7f}b\u{85}c\u{e9}\u{1b}")
+        #expect(String(decoding: o.bytes, as: UTF8.self) == #""a\u007fb\u0085cé\u001b""#)
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import Testing
 
 @testable import MigtraceCore
+@testable import MigtraceIO
 
 /// The per-migration assessment on the real QEMU 7.2 and 10.0 fixtures, checked against their QMP facts.
 @Suite struct ConvergenceTests {

@@ -3,6 +3,7 @@ import Foundation
 import Testing
 
 @testable import MigtraceCore
+@testable import MigtraceIO
 
 /// The log parser's fast path (SWAR digits, word-compared text, line splitting fused with parsing) against the
 /// exact parser it must agree with, and the reader's packed batches.

@@ -3,6 +3,7 @@ import Foundation
 import Testing
 
 @testable import MigtraceCore
+@testable import MigtraceIO
 
 /// The number writers behind CSV and JSON: byte-identical to what the standard library prints, since the
 /// outputs are compared byte for byte across versions.

@@ -34,7 +34,7 @@ import Testing
                     kind: .migrateTransferred, arguments: ProbeArguments(count: 5, sent, 100, sent / 100, 0, sent * 3),
                     timestampNanoseconds: t0 + UInt64(i + 1) * 100_000_000, threadID: 7, processID: 4242))
         }
-        analyzer.live(.lost(kernelDrops: 3))
+        analyzer.live(.lost(kernelDrops: 3, consumerDrops: 0))
         state("completed", t0 + 300_000_000)
         analyzer.live(.ended(CaptureEnd(reason: "sigint", eventsReceived: 4, kernelDrops: 3, consumerDrops: 0)))
         analyzer.finish()

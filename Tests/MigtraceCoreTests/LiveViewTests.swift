@@ -3,6 +3,7 @@ import Foundation
 import Testing
 
 @testable import MigtraceCore
+@testable import MigtraceIO
 
 /// The live view's frames, fed a real QEMU 10.0 migration (the demo's fixture) through the analyzer as a live
 /// capture feeds it: in-place redraws, sparklines, the verdict of the assessment, escaping, width.

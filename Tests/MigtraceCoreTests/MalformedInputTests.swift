@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
+import MigtraceIO
 import Testing
 
 @testable import MigtraceCore
@@ -37,7 +38,7 @@ import Testing
 
     struct Result {
         var sink: Sink
-        var stats: TraceReader.Statistics
+        var stats: InputStatistics
         var report: AnalysisReport { sink.report! }
         var diagnostics: [D] { report.diagnostics.map { D($0.line, $0.reason) } }
         var windows: [W] {

@@ -2,6 +2,7 @@
 import Testing
 
 @testable import MigtraceCore
+@testable import MigtraceIO
 
 /// TraceBatch's own event storage: growing past its capacity, emptying for reuse, and where folding may start.
 @Suite struct ReaderBatchTests {

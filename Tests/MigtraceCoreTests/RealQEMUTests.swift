@@ -68,6 +68,16 @@ enum ScenarioExpectations {
         "demo": ["rate-capped"],
     ]
 
+    /// The era a QEMU of the driver computes in: 7.2 is A, Debian's 10.0 (packaged or built with USDT probes) B,
+    /// the usdt build with QEMU 11.1's switchover arithmetic C.
+    static func era(of qemu: String) -> ProbeEra {
+        switch qemu {
+        case "7.2": .a
+        case "usdt-eraC": .c
+        default: .b
+        }
+    }
+
     /// Check an analysed real migration against what the driver did.
     static func check(_ sink: CollectingSink, _ facts: MigrationFacts, file: String) throws {
         let report = try #require(sink.report)
@@ -78,7 +88,7 @@ enum ScenarioExpectations {
         #expect(series.exactThresholds == series.windows, "\(file): \(series.exactThresholds)/\(series.windows) exact")
         #expect(series.exactBandwidths == series.windows, "\(file)")
         #expect(report.rejectedCount == 0, "\(file)")
-        #expect(series.info.era == (facts.qemu == "7.2" ? .a : .b), "\(file)")
+        #expect(series.info.era == era(of: facts.qemu), "\(file)")
         #expect(series.finalState == facts.finalStatus, "\(file)")
         // The sum of windows is what the migration thread counted before the last window; QEMU's own
         // ram.transferred also counts the final stop-and-copy.
@@ -154,6 +164,12 @@ enum ScenarioExpectations {
             }
         }
         #expect(Self.fixtures.contains("10.0-switchover-bw.log"))
+        // The QEMUs scripts/build-qemu-usdt builds: Debian's 10.0.13 source (era B) and with 11.1's arithmetic (C).
+        for qemu in ["usdt-10.0", "usdt-eraC"] {
+            for scenario in ["converge", "converge-ts", "stall", "bandwidth-change", "downtime-change", "switchover-bw"] {
+                #expect(Self.fixtures.contains("\(qemu)-\(scenario).log"), "missing \(qemu)-\(scenario).log")
+            }
+        }
     }
 
     @Test(arguments: fixtures)
@@ -166,10 +182,66 @@ enum ScenarioExpectations {
         if facts.msgTimestamp { #expect(sink.series[0].threadID != nil) }
     }
 
-    @Test func switchoverBandwidthIsRebuiltFromTheUserValue() throws {
-        let sink = try analyze([Paths.qemuFixtures.appendingPathComponent("10.0-switchover-bw.log").path])
+    @Test(arguments: ["10.0-switchover-bw.log", "usdt-10.0-switchover-bw.log"])
+    func switchoverBandwidthIsRebuiltFromTheUserValue(_ name: String) throws {
+        let sink = try analyze([Paths.qemuFixtures.appendingPathComponent(name).path])
         #expect(sink.windows.allSatisfy { $0.rebuild.basis == .userInteger && $0.switchoverTraced! > 0 })
         #expect(sink.windows.allSatisfy { $0.rebuild.threshold == $0.switchoverTraced! * $0.rebuild.downtimeLimitMs! })
+    }
+
+    /// The era C build (Debian's 10.0.13 with QEMU 11.1's switchover helper): arg 3 is Mbit/s, arg 4 the switchover
+    /// bytes/ms actually used, the estimate from mbps when the user set nothing and the float user value otherwise.
+    @Test func eraCBuildIsRebuiltWithQEMU11_1Arithmetic() throws {
+        for name in ["usdt-eraC-converge.log", "usdt-eraC-converge-ts.log", "usdt-eraC-stall.log"] {
+            let sink = try analyze([Paths.qemuFixtures.appendingPathComponent(name).path])
+            #expect(sink.windows.count >= 10, "\(name)")
+            #expect(sink.windows.allSatisfy { $0.era == .c && $0.rebuild.basis == .estimated && $0.rebuild.exact }, "\(name)")
+            #expect(sink.windows.allSatisfy { $0.bandwidthTraced == UInt64($0.mbps) }, "\(name)")
+            #expect(
+                sink.windows.allSatisfy { $0.switchoverTraced == UInt64(QEMUArithmetic.estimatedSwitchoverPerMs(mbps: $0.mbps)) }, "\(name)"
+            )
+        }
+        let sink = try analyze([Paths.qemuFixtures.appendingPathComponent("usdt-eraC-switchover-bw.log").path])
+        #expect(sink.windows.allSatisfy { $0.era == .c && $0.rebuild.basis == .userFloat && $0.rebuild.exact })
+        // 16 MiB/s, then 64 MiB/s: arg 4 is the user value / 1000, no longer 0 or the integer quotient's product.
+        #expect(Set(sink.windows.compactMap(\.switchoverTraced)) == [16777, 67108])
+    }
+
+    /// The simple backend's binary files (`*.simpletrace`) were written by the same QEMU runs as the `-converge.log`
+    /// beside them. Read here with a minimal reader of the format (header v4, mapping and event records, reference
+    /// §4c), independent of migtrace: every record of the file is an event of the log, with the same values in order.
+    @Test(arguments: ["usdt-10.0", "usdt-eraC"])
+    func simpletraceFilesHoldTheLoggedEvents(_ build: String) throws {
+        let data = [UInt8](try Data(contentsOf: Paths.qemuFixtures.appendingPathComponent("\(build)-converge.simpletrace")))
+        func u64(_ at: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(data[at + $1]) << (8 * UInt64($1)) } }
+        func u32(_ at: Int) -> Int { Int(u64(at) & 0xffff_ffff) }
+        try #require(data.count > 24 && u64(0) == .max && u64(8) == 0xf2b1_77cb_0aa4_29b4 && u64(16) == 4)
+        var names: [UInt64: String] = [:]
+        var events: [(String, [UInt64])] = []
+        var at = 24
+        while at < data.count {
+            if u64(at) == 0 {  // mapping: id, name length, name
+                let length = u32(at + 16)
+                names[u64(at + 8)] = String(decoding: data[(at + 20)..<(at + 20 + length)], as: UTF8.self)
+                at += 20 + length
+            } else {  // event: id, timestamp, record length (from the id on), pid, arguments
+                let length = u32(at + 24)
+                let name = try #require(names[u64(at + 8)])
+                let args = name == "migrate_set_state" ? [] : stride(from: at + 32, to: at + 8 + length, by: 8).map(u64)
+                events.append((name, args))
+                at += 8 + length
+            }
+        }
+        #expect(at == data.count)
+        let log = try String(contentsOf: Paths.qemuFixtures.appendingPathComponent("\(build)-converge.log"), encoding: .utf8)
+        let logged = log.split(separator: "\n").map { line -> (String, [UInt64]) in
+            let name = String(line.prefix { $0 != " " })
+            let numbers = line.dropFirst(name.count).split(whereSeparator: { !$0.isNumber }).compactMap { UInt64($0) }
+            return (name, name == "migrate_set_state" ? [] : numbers)
+        }
+        #expect(events.map(\.0) == logged.map(\.0))
+        #expect(events.map(\.1) == logged.map(\.1))
+        #expect(events.filter { $0.0 == "migrate_transferred" }.count == (build == "usdt-10.0" ? 32 : 27))
     }
 
     @Test func libvirtDomainLogWithCRLFAndNoise() throws {

@@ -3,6 +3,7 @@ import Foundation
 import Testing
 
 @testable import MigtraceCore
+@testable import MigtraceIO
 
 /// The HTML report's data and markup, without a browser (ReportBrowserTests looks at it in chromium): every
 /// window of a short real trace drawn as it is, a long trace downsampled with its extremes kept, input escaped.
@@ -12,7 +13,8 @@ import Testing
         let out = MemoryOutput()
         let sink = HTMLReportSink(out: out, names: InputNames(names ?? paths), version: "test")
         let collect = CollectingSink()
-        let analyzer = MigrationAnalyzer(sink: Tee([sink, collect]), threading: .pipelined(batchCapacity: 64, startAfterWindows: 100))
+        let analyzer = MigrationAnalyzer(
+            sink: PipelinedSink(wrapping: TeeSink([sink, collect]), batchCapacity: 64, startAfterWindows: 100))
         for (i, path) in paths.enumerated() {
             let fd = open(path, O_RDONLY)
             try #require(fd >= 0, "cannot open \(path)")
@@ -22,17 +24,6 @@ import Testing
         }
         analyzer.finish()
         return (out.text, collect.windows)
-    }
-
-    /// Passes every call to each sink.
-    final class Tee: AnalysisSink {
-        let sinks: [any AnalysisSink]
-        init(_ sinks: [any AnalysisSink]) { self.sinks = sinks }
-        func seriesStarted(_ info: SeriesInfo) { for s in sinks { s.seriesStarted(info) } }
-        func window(_ w: AnalyzedWindow, in series: SeriesInfo) { for s in sinks { s.window(w, in: series) } }
-        func finding(_ f: Finding) { for s in sinks { s.finding(f) } }
-        func seriesEnded(_ s: SeriesSummary) { for k in sinks { k.seriesEnded(s) } }
-        func finished(_ r: AnalysisReport) { for s in sinks { s.finished(r) } }
     }
 
     static func count(_ needle: String, in text: String) -> Int { text.components(separatedBy: needle).count - 1 }

@@ -135,7 +135,7 @@ import Testing
                 "unknown-era 275–277: Window 275: bandwidth argument 123 is neither 16840 bytes/ms nor 134 Mbit/s; 3 window(s) fit no era.",
                 "switchover-bandwidth-mismatch 325–349: Declared switchover bandwidth 67.47 MB/s is 3.99× the measured 16.93 MB/s for 2.53 s: downtime will overshoot the limit.",
                 "unknown-era 375–377: Window 375: bandwidth argument 123 is neither 17096 bytes/ms nor 136 Mbit/s; 3 window(s) fit no era.",
-                "rate-capped 1–398: 398 of 398 windows sent 1.697 MB ± 2 %: max-bandwidth ≈ 17.0 MB/s sets the pace.",
+                "rate-capped 1–398: 398 of 398 windows (40.20 s) sent 1.697 MB ± 2 %: max-bandwidth ≈ 17.0 MB/s sets the pace.",
             ])
     }
 

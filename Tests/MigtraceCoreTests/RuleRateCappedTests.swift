@@ -92,7 +92,7 @@ import Testing
         let sink = try analyze(text: lines.joined(separator: "\n"))
         #expect(
             RuleTraces.render(sink.findings, rule: "rate-capped") == [
-                "rate-capped 1–398: 342 of 398 windows sent 0.995 MB ± 2 %: max-bandwidth ≈ 10.0 MB/s sets the pace."
+                "rate-capped 1–398: 342 of 398 windows (45.23 s) sent 0.995 MB ± 2 %: max-bandwidth ≈ 10.0 MB/s sets the pace."
             ])
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import Testing
 
 @testable import MigtraceCore
+@testable import MigtraceIO
 
 /// Collects everything an analysis produces.
 final class CollectingSink: AnalysisSink {

@@ -3,6 +3,7 @@ import Foundation
 import Testing
 
 @testable import MigtraceCore
+@testable import MigtraceIO
 
 /// TraceReader on inputs larger than one read chunk, where a producer thread reads and parses while the
 /// calling thread analyses: the results must be exactly those of feeding the same lines one by one.
@@ -101,7 +102,7 @@ import Testing
     /// (`e<line>`) and diagnostic (`d<line>`) in the order the batches replay them, how many batches held more
     /// than `capacity` items, the source's statistics and how the pump ended.
     static func replayInBatches(_ bytes: [UInt8], capacity: Int) throws -> (
-        replayed: [String], overfull: Int, stats: TraceReader.Statistics, outcome: LineSource.Outcome
+        replayed: [String], overfull: Int, stats: InputStatistics, outcome: LineSource.Outcome
     ) {
         try withFile(bytes) { fd in
             let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: TraceReader.chunkSize + TraceReader.maxLineLength)

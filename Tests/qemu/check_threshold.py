@@ -12,6 +12,11 @@ For every `migrate_transferred` line (log backend, with or without the
   era B (5 args):  switchover_bw == 0:  max_size == trunc(bw * downtime_limit)
                    switchover_bw != 0:  max_size == switchover_bw * downtime_limit
                    (and switchover_bw == avail-switchover-bandwidth // 1000)
+  era C (the usdt-eraC build, QEMU 11.1's arithmetic; facts "qemu"):
+                   mbps = transferred * 8.0 / (time_spent / 1000.0) / 1000.0 / 1000.0
+                   bandwidth == trunc(mbps)
+                   per_ms = avail / 1000.0 when set, else mbps / 8 * 1000 * 1000 / 1000
+                   switchover_bw == trunc(per_ms), max_size == trunc(per_ms * downtime_limit)
 
 The downtime limits come from the `.facts.json` next to the trace
 (migrate.py --facts): the initial value and every later change, in order.
@@ -73,9 +78,19 @@ def expected(t, ts, sw, dl):
     return int(bw), int(bw * dl)     # int() truncates toward zero like C
 
 
+def expected_c(t, ts, sw, dl, avails):
+    mbps = ((t * 8.0) / (ts / 1000.0)) / 1000.0 / 1000.0
+    per = mbps / 8 * 1000 * 1000 / 1000
+    for a in avails or []:
+        if a and int(a / 1000.0) == sw:   # the user value in force
+            per = a / 1000.0
+    return int(mbps), int(per), int(per * dl)
+
+
 def check(path):
     facts = facts_for(path)
     dls, avails = limits_and_avail(facts)
+    era_c = bool(facts) and facts.get("qemu") == "usdt-eraC"
     di = 0
     ok = bad = 0
     total = 0
@@ -94,6 +109,19 @@ def check(path):
         ms = int(m.group(8))
         total += t
         why = None
+        if era_c:
+            got = (bwv, sw, ms)
+            want = expected_c(t, ts, sw, dls[di], avails)
+            if want != got and di + 1 < len(dls) and expected_c(t, ts, sw, dls[di + 1], avails) == got:
+                di += 1
+                want = got
+            if want != got:
+                bad += 1
+                bad_lines.append((lineno, line.rstrip("\r"), "era C: (bandwidth, switchover_bw, max_size) %s != %s (downtime-limit %d)"
+                                  % (got, want, dls[di])))
+            else:
+                ok += 1
+            continue
         ebw, ems = expected(t, ts, sw, dls[di])
         if (ebw, ems) != (bwv, ms) and di + 1 < len(dls):
             ebw2, ems2 = expected(t, ts, sw, dls[di + 1])

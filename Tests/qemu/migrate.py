@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Run a real QEMU live migration on loopback and keep the source's trace.
 
-    migrate.py --qemu {7.2,10.0} --scenario NAME --out TRACEFILE
+    migrate.py --qemu {7.2,10.0,usdt-10.0,usdt-eraC} --scenario NAME --out TRACEFILE
                [--msg-timestamp] [--facts FACTS.json] [--verbose]
+               [--trace-glob PATTERN]... [--simpletrace FILE] [--go-file PATH]
 
 A source and a destination qemu-system-x86_64 (TCG, no devices) boot the
 tiny test guest (Tests/qemu/guest, built into <repo>/.cache/guest). The
@@ -12,7 +13,16 @@ migration_thread_low_pending, migration_bitmap_sync*. Both QEMUs are
 driven over QMP (unix sockets in a temporary directory).
 
 QEMU 7.2 is `qemu-system-x86_64` from PATH (Debian bookworm); QEMU 10.0 is
-<repo>/.cache/qemu-10.0 (made by scripts/setup).
+<repo>/.cache/qemu-10.0 (made by scripts/setup). usdt-10.0 and usdt-eraC are
+the QEMUs scripts/build-qemu-usdt builds (<repo>/.cache/qemu-usdt: Debian's
+10.0.13 source with the dtrace, log and simple backends; eraC with QEMU 11.1's
+switchover arithmetic patched in).
+
+--trace-glob replaces the list of traced events with `-trace enable=PATTERN`;
+--simpletrace FILE adds the simple backend's binary file (`file=FILE`, usdt
+builds only). --go-file makes the driver print `source-pid N` once the source
+QEMU is up and wait (at most 60 s) until PATH exists before going on, so that
+a tracer can attach to the source first.
 
 --facts writes a JSON sidecar with what the driver did and when (wall-clock
 epoch seconds): QEMU version, every parameter set with migrate-set-parameters,
@@ -47,6 +57,8 @@ GUEST_BUILD = os.path.join(HERE, "guest", "build.sh")
 GUEST_DIR = os.path.join(CACHE, "guest")
 GUEST_ELF = os.path.join(GUEST_DIR, "guest.elf")
 Q10_ROOT = os.path.join(CACHE, "qemu-10.0")
+USDT_ROOT = os.path.join(CACHE, "qemu-usdt")
+QEMUS = ("7.2", "10.0", "usdt-10.0", "usdt-eraC")
 
 MiB = 1024 * 1024
 
@@ -205,8 +217,20 @@ def set_pdeathsig():
         pass
 
 
-def find_qemu(ver):
-    if ver == "7.2":
+def base_version(qemu):
+    """The QEMU release a --qemu choice runs (the usdt builds are 10.0.13)."""
+    return "10.0" if qemu.startswith("usdt-") else qemu
+
+
+def find_qemu(qemu):
+    ver = base_version(qemu)
+    if qemu.startswith("usdt-"):
+        exe = os.path.join(USDT_ROOT, qemu[len("usdt-"):], "qemu-system-x86_64")
+        if not os.access(exe, os.X_OK):
+            raise Fail("%s not found; run scripts/build-qemu-usdt as root (`make test` does)" % exe)
+        extra = ["-L", os.path.join(Q10_ROOT, "usr", "share", "qemu"),
+                 "-L", os.path.join(Q10_ROOT, "usr", "share", "seabios")]
+    elif ver == "7.2":
         exe = shutil.which("qemu-system-x86_64")
         if not exe:
             raise Fail("qemu-system-x86_64 (QEMU 7.2) not found; run scripts/setup")
@@ -257,9 +281,10 @@ class Runner:
     def spawn(self, name, cmd):
         log(self.args, "spawn %s: %s" % (name, " ".join(cmd)))
         errf = open(os.path.join(self.tmp, name + ".stderr"), "w+")
+        # cwd: the simple backend of the usdt builds may write trace-<pid> there
         p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                              stdout=errf, stderr=subprocess.STDOUT,
-                             preexec_fn=set_pdeathsig)
+                             preexec_fn=set_pdeathsig, cwd=self.tmp)
         p.migtrace_name = name
         p.migtrace_err = errf
         self.procs.append(p)
@@ -319,7 +344,7 @@ class Runner:
             sc["append"] = a.append
         if a.ram is not None:
             sc["ram"] = a.ram
-        if a.qemu not in sc.get("only", ("7.2", "10.0")):
+        if base_version(a.qemu) not in sc.get("only", ("7.2", "10.0")):
             raise Fail("scenario %s is only for QEMU %s"
                        % (a.scenario, "/".join(sc["only"])))
         exe, extra, verline = find_qemu(a.qemu)
@@ -327,11 +352,14 @@ class Runner:
         out = os.path.abspath(a.out)
         if os.path.exists(out):
             os.unlink(out)
+        simple = os.path.abspath(a.simpletrace) if a.simpletrace else None
+        if simple and os.path.exists(simple):
+            os.unlink(simple)
         F = self.facts
         F.update(scenario=a.scenario, qemu=a.qemu, qemu_binary=exe,
                  qemu_version_line=verline, msg_timestamp=bool(a.msg_timestamp),
                  guest_ram_mb=sc["ram"], guest_append=sc["append"],
-                 trace_events=TRACE_EVENTS, expected_status=sc["expect"],
+                 trace_events=a.trace_glob or TRACE_EVENTS, expected_status=sc["expect"],
                  parameter_changes=[], signals=[], qmp_events=[])
 
         common = [exe] + extra + [
@@ -343,8 +371,19 @@ class Runner:
         dst_cmd = common + ["-qmp", "unix:%s,server=on,wait=off" % dst_sock,
                             "-incoming", "defer"]
         src_cmd = common + ["-qmp", "unix:%s,server=on,wait=off" % src_sock]
-        for ev in TRACE_EVENTS:
-            src_cmd += ["-trace", ev]
+        if a.trace_glob:
+            for i, ev in enumerate(a.trace_glob):
+                opt = "enable=" + ev
+                if i == 0 and simple:
+                    opt += ",file=" + simple
+                src_cmd += ["-trace", opt]
+        else:
+            for ev in TRACE_EVENTS:
+                src_cmd += ["-trace", ev]
+            if simple:
+                src_cmd += ["-trace", "file=" + simple]
+        if simple:
+            F["simpletrace_file"] = simple
         src_cmd += ["-D", out]
         if a.msg_timestamp:
             src_cmd += ["-msg", "timestamp=on"]
@@ -361,6 +400,16 @@ class Runner:
                                           sq.version["qemu"]["micro"])
         F["qemu_package"] = sq.version.get("package", "").strip()
         F["source_pid"] = src.pid
+        if a.go_file:
+            sys.stdout.write("source-pid %d\n" % src.pid)
+            sys.stdout.flush()
+            deadline = time.monotonic() + 60.0
+            while not os.path.exists(a.go_file):
+                if time.monotonic() > deadline:
+                    raise Fail("%s did not appear within 60 s" % a.go_file)
+                self.check_alive()
+                time.sleep(0.02)
+            log(a, "go file seen")
 
         for attempt in range(5):
             port = free_port()
@@ -464,7 +513,7 @@ class Runner:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--qemu", choices=("7.2", "10.0"), required=True)
+    ap.add_argument("--qemu", choices=QEMUS, required=True)
     ap.add_argument("--scenario", choices=sorted(SCENARIOS), required=True)
     ap.add_argument("--out", required=True, help="trace file written by the source (-D)")
     ap.add_argument("--msg-timestamp", action="store_true",
@@ -474,8 +523,14 @@ def main():
                     help="seconds the guest runs before `migrate` (default 0.5)")
     ap.add_argument("--append", help="tuning aid: override the guest command line")
     ap.add_argument("--ram", type=int, help="tuning aid: override guest RAM (MiB)")
+    ap.add_argument("--trace-glob", action="append",
+                    help="trace `-trace enable=PATTERN` instead of the default events (repeatable)")
+    ap.add_argument("--simpletrace", help="also write the simple backend's file here (usdt builds)")
+    ap.add_argument("--go-file", help="print `source-pid N`, then wait for this file before migrating")
     ap.add_argument("--verbose", "-v", action="store_true")
     args = ap.parse_args()
+    if args.simpletrace and not args.qemu.startswith("usdt-"):
+        ap.error("--simpletrace needs a usdt build (the Debian QEMUs have the log backend only)")
 
     def on_signal(signum, frame):
         raise Fail("interrupted by signal %d" % signum)

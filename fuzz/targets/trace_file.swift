@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
-// libFuzzer target: a whole file (log or recording) through TraceReader over an unlinked tmpfs file into a
+// libFuzzer target: a whole file (log or recording) through MigtraceIO's TraceReader over an unlinked tmpfs file into a
 // MigrationAnalyzer with a no-op sink, so the analyzer, the arithmetic and every rule run too.
 #if canImport(Glibc)
 import Glibc
 #endif
 import MigtraceCore
+import MigtraceIO
 
 final class NullSink: AnalysisSink {
     func seriesStarted(_ info: SeriesInfo) {}

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // libFuzzer target: an ELF image through USDTNotes.parse(bytes:), then each argument string.
-@testable import MigtraceCore
+@testable import MigtraceIO
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {

@@ -26,6 +26,9 @@ public struct RuleThresholds: Sendable, Equatable {
     public var rateCapTolerance: Double = 0.02
     /// `rate-capped`: the share of windows that must be at the cap (0.5 = most).
     public var rateCapShare: Double = 0.5
+    /// `rate-capped`: how long (ms) the windows looked at must last: a shorter migration is not held back enough
+    /// to be worth a finding.
+    public var rateCapMinMs: UInt64 = 10_000
     /// `non-convergence`: how long (ms) pending must stay above the threshold without falling.
     public var nonConvergenceMs: UInt64 = 10_000
     /// `trace-integrity`: bandwidth above this (bytes/ms) is impossible (100 GB/s).

@@ -1,46 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
 
-/// Receives the analysis as it streams: series, windows, findings, and the final report.
-public protocol AnalysisSink: AnyObject {
-    /// A new series begins (its first window follows).
-    func seriesStarted(_ info: SeriesInfo)
-    /// The next window of a series.
-    func window(_ window: AnalyzedWindow, in series: SeriesInfo)
-    /// A finding, as soon as a rule is sure of it.
-    func finding(_ finding: Finding)
-    /// A series is complete.
-    func seriesEnded(_ summary: SeriesSummary)
-    /// Everything is done.
-    func finished(_ report: AnalysisReport)
-    /// A live capture's own event (probes attached, state change, events lost, capture end), in order with
-    /// the analysis. Sinks that do not show live captures ignore it.
-    func live(_ event: LiveEvent)
-    /// The next window of a series, where it lies: the batch replay hands windows over by address, so that a
-    /// sink that reads a few fields (CSV) is spared a copy of the whole window. Defaults to ``window(_:in:)``.
-    func window(at window: UnsafePointer<AnalyzedWindow>, in series: SeriesInfo)
-}
-
-extension AnalysisSink {
-    /// Post-mortem outputs have no live events.
-    public func live(_ event: LiveEvent) {}
-    /// The window passed on as a value.
-    public func window(at window: UnsafePointer<AnalyzedWindow>, in series: SeriesInfo) {
-        self.window(window.pointee, in: series)
-    }
-}
-
-/// Whether an analyzer's output runs on a thread of its own.
-public enum OutputThreading: Sendable {
-    /// Every call reaches the sink on the analyzer's thread, as it is made (live captures, tests).
-    case inline
-    /// Once `startAfterWindows` windows have gone by inline, formatting and writing move to a consumer thread
-    /// fed in batches of `batchCapacity` windows (post-mortem reading of large inputs). The sink sees the same
-    /// calls in the same order; ``MigrationAnalyzer/endInput(_:)`` and ``MigrationAnalyzer/finish()`` return
-    /// only once everything before them is written.
-    case pipelined(
-        batchCapacity: Int = PipelinedSink.defaultBatchCapacity, startAfterWindows: Int = PipelinedSink.defaultStartAfterWindows)
-}
-
 /// The whole analysis, once every input has been read.
 public struct AnalysisReport: Sendable {
     /// One summary per series, in order.
@@ -73,31 +32,31 @@ public struct AnalysisReport: Sendable {
 public final class MigrationAnalyzer {
     /// The configuration in force.
     public let configuration: AnalysisConfiguration
-    /// Where every call to the sink goes: the sink itself, through a consumer thread when pipelined.
-    private let output: PipelinedSink
+    /// Where every window, finding and live event goes.
+    private let output: any AnalysisSink
 
     private struct SeriesKey: Hashable {
         var input: Int
         var thread: UInt32?
     }
 
-    // Exclusivity: the analyzer and everything it owns (series, rules, contexts) are confined to the thread that
-    // feeds it (the class is not Sendable), and no access to these properties is held across a call that could
-    // reach the same property again, so the runtime check (a thread-local access set: ~5 % of `analyze` in
-    // profiles) is switched off for the fields written per window. The compile-time checks still apply.
-    private final class OpenSeries {
-        @exclusivity(unchecked) var info: SeriesInfo
+    // The analyzer and everything it owns (series, rules, contexts) are confined to the thread that feeds it
+    // (the class is not Sendable).
+    /// One open series' state. A value kept in `slots`, changed in place: reaching it costs no reference
+    /// counting, as a class instance would per event.
+    private struct OpenSeries {
+        var info: SeriesInfo
         // Constants, so that a window reaches the rules without retaining either.
         let context: RuleContext
         let rules: BuiltinRules
-        @exclusivity(unchecked) var summary: SeriesSummary
-        @exclusivity(unchecked) var limit: UInt64?
-        @exclusivity(unchecked) var cumulative: UInt64 = 0
-        @exclusivity(unchecked) var elapsedMs: UInt64 = 0
-        @exclusivity(unchecked) var pending: UInt64?
-        @exclusivity(unchecked) var pendingExact = false
+        var summary: SeriesSummary
+        var limit: UInt64?
+        var cumulative: UInt64 = 0
+        var elapsedMs: UInt64 = 0
+        var pending: UInt64?
+        var pendingExact = false
         /// When this series last had a window (the analyzer's window counter), to close the idlest first.
-        @exclusivity(unchecked) var lastUse: UInt64 = 0
+        var lastUse: UInt64 = 0
         var tracker: MigrationTracker?
 
         init(info: SeriesInfo, context: RuleContext, rules: BuiltinRules) {
@@ -110,57 +69,47 @@ public final class MigrationAnalyzer {
         }
     }
 
-    private var open: [SeriesKey: OpenSeries] = [:]
+    /// Where each open series' state is in `slots`.
+    private var open: [SeriesKey: Int] = [:]
+    /// The open series' states; nil where a series was closed (its place is in `freeSlots`).
+    private var slots: ContiguousArray<OpenSeries?> = []
+    private var freeSlots: [Int] = []
     /// At most this many series stay open at once; a trace with more concurrent thread ids (only a hostile
     /// or garbled one has them) closes the idlest, so memory stays bounded.
     static let maxOpenSeries = 64
-    @exclusivity(unchecked) private var windowClock: UInt64 = 0  // written per window
+    private var windowClock: UInt64 = 0  // written per window
     /// How many series are open now (tests).
     var openSeriesCount: Int { open.count }
     /// The series of the last look-up (nearly every event belongs to it): spares a hash per event.
-    @exclusivity(unchecked) private var cachedKey: SeriesKey?
-    /// Unmanaged: `open` holds every cached series, and `close` (the only removal from `open`) clears the
-    /// cache; a strong reference cost a retain and a release per event.
-    @exclusivity(unchecked) private var cachedSeries: Unmanaged<OpenSeries>?
+    private var cachedKey: SeriesKey?
+    /// `close` (the only removal from `open`) clears the cache.
+    private var cachedSlot = 0
     /// The key last stored in `lastSeriesOfInput` (its only writer is consumeWindow).
-    @exclusivity(unchecked) private var lastSeriesKeyWritten: SeriesKey?
+    private var lastSeriesKeyWritten: SeriesKey?
     private var lastSeriesOfInput: [Int: SeriesKey] = [:]
-    @exclusivity(unchecked) private var newMigrationPending: Set<Int> = []  // read per window
+    private var newMigrationPending: Set<Int> = []  // read per window
     private var pendingBeforeSeries: [SeriesKey: (UInt64, Bool)] = [:]
     private var nextSeriesIndex = 0
     private var summaries: [SeriesSummary] = []
     private var findings: [Finding] = []
     private var diagnostics: [Diagnostic] = []
     private var rejected: UInt64 = 0
-    /// Events accepted, indexed by `ProbeKind.rawValue` (a dictionary only in the report). Owned storage
-    /// (allocated in init, freed in deinit) rather than an array: an array write checks uniqueness (a call to
-    /// `swift_isUniquelyReferenced`) per event. Confined to the analyzer's thread like everything else here.
-    private let kindCounts: UnsafeMutablePointer<UInt64> = {
-        let counts = UnsafeMutablePointer<UInt64>.allocate(capacity: ProbeKind.allCases.count)
-        counts.initialize(repeating: 0, count: ProbeKind.allCases.count)
-        return counts
-    }()
+    /// Events accepted, indexed by `ProbeKind.rawValue` (a dictionary only in the report).
+    private var kindCounts = [UInt64](repeating: 0, count: ProbeKind.allCases.count)
     private var suppressed: [String: Int] = [:]
     /// The migration each input is in, and the assessments of those that ended (Convergence/AnalyzerHooks.swift).
     var trackers: [Int: MigrationTracker] = [:], endedMigrations: [MigrationAssessment] = []
 
-    /// An analyzer that reports to `sink`, on this thread or (`.pipelined`) through a consumer thread.
-    public init(
-        configuration: AnalysisConfiguration = AnalysisConfiguration(), sink: any AnalysisSink, threading: OutputThreading = .inline
-    ) {
+    /// An analyzer that reports to `sink`, as it goes.
+    public init(configuration: AnalysisConfiguration = AnalysisConfiguration(), sink: any AnalysisSink) {
         self.configuration = configuration
-        switch threading {
-        case .inline: output = PipelinedSink(wrapping: sink, startAfterWindows: .max)
-        case .pipelined(let capacity, let after): output = PipelinedSink(wrapping: sink, batchCapacity: capacity, startAfterWindows: after)
-        }
+        output = sink
     }
 
     /// Pass a live capture's own event to the sink, in order with the analysis.
     public func live(_ event: LiveEvent) {
         output.live(event)
     }
-
-    deinit { kindCounts.deallocate() }
 
     /// Record a line or event that could not be used.
     public func reject(_ diagnostic: Diagnostic) {
@@ -172,15 +121,13 @@ public final class MigrationAnalyzer {
         kindCounts[Int(kind.rawValue)] += 1
     }
 
-    /// The open series of `key`, if any, through the one-entry cache. Unmanaged: `open` keeps it alive until
-    /// `close`, and callers use it within one event; a strong reference cost a retain/release pair per event.
-    @inline(__always) private func openSeries(_ key: SeriesKey) -> Unmanaged<OpenSeries>? {
-        if let s = cachedSeries, cachedKey == key { return s }
-        guard let s = open[key] else { return nil }
-        let handle = Unmanaged.passUnretained(s)
+    /// The slot of the open series of `key`, if any, through the one-entry cache.
+    @inline(__always) private func openSlot(_ key: SeriesKey) -> Int? {
+        if cachedKey == key { return cachedSlot }
+        guard let slot = open[key] else { return nil }
         cachedKey = key
-        cachedSeries = handle
-        return handle
+        cachedSlot = slot
+        return slot
     }
 
     /// Feed the next event: the one way events enter the analyzer (readers, live captures, tests).
@@ -215,18 +162,22 @@ public final class MigrationAnalyzer {
             case .migratePending: arguments.count >= 2 && arguments.a0 < arguments.a1
             default: false
             }
-        if let s = openSeries(key) {
+        if let slot = openSlot(key) {
             // An open series holds its input's tracker (a `setup` replaces the tracker and closes the series):
             // no dictionary look-up per pending event, 4–5 of which come per window.
-            s._withUnsafeGuaranteedRef {
-                $0.pending = arguments.a0
-                $0.pendingExact = exact
-                $0.tracker?.pending(arguments.a0, exact: exact)
-            }
+            Self.notePending(arguments.a0, exact: exact, in: &slots[slot]!)
         } else {
             migrationTracker(input).pending(arguments.a0, exact: exact)
             pendingBeforeSeries[key] = (arguments.a0, exact)
         }
+    }
+
+    /// A pending event of an open series, changed in place (reading the state out of `slots` copies it).
+    @inline(__always)
+    private static func notePending(_ bytes: UInt64, exact: Bool, in series: inout OpenSeries) {
+        series.pending = bytes
+        series.pendingExact = exact
+        series.tracker?.pending(bytes, exact: exact)
     }
 
     private func consumeState(_ event: TraceEvent) {
@@ -246,8 +197,8 @@ public final class MigrationAnalyzer {
             // A new migration: close what this input has open, the next window starts a new series.
             for key in open.keys where key.input == input { close(key) }
             newMigrationPending.insert(input)
-        } else if let key = lastSeriesOfInput[input], let s = open[key] {
-            s.summary.finalState = state
+        } else if let key = lastSeriesOfInput[input], let slot = open[key] {
+            slots[slot]!.summary.finalState = state
         } else if let key = lastSeriesOfInput[input], let i = summaries.lastIndex(where: { $0.info.index == seriesIndex(key) }) {
             summaries[i].finalState = state
         }
@@ -282,15 +233,13 @@ public final class MigrationAnalyzer {
             newMigrationPending.remove(key.input)
             for k in open.keys where k.input == key.input { close(k) }
         }
-        // Unmanaged: `open` keeps the series alive, and nothing below closes a series; a strong local cost two
-        // retain/release pairs per window.
-        let handle = openSeries(key) ?? Unmanaged.passUnretained(start(key, event))
-        handle._withUnsafeGuaranteedRef { analyse(event, key: key, in: $0) }
+        let slot = openSlot(key) ?? start(key, event)
+        analyse(event, key: key, in: &slots[slot]!)
     }
 
     /// The arithmetic, bookkeeping and hand-over of one valid window of `series`.
     @inline(__always)
-    private func analyse(_ event: TraceEvent, key: SeriesKey, in series: OpenSeries) {
+    private func analyse(_ event: TraceEvent, key: SeriesKey, in series: inout OpenSeries) {
         let args = event.arguments
         windowClock &+= 1
         series.lastUse = windowClock
@@ -319,15 +268,9 @@ public final class MigrationAnalyzer {
             switchoverBytesPerSecond: nil, threshold: 0, exact: false)
         var bandwidthExact = false
         if let era = fit.era {
-            if era == .a, configuration.downtimeLimitMs == nil, let limit = series.limit,
-                let kept = ThresholdRebuild.keepingLimit(.measured, limit, expected: bw, traced: traced)
-            {
-                rebuild = kept  // the common era-A window, without the general rebuild's call
-            } else {
-                rebuild = ThresholdRebuild.rebuild(
-                    era: era, arguments: args, bandwidth: bw, mbps: mb, fixedLimit: configuration.downtimeLimitMs,
-                    preferredLimit: series.limit)
-            }
+            rebuild = ThresholdRebuild.rebuild(
+                era: era, arguments: args, bandwidth: bw, mbps: mb, fixedLimit: configuration.downtimeLimitMs,
+                preferredLimit: series.limit)
             bandwidthExact = args.a2 == (era == .c ? truncatedMbps : truncatedBandwidth)
         }
 
@@ -369,8 +312,9 @@ public final class MigrationAnalyzer {
         series.tracker?.window(window)
     }
 
-    private func start(_ key: SeriesKey, _ event: TraceEvent) -> OpenSeries {
-        if open.count >= Self.maxOpenSeries, let idlest = open.min(by: { $0.value.lastUse < $1.value.lastUse })?.key {
+    /// Open a series for `key`, starting with `event`; returns its slot.
+    private func start(_ key: SeriesKey, _ event: TraceEvent) -> Int {
+        if open.count >= Self.maxOpenSeries, let idlest = open.min(by: { slots[$0.value]!.lastUse < slots[$1.value]!.lastUse })?.key {
             close(idlest)
         }
         if pendingBeforeSeries.count > Self.maxOpenSeries { pendingBeforeSeries.removeAll() }
@@ -384,25 +328,32 @@ public final class MigrationAnalyzer {
             self.output.finding(finding)
         }
         let rules = BuiltinRules(thresholds: configuration.thresholds, disabled: configuration.disabledRules)
-        let series = OpenSeries(info: info, context: context, rules: rules)
+        var series = OpenSeries(info: info, context: context, rules: rules)
         series.tracker = migrationTracker(key.input)
         if let (p, exact) = pendingBeforeSeries.removeValue(forKey: key) {
             series.pending = p
             series.pendingExact = exact
         }
-        open[key] = series
+        let slot: Int
+        if let free = freeSlots.popLast() {
+            slot = free
+            slots[slot] = series
+        } else {
+            slot = slots.count
+            slots.append(series)
+        }
+        open[key] = slot
         cachedKey = key
-        cachedSeries = Unmanaged.passUnretained(series)
+        cachedSlot = slot
         output.seriesStarted(info)
-        return series
+        return slot
     }
 
     private func close(_ key: SeriesKey) {
-        guard let s = open.removeValue(forKey: key) else { return }
-        if cachedKey == key {
-            cachedKey = nil
-            cachedSeries = nil
-        }
+        guard let slot = open.removeValue(forKey: key), var s = slots[slot] else { return }
+        slots[slot] = nil
+        freeSlots.append(slot)
+        if cachedKey == key { cachedKey = nil }
         s.rules.finish(s.context)
         for (id, n) in s.context.suppressed { suppressed[id, default: 0] += n }
         s.summary.info = s.info
@@ -412,33 +363,30 @@ public final class MigrationAnalyzer {
         output.seriesEnded(s.summary)
     }
 
-    /// One input is fully read: its series are complete (later inputs never continue them). Returns once the
-    /// sink has everything so far, so the caller may write elsewhere (stderr) in order with it.
+    /// The series index of the open series of `key`.
+    private func index(of key: SeriesKey) -> Int { slots[open[key]!]!.info.index }
+
+    /// One input is fully read: its series are complete (later inputs never continue them).
     public func endInput(_ input: Int) {
-        for key in open.keys.filter({ $0.input == input }).sorted(by: { open[$0]!.info.index < open[$1]!.info.index }) {
+        for key in open.keys.filter({ $0.input == input }).sorted(by: { index(of: $0) < index(of: $1) }) {
             close(key)
         }
         newMigrationPending.remove(input)
         endMigration(input)
-        output.drain()
     }
 
     /// End of input: close every series, summarise rejected lines, and deliver the report.
     @discardableResult
     public func finish() -> AnalysisReport {
-        for key in open.keys.sorted(by: { open[$0]!.info.index < open[$1]!.info.index }) { close(key) }
+        for key in open.keys.sorted(by: { index(of: $0) < index(of: $1) }) { close(key) }
         for input in trackers.keys.sorted() { endMigration(input) }
         summaries.sort { $0.info.index < $1.info.index }
-        if rejected > 0, !configuration.disabledRules.contains(TraceIntegrityRule.id) {
-            let first = diagnostics.first
-            let f = Finding(
-                rule: TraceIntegrityRule.id, severity: .warning, series: -1, firstWindow: -1, lastWindow: -1,
-                startTime: 0, endTime: 0,
-                message:
-                    "\(rejected) line(s) or event(s) rejected; the first at input \(first?.input ?? 0) line \(first?.line ?? 0): \(first?.reason ?? "").",
-                evidence: [.count("rejected", rejected)], remedy: TraceIntegrityRule.remedy)
-            findings.append(f)
-            output.finding(f)
+        let trace = TraceFacts(rejected: rejected, firstRejection: diagnostics.first)
+        for rule in RuleRegistry.all where !configuration.disabledRules.contains(rule.id) {
+            for f in rule.traceFindings(trace) {
+                findings.append(f)
+                output.finding(f)
+            }
         }
         var eventCounts: [ProbeKind: UInt64] = [:]
         for kind in ProbeKind.allCases where kindCounts[Int(kind.rawValue)] > 0 {

@@ -105,6 +105,7 @@ public struct EventOrigin: Sendable, Equatable {
     public var line: UInt64
 
     /// An origin at `line` of input number `input`.
+    @inlinable
     public init(input: Int, line: UInt64) {
         self.input = input
         self.line = line
@@ -120,19 +121,19 @@ public struct EventOrigin: Sendable, Equatable {
 /// holds no reference: readers store batches of them and the analyzer reads them in place, with no reference
 /// counting per event.
 public struct TraceEvent: Sendable, Equatable {
-    private static let hasTimestamp: UInt8 = 1
-    private static let hasThread: UInt8 = 2
-    private static let hasProcess: UInt8 = 4
+    @usableFromInline static let hasTimestamp: UInt8 = 1
+    @usableFromInline static let hasThread: UInt8 = 2
+    @usableFromInline static let hasProcess: UInt8 = 4
 
     /// The raw probe arguments, unconverted (4 or 5 for `migrate_transferred`).
     public var arguments: ProbeArguments
-    private var timestamp: UInt64
-    private var line: UInt64
+    @usableFromInline var timestamp: UInt64
+    @usableFromInline var line: UInt64
     // 32 bits for the input's index (a count of command-line files), the thread and the process: the stride stays
     // at 88 bytes.
-    private var input32: UInt32
-    private var thread: UInt32
-    private var process: UInt32
+    @usableFromInline var input32: UInt32
+    @usableFromInline var thread: UInt32
+    @usableFromInline var process: UInt32
     /// How many earlier events of the same kind and thread this one stands for, dropped by the reader because
     /// this one overwrote them before any window could read them (consecutive pending estimates); counted as events.
     public var repeats: UInt32
@@ -140,12 +141,12 @@ public struct TraceEvent: Sendable, Equatable {
     public var kind: ProbeKind
     /// The clock `timestampNanoseconds` is on.
     public var clock: ClockKind
-    private var flags: UInt8
+    @usableFromInline var flags: UInt8
     /// The new state for `migrate_set_state`; `nil` for every other event.
     public var state: MigrationState?
 
     /// An event with every field given.
-    @inline(__always)
+    @inlinable
     public init(
         kind: ProbeKind, arguments: ProbeArguments, timestampNanoseconds: UInt64? = nil, clock: ClockKind = .wall,
         threadID: UInt32? = nil, processID: UInt32? = nil, state: MigrationState? = nil, origin: EventOrigin = .live
@@ -168,7 +169,7 @@ public struct TraceEvent: Sendable, Equatable {
 
     /// Nanoseconds on `clock`, when the source gives a time; `nil` for logs without a prefix.
     public var timestampNanoseconds: UInt64? {
-        @inline(__always) get { flags & Self.hasTimestamp != 0 ? timestamp : nil }
+        @inlinable get { flags & Self.hasTimestamp != 0 ? timestamp : nil }
         set {
             timestamp = newValue ?? 0
             flags = newValue == nil ? flags & ~Self.hasTimestamp : flags | Self.hasTimestamp
@@ -177,7 +178,7 @@ public struct TraceEvent: Sendable, Equatable {
 
     /// Thread id of the firing thread (the migration thread), when known.
     public var threadID: UInt32? {
-        @inline(__always) get { flags & Self.hasThread != 0 ? thread : nil }
+        @inlinable get { flags & Self.hasThread != 0 ? thread : nil }
         set {
             thread = newValue ?? 0
             flags = newValue == nil ? flags & ~Self.hasThread : flags | Self.hasThread
@@ -186,7 +187,7 @@ public struct TraceEvent: Sendable, Equatable {
 
     /// Process id, when known.
     public var processID: UInt32? {
-        @inline(__always) get { flags & Self.hasProcess != 0 ? process : nil }
+        @inlinable get { flags & Self.hasProcess != 0 ? process : nil }
         set {
             process = newValue ?? 0
             flags = newValue == nil ? flags & ~Self.hasProcess : flags | Self.hasProcess
@@ -195,7 +196,7 @@ public struct TraceEvent: Sendable, Equatable {
 
     /// File and line, or live.
     public var origin: EventOrigin {
-        @inline(__always) get { EventOrigin(input: Int(input32), line: line) }
+        @inlinable get { EventOrigin(input: Int(input32), line: line) }
         set {
             precondition(newValue.input >= 0 && newValue.input <= Int(UInt32.max), "input index out of range")
             input32 = UInt32(truncatingIfNeeded: newValue.input)
@@ -205,15 +206,15 @@ public struct TraceEvent: Sendable, Equatable {
 
     /// Whether `next` may stand for this event too (it would overwrite it, and nothing reads it in between):
     /// a pending event of the same kind, input and thread, with a timestamp and thread and nothing else optional.
-    @inline(__always)
-    func mayFold(into next: TraceEvent) -> Bool {
+    @inlinable
+    package func mayFold(into next: TraceEvent) -> Bool {
         kind == next.kind && thread == next.thread && input32 == next.input32 && flags == next.flags
             && flags == Self.hasTimestamp | Self.hasThread && state == nil && next.state == nil
     }
 
     /// Fold this event into `next`'s values: it now stands for itself, the events it stood for, and `next`.
-    @inline(__always)
-    mutating func fold(_ next: TraceEvent) {
+    @inlinable
+    package mutating func fold(_ next: TraceEvent) {
         let earlier = repeats
         self = next
         repeats = earlier &+ 1

@@ -96,7 +96,8 @@ public final class JSONLinesSink: AnalysisSink {
                 o.raw(",\"state\":"); o.string(state)
                 if let ts = time { o.raw(",\"time\":"); o.number(Double(ts) / 1e9) }
             }
-        case .lost(let drops):
+        case .captured: break
+        case .lost(let drops, _):
             object("lost") { o in
                 o.raw(",\"kernel_drops\":"); o.unsigned(drops)
             }

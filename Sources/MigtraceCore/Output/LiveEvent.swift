@@ -7,8 +7,12 @@ public enum LiveEvent: Sendable {
     case attached(LiveAttachment)
     /// QEMU's migration state changed (`migrate_set_state`); the time is wall-clock ns when known.
     case state(String, timeNanoseconds: UInt64?)
-    /// The kernel ring buffer has dropped this many events so far.
-    case lost(kernelDrops: UInt64)
+    /// An event as captured, before the analyzer reads it (the recording keeps every one); `monotonicNanoseconds`
+    /// is the probe's own clock, the event's timestamp already wall-clock.
+    case captured(TraceEvent, monotonicNanoseconds: UInt64?)
+    /// The kernel ring buffer (`kernelDrops`) and the hand-over to the analyzer (`consumerDrops`) have dropped
+    /// this many events so far.
+    case lost(kernelDrops: UInt64, consumerDrops: UInt64)
     /// The capture ended; the report follows.
     case ended(CaptureEnd)
 }

@@ -136,7 +136,8 @@ public final class LiveViewSink: AnalysisSink {
         case .state(let s, _):
             state = s
             redraw(force: true)
-        case .lost(let drops):
+        case .captured: break
+        case .lost(let drops, _):
             lost = drops
             redraw(force: true)
         case .ended(let e):

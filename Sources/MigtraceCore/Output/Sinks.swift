@@ -128,7 +128,7 @@ public final class JSONSink: AnalysisSink {
     private var finishedBuffered: Set<Int> = []
     private var windowCount: [Int: Int] = [:]
     /// Statistics of each input, filled in by the caller before `finish`.
-    public var inputs: [(name: String, stats: TraceReader.Statistics)] = []
+    public var inputs: [InputSummary] = []
     /// The finished report.
     public private(set) var report: AnalysisReport?
 
@@ -220,12 +220,7 @@ public final class JSONSink: AnalysisSink {
         o.raw("],\"inputs\":[")
         for (i, input) in inputs.enumerated() {
             if i > 0 { o.raw(",") }
-            o.raw("{\"name\":"); o.string(input.name)
-            o.raw(",\"format\":"); o.string(input.stats.format.rawValue)
-            o.raw(",\"lines\":"); o.unsigned(input.stats.lines)
-            o.raw(",\"events\":"); o.unsigned(input.stats.events)
-            o.raw(",\"rejected\":"); o.unsigned(input.stats.rejected)
-            o.raw("}")
+            input.writeJSON(&o)
         }
         o.raw("],\"diagnostics\":[")
         for (i, d) in r.diagnostics.enumerated() {
@@ -254,6 +249,9 @@ public final class TextSink: AnalysisSink {
     private var captureEnd: CaptureEnd?
     /// The finished report.
     public private(set) var report: AnalysisReport?
+    /// Set before `finish` when no input could be analysed (each said why on stderr): an empty run then prints
+    /// no summary and no tracing hint, which would only repeat that nothing was read.
+    public var nothingRead = false
 
     /// A text renderer. `flushEachLine` is for live use.
     public init(out: any ByteOutput, names: InputNames, showWindows: Bool = true, flushEachLine: Bool = false) {
@@ -344,18 +342,19 @@ public final class TextSink: AnalysisSink {
     public func live(_ event: LiveEvent) {
         switch event {
         case .attached(let a):
-            var h = "migtrace \(a.migtraceVersion): attached to pid \(a.pid) (\(a.binary))\n"
+            var h = "migtrace \(a.migtraceVersion): attached to pid \(a.pid) (\(TerminalText.escaped(a.binary)))\n"
             let args = { (n: Int?) in n.map { $0 == 1 ? "1 arg" : "\($0) args" } ?? "?" }
             h += "probes: " + a.probes.filter(\.attached).map { "\($0.name) (\(args($0.argumentCount)))" }.joined(separator: ", ") + "\n"
             let missing = a.probes.filter { !$0.attached }
             if !missing.isEmpty { h += "not attached: " + missing.map { "\($0.name) (\($0.reason ?? ""))" }.joined(separator: ", ") + "\n" }
-            if let record = a.recordPath { h += "recording to \(record)\n" }
+            if let record = a.recordPath { h += "recording to \(TerminalText.escaped(record))\n" }
             h += "waiting for migrate_transferred windows… (Ctrl-C ends with a summary)\n"
             put(h)
             out.flush()
         case .state(let state, _):
             put("  · migration state: \(state)\n")
-        case .lost(let drops):
+        case .captured: break
+        case .lost(let drops, _):
             put("  ▲ lost \(drops) events so far (kernel ring buffer full; try --ring-buffer-size)\n")
         case .ended(let end):
             captureEnd = end
@@ -364,6 +363,10 @@ public final class TextSink: AnalysisSink {
 
     public func finished(_ r: AnalysisReport) {
         report = r
+        if nothingRead && r.windowCount == 0 && r.migrations.isEmpty && r.findings.isEmpty {
+            out.flush()
+            return
+        }
         var t = "\nsummary: \(r.series.count) series, \(r.windowCount) windows, thresholds exact in \(r.exactCount)/\(r.windowCount)"
         let counts = Severity.allCases.reversed().map { sev in "\(r.findings.filter { $0.severity == sev }.count) \(sev)" }
         t += "; findings: " + counts.joined(separator: ", ")

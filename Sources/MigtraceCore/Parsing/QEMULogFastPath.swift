@@ -158,28 +158,29 @@ enum FastPathWords {
 
 /// Values ``QEMULogParser/fastLine(_:memo:)`` read from earlier lines, by the words they were read from. The
 /// initial values are those of a word of zero bytes, so they hold from the start.
-struct FastLineMemo {
-    var firstWord: UInt64 = 0
-    var tid: UInt64 = 0
-    var tidLength = 0
-    var secondsHead: UInt64 = 0
-    var secondsHeadNanoseconds: UInt64 = 0
+package struct FastLineMemo {
+    package init() {}
+    package var firstWord: UInt64 = 0
+    package var tid: UInt64 = 0
+    package var tidLength = 0
+    package var secondsHead: UInt64 = 0
+    package var secondsHeadNanoseconds: UInt64 = 0
 }
 
 /// One line the fast path read: the event's fields and how many bytes the line took, newline included.
-struct FastLine {
-    var kind: ProbeKind
-    var arguments: ProbeArguments
-    var timestamp: UInt64
-    var thread: UInt32
-    var length: Int
+package struct FastLine {
+    package var kind: ProbeKind
+    package var arguments: ProbeArguments
+    package var timestamp: UInt64
+    package var thread: UInt32
+    package var length: Int
 }
 
 extension QEMULogParser {
     /// How many bytes from a line's start ``fastLine(_:)`` may read: callers run it only where that many
     /// bytes of input follow. A line it accepts has at most 19 digits per number, so it reads at most
     /// 50 (prefix) + 32 (name) + 5 × 19 (numbers) + 48 (labels) + 8 (last load) = 233 bytes.
-    static let fastPathReach = 256
+    package static let fastPathReach = 256
 
     /// The line at `p`, when it is `migrate_pending` (QEMU < 8.0), `migrate_pending_estimate`,
     /// `migrate_pending_exact` (QEMU ≥ 8.0) or `migrate_transferred` in QEMU's exact layout behind a
@@ -191,7 +192,7 @@ extension QEMULogParser {
     ///
     /// SAFETY: `p` must be followed by at least ``fastPathReach`` readable bytes.
     @inline(__always)
-    static func fastLine(_ p: UnsafeRawPointer) -> FastLine? {
+    package static func fastLine(_ p: UnsafeRawPointer) -> FastLine? {
         var memo = FastLineMemo()
         return fastLine(p, memo: &memo)
     }
@@ -199,7 +200,7 @@ extension QEMULogParser {
     /// ``fastLine(_:)`` remembering, in `memo`, the values of the line's first word and of its seconds' first
     /// 8 digits: consecutive lines mostly share both (one thread, the same 100 seconds).
     @inline(__always)
-    static func fastLine(_ p: UnsafeRawPointer, memo: inout FastLineMemo) -> FastLine? {
+    package static func fastLine(_ p: UnsafeRawPointer, memo: inout FastLineMemo) -> FastLine? {
         typealias W = FastPathWords
         // tid@sec.usec: (the log backend with -msg timestamp=on)
         let first = SWAR.load(p, 0)

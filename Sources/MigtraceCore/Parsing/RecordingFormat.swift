@@ -271,8 +271,23 @@ public struct JSONWriter: Sendable {
     /// Append a quoted, escaped string.
     public mutating func string(_ s: String) {
         bytes.append(UInt8(ascii: "\""))
+        // DEL and the C1 controls (U+0080–U+009F, UTF-8 C2 80–C2 9F) are escaped too: a terminal showing the
+        // document raw (`jq -r`, `cat`) must not take them as control sequences.
+        var c1 = false
         for b in s.utf8 {
+            if c1 {
+                c1 = false
+                if b >= 0x80 && b <= 0x9f {
+                    let hex = Array("0123456789abcdef".utf8)
+                    bytes.append(contentsOf: [92, UInt8(ascii: "u"), 48, 48, hex[Int(b >> 4)], hex[Int(b & 15)]])
+                    continue
+                }
+                bytes.append(0xc2)
+            }
             switch b {
+            case 0xc2:
+                c1 = true
+            case 0x7f: bytes.append(contentsOf: Array("\\u007f".utf8))
             case UInt8(ascii: "\""): bytes.append(contentsOf: [92, 34])
             case UInt8(ascii: "\\"): bytes.append(contentsOf: [92, 92])
             case 10: bytes.append(contentsOf: [92, UInt8(ascii: "n")])
@@ -284,6 +299,7 @@ public struct JSONWriter: Sendable {
             default: bytes.append(b)
             }
         }
+        if c1 { bytes.append(0xc2) }
         bytes.append(UInt8(ascii: "\""))
     }
 }

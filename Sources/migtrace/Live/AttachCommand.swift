@@ -2,6 +2,7 @@
 import ArgumentParser
 import MigtraceBPF
 import MigtraceCore
+import MigtraceIO
 
 #if canImport(Glibc)
     import Glibc
@@ -21,7 +22,8 @@ struct AttachCommand: AsyncParsableCommand {
             completes; the summary and drop counts are printed last.
 
             EXAMPLES:
-              migtrace attach $(pidof qemu-kvm)
+              pgrep -af qemu                      # one line per QEMU: pick the source
+              migtrace attach $(pgrep -f 'guest=vm1,')   # libvirt's -name guest=vm1,…
               migtrace attach --record mig.rec --until-complete 4242
               migtrace attach --format json 4242 | jq -c 'select(.type=="anomaly")'
               migtrace analyze mig.rec   # replays: same series, same anomalies
@@ -32,6 +34,7 @@ struct AttachCommand: AsyncParsableCommand {
               5 the kernel lacks uprobes or the BPF ring buffer
               6 not a QEMU with the qemu:migrate_transferred probe
               7 recording file refused or not writable
+              9 the kernel refused access although no capability is missing
             """
     )
 
@@ -52,7 +55,9 @@ struct AttachCommand: AsyncParsableCommand {
     @OptionGroup var analysis: AnalysisOptions
 
     func validate() throws {
-        guard pid > 0 else { throw ValidationError("The pid must be a positive number, e.g. $(pidof qemu-system-x86_64).") }
+        guard pid > 0 else {
+            throw ValidationError("The pid must be a positive number, e.g. $(pgrep -f 'guest=vm1,') (`pgrep -af qemu` lists them).")
+        }
         guard ringBufferSize >= 4096, ringBufferSize & (ringBufferSize - 1) == 0 else {
             throw ValidationError("--ring-buffer-size must be a power of two of at least 4096 bytes.")
         }
@@ -118,17 +123,24 @@ struct LiveRun {
             } catch {
                 throw LiveFailure(message: error.description, code: AttachExit.recording)
             }
-            recorder?.append(RecordingFormat.headerLine(recordingHeader(binary: binary, session: session, offset: offset)))
         }
 
         // Output is flushed once per ring-buffer batch (at QEMU's pace that is every event; in a burst it
         // saves a write(2) per line).
         let out = FileDescriptorOutput.standardOutput
         let view = liveView ? LiveViewSink(out: out, names: InputNames(["live"])) : nil
-        let sink: any AnalysisSink =
+        let display: any AnalysisSink =
             format == .json
             ? JSONLinesSink(out: out, flushEachObject: false)
             : view.map { $0 as any AnalysisSink } ?? TextSink(out: out, names: InputNames(["live"]), flushEachLine: false)
+        let sink: any AnalysisSink =
+            if let recorder {
+                TeeSink([
+                    display, RecordingSink(store: recorder, header: recordingHeader(binary: binary, session: session, offset: offset)),
+                ])
+            } else {
+                display
+            }
         let analyzer = MigrationAnalyzer(configuration: analysis.configuration, sink: sink)
         view?.assessment = { [weak analyzer] in analyzer?.currentAssessment(input: 0) }
         analyzer.live(
@@ -153,7 +165,7 @@ struct LiveRun {
                         e.timestampNanoseconds = MonotonicClock.wallNanoseconds(monotonic: m, offset: offset)
                         e.clock = .wall
                     }
-                    recorder?.append(RecordingFormat.eventLine(e, monotonicNanoseconds: mono))
+                    analyzer.live(.captured(e, monotonicNanoseconds: mono))
                     analyzer.consume(e)
                     if e.kind == .migrateSetState, let state = e.state, state != .unrecognized {
                         analyzer.live(.state(state.name, timeNanoseconds: e.timestampNanoseconds))
@@ -163,8 +175,7 @@ struct LiveRun {
                 let drops = (try? session.kernelDrops()) ?? reportedDrops
                 if drops > reportedDrops {
                     reportedDrops = drops
-                    recorder?.append(RecordingFormat.lostLine(kernelDrops: drops, consumerDrops: session.consumerDrops))
-                    analyzer.live(.lost(kernelDrops: drops))
+                    analyzer.live(.lost(kernelDrops: drops, consumerDrops: session.consumerDrops))
                 }
                 out.flush()
                 if !recordingFailureShown, let failure = recorder?.failure, let record {
@@ -184,11 +195,6 @@ struct LiveRun {
         let end = CaptureEnd(
             reason: reason, eventsReceived: session.receivedEvents, kernelDrops: (try? session.kernelDrops()) ?? reportedDrops,
             consumerDrops: session.consumerDrops)
-        // A recording stopped early (disk full) says so in its end record.
-        recorder?.finish(
-            RecordingFormat.endLine(
-                reason: recorder?.failure == nil ? reason : "recording-stopped", kernelDrops: end.kernelDrops,
-                consumerDrops: end.consumerDrops))
         analyzer.live(.ended(end))
         let report = analyzer.finish()
         let outputFailure = outputWriteFailure()

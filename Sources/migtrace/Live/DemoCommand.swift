@@ -2,6 +2,7 @@
 import ArgumentParser
 import MigtraceBPF
 import MigtraceCore
+import MigtraceIO
 
 #if canImport(Glibc)
     import Glibc
@@ -110,46 +111,29 @@ struct DemoTarget: Sendable {
     /// Reap the target as soon as it exits, so that /proc/<pid> disappears and the live session ends
     /// as it does for a real QEMU (a zombie child would keep it "alive").
     private func reapInBackground() {
-        var thread = pthread_t()
-        let rc = pthread_create(
-            &thread, nil,
-            { ctx in
-                let pid = Int32(Int(bitPattern: ctx))
-                var status: Int32 = 0
-                while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-                return nil
-            }, UnsafeMutableRawPointer(bitPattern: Int(pid)))
-        if rc == 0 { pthread_detach(thread) }
+        let pid = self.pid
+        WorkerThread.detached {
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        }
     }
 
     /// Hand the replay script to the target (it fires the events at their pace) and close its input.
     func feed(_ script: [UInt8]) {
         let fd = input
-        // A pthread writes, since the script may exceed the pipe buffer while the target sleeps between events.
-        final class Box: @unchecked Sendable {  // SAFETY: handed over to one thread, read only there.
-            let fd: Int32
-            let bytes: [UInt8]
-            init(_ fd: Int32, _ bytes: [UInt8]) { self.fd = fd; self.bytes = bytes }
-        }
-        let box = Unmanaged.passRetained(Box(fd, script)).toOpaque()
-        var thread = pthread_t()
-        let rc = pthread_create(
-            &thread, nil,
-            { ctx in
-                // SAFETY: balanced with passRetained above; this thread is the only consumer.
-                let b = Unmanaged<Box>.fromOpaque(ctx!).takeRetainedValue()
-                b.bytes.withUnsafeBytes { raw in
-                    var off = 0
-                    while off < raw.count {
-                        let n = write(b.fd, raw.baseAddress! + off, raw.count - off)
-                        if n <= 0 { break }
-                        off += n
-                    }
+        // A thread writes, since the script may exceed the pipe buffer while the target sleeps between events.
+        let started = WorkerThread.detached {
+            script.withUnsafeBytes { raw in
+                var off = 0
+                while off < raw.count {
+                    let n = write(fd, raw.baseAddress! + off, raw.count - off)
+                    if n <= 0 { break }
+                    off += n
                 }
-                close(b.fd)
-                return nil
-            }, box)
-        if rc == 0 { pthread_detach(thread) } else { close(fd) }
+            }
+            close(fd)
+        }
+        if !started { close(fd) }
     }
 
     func kill() { _ = Glibc.kill(pid, SIGKILL) }

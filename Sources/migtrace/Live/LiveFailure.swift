@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import ArgumentParser
 import MigtraceBPF
+import MigtraceCore
 
 #if canImport(Glibc)
     import Glibc
@@ -13,6 +14,9 @@ enum AttachExit {
     static let kernelSupport = ExitCode(5)
     static let notQEMUWithProbe = ExitCode(6)
     static let recording = ExitCode(7)
+    /// The kernel refused access to the target for a reason no capability of migtrace lifts (not dumpable, more
+    /// privileged, another user namespace, an LSM, Yama).
+    static let targetRefused = ExitCode(9)
 }
 
 /// Why a live capture could not start, said so that the user knows what to do next, with its exit code.
@@ -44,19 +48,52 @@ struct LiveFailure: Error {
             LiveFailure(
                 message: "\(error); a kernel with CONFIG_UPROBE_EVENTS and BPF ring buffer (5.8+) is needed", code: AttachExit.kernelSupport
             )
-        case .executableUnresolvable(_, let e) where e == EACCES || e == EPERM:
+        case .executableUnresolvable(let pid, let e) where e == EACCES || e == EPERM:
+            Self.refusedTarget(pid: pid)
+        case .executableUnresolvable(let pid, _) where TargetAccess.isKernelThread(pid: pid):
             LiveFailure(
-                message:
-                    "\(error): reading another user's /proc/<pid>/exe needs CAP_SYS_PTRACE (missing); run as root or add CAP_SYS_PTRACE",
-                code: AttachExit.privileges)
+                message: TargetAccess.message(pid: pid, TargetAccess.diagnose(pid: pid, effective: effective())),
+                code: AttachExit.notQEMUWithProbe)
         case .executableUnresolvable:
             LiveFailure(message: "\(error); run as root in the target's PID namespace", code: AttachExit.noSuchProcess)
         }
     }
 
+    /// This process's effective capabilities (none when they cannot be read).
+    private static func effective() -> CapabilitySet {
+        (try? CapabilitySet.currentEffective()) ?? CapabilitySet(rawValue: 0)
+    }
+
+    /// `/proc/<pid>/exe` was refused: a missing CAP_SYS_PTRACE is a privilege problem (exit 4); a kernel thread is
+    /// not a QEMU (exit 6); a refusal that no capability of migtrace would lift is its own case (exit 9).
+    private static func refusedTarget(pid: Int32) -> LiveFailure {
+        let cause = TargetAccess.diagnose(pid: pid, effective: effective())
+        let code: ExitCode =
+            switch cause {
+            case .missingPtrace: AttachExit.privileges
+            case .kernelThread: AttachExit.notQEMUWithProbe
+            case .yamaNoAttach, .refusedDespitePtrace: AttachExit.targetRefused
+            }
+        return LiveFailure(message: TargetAccess.message(pid: pid, cause), code: code)
+    }
+
+    /// What refuses BPF or uprobes to a process that holds CAP_SYS_ADMIN: kernel lockdown (named when active) or
+    /// a security module.
+    private static func lockdownOrLSM() -> String {
+        let lockdown = TargetAccess.read("/sys/kernel/security/lockdown") ?? ""
+        if lockdown.contains("[integrity]") || lockdown.contains("[confidentiality]") {
+            let mode = lockdown.contains("[confidentiality]") ? "confidentiality" : "integrity"
+            return
+                "The kernel is in lockdown mode \(mode) (/sys/kernel/security/lockdown), which forbids BPF tracing; boot without lockdown (Secure Boot enforces it on some distributions) or use the QEMU log with `migtrace analyze`."
+        }
+        return
+            "A security module (SELinux, AppArmor, a BPF LSM) or a container's seccomp profile forbids it; check the audit log (`journalctl -k | grep -i denied`), or use the QEMU log with `migtrace analyze`."
+    }
+
     private static func attach(_ error: LiveAttachError, pid: Int32) -> LiveFailure {
         switch error {
-        case .noQEMUProbes(let path):
+        case .noQEMUProbes(let binary):
+            let path = TerminalText.escaped(binary)
             guard path.contains("qemu") else {
                 return LiveFailure(
                     message:
@@ -69,6 +106,12 @@ struct LiveFailure: Error {
                       1. start QEMU with `-trace migrate_transferred -trace 'migrate_pending*' -D FILE`, then `migtrace analyze FILE`;
                       2. on a running QEMU: QMP {"execute":"trace-event-set-state","arguments":{"name":"migrate_transferred","enable":true}} (HMP: `trace-event migrate_transferred on`; it logs to the -D file or stderr), then `migtrace analyze` that log.
                     """, code: AttachExit.notQEMUWithProbe)
+        case .requiredProbeMissing(_, _, let e?)
+        where (e.errno == EPERM || e.errno == EACCES) && effective().contains(CapabilitySet.sysAdmin):
+            return LiveFailure(
+                message:
+                    "\(error): the kernel refused the uprobe although CAP_SYS_ADMIN is effective, so no capability is missing. \(Self.lockdownOrLSM())",
+                code: AttachExit.targetRefused)
         case .requiredProbeMissing(_, _, let e?) where e.errno == EPERM || e.errno == EACCES:
             return LiveFailure(
                 message:
@@ -78,6 +121,10 @@ struct LiveFailure: Error {
             return LiveFailure(
                 message: "\(error); this QEMU has USDT probes but not migrate_transferred: use its log output with `migtrace analyze`",
                 code: AttachExit.notQEMUWithProbe)
+        case .libbpf(let e) where (e.errno == EPERM || e.errno == EACCES) && effective().contains(CapabilitySet.sysAdmin):
+            return LiveFailure(
+                message: "\(e): refused although CAP_SYS_ADMIN is effective, so no capability is missing. \(Self.lockdownOrLSM())",
+                code: AttachExit.targetRefused)
         case .libbpf(let e) where e.errno == EPERM || e.errno == EACCES:
             return LiveFailure(message: "\(e); run as root or with CAP_BPF+CAP_PERFMON", code: AttachExit.privileges)
         case .libbpf(let e) where e.errno == EINVAL || e.errno == EOPNOTSUPP || e.errno == ENOSYS:

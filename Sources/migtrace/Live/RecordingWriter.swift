@@ -10,7 +10,7 @@ import MigtraceCore
 /// A failed or short write (disk full) truncates the partial record away and stops recording.
 /// Room for the end record is kept allocated past the end of the file (fallocate, FALLOC_FL_KEEP_SIZE), so a
 /// recording stopped by a full disk still ends with its end record.
-final class RecordingWriter {
+final class RecordingWriter: RecordStore {
     let path: String
     private let fd: Int32
     private var offset: off_t = 0

@@ -21,6 +21,9 @@ public protocol AnomalyRule: AnyObject {
     static var firesWhen: String { get }
     /// The knobs that address it, briefly: the README table's last column.
     static var knobs: String { get }
+    /// The fewest windows a series needs before the rule can fire, at QEMU's 100 ms cadence and with the default
+    /// thresholds (a shorter series can never show it): documented in `migtrace rules` and the README table.
+    static var minimumWindows: Int { get }
 
     /// A fresh rule for one series.
     init(thresholds: RuleThresholds)
@@ -28,18 +31,29 @@ public protocol AnomalyRule: AnyObject {
     func observe(_ window: AnalyzedWindow, _ context: RuleContext)
     /// The series ended: report what is still open.
     func finish(_ context: RuleContext)
+    /// Findings about the whole trace rather than one series (rejected lines), once every input is read.
+    static func traceFindings(_ trace: TraceFacts) -> [Finding]
 }
 
 extension AnomalyRule {
     /// Most rules have nothing left to report at the end of a series.
     public func finish(_ context: RuleContext) {}
+    /// Most rules judge series only.
+    public static func traceFindings(_ trace: TraceFacts) -> [Finding] { [] }
+}
+
+/// What the analyzer knows of the whole trace once every input is read, for ``AnomalyRule/traceFindings(_:)``.
+public struct TraceFacts: Sendable {
+    /// Lines or events rejected in all.
+    public var rejected: UInt64
+    /// The first rejection, if any.
+    public var firstRejection: Diagnostic?
 }
 
 /// What a rule sees of its series besides the window, and where it reports.
 public final class RuleContext {
     /// The series being analysed.
-    // Exclusivity unchecked: confined to the analyzer's thread (see MigrationAnalyzer.OpenSeries).
-    @exclusivity(unchecked) public internal(set) var series: SeriesInfo
+    public internal(set) var series: SeriesInfo
     /// Findings are delivered here as they are made.
     let deliver: (Finding) -> Void
     /// Findings reported so far and dropped by the cap, per rule type, to cap floods from hostile input. A short
@@ -117,18 +131,15 @@ enum RuleMath {
     /// The median of a sliding set of values, kept sorted as values come and go, so that a query is O(1)
     /// instead of a sort per window. Gives exactly ``median(_:)`` of the values in insertion order.
     ///
-    /// The insertion order is a ring (dropping the oldest moves nothing) and the sorted copy is kept by hand,
-    /// all in one allocation that the value owns (it is noncopyable): the arrays it replaced paid a uniqueness
-    /// and a bounds check per access. In the steady state a window replaces the oldest value
-    /// (``replaceOldest(with:)``): two branch-free counts find where the old value is and where the new one
-    /// goes, and only the values between those two places move, in place.
+    /// The insertion order is a ring (dropping the oldest moves nothing) and the sorted copy is kept by hand.
+    /// It is noncopyable, so that its arrays are never shared and a write never copies them. In the steady state
+    /// a window replaces the oldest value (``replaceOldest(with:)``): two branch-free counts find where the old
+    /// value is and where the new one goes, and only the values between those two places move.
     struct SlidingMedian: ~Copyable {
-        /// The start of the allocation: `capacity` values in insertion order (`count` of them from `oldest`,
-        /// wrapping around), then the sorted buffer of `capacity` slots.
-        private var ring: UnsafeMutablePointer<Double>
-        /// The values ascending, at `0..<count`.
-        private var ascending: UnsafeMutablePointer<Double>
-        private var capacity: Int
+        /// `ring.count` slots in insertion order (`count` of them from `oldest`, wrapping around).
+        private var ring: [Double]
+        /// The values ascending, at `0..<count` (as many slots as `ring`).
+        private var ascending: [Double]
         private var oldest = 0
         private(set) var count = 0
         /// Whether a value below +0 or a NaN was ever added (bandwidths never are): replacing then takes the
@@ -138,29 +149,23 @@ enum RuleMath {
         private static let infinityBits = Double.infinity.bitPattern
 
         init(capacity: Int) {
-            self.capacity = max(4, capacity + 2)
-            (ring, ascending) = Self.allocate(self.capacity)
+            ring = [Double](repeating: 0, count: max(4, capacity + 2))
+            ascending = ring
         }
 
-        deinit { ring.deallocate() }
+        private var capacity: Int { ring.count }
 
-        private static func allocate(_ capacity: Int) -> (UnsafeMutablePointer<Double>, UnsafeMutablePointer<Double>) {
-            let base = UnsafeMutablePointer<Double>.allocate(capacity: 2 * capacity)
-            base.initialize(repeating: 0, count: 2 * capacity)
-            return (base, base + capacity)
-        }
-
-        /// How many of the `n` first elements of `a` are less than `v`: where `Array.insert` at the lower
+        /// How many of the `count` first sorted values are less than `v`: where `Array.insert` at the lower
         /// bound puts `v`, and where the first copy of `v` is. A count, not a bisection: branch-free.
-        @inline(__always) private static func below(_ a: UnsafeMutablePointer<Double>, _ n: Int, _ v: Double) -> Int {
+        @inline(__always) private func below(_ v: Double) -> Int {
             var k = 0
-            for p in 0..<n { k &+= a[p] < v ? 1 : 0 }
+            for p in 0..<count { k &+= ascending[p] < v ? 1 : 0 }
             return k
         }
 
         /// Where `v` is in the ascending copy (values are finite bandwidths; a NaN is found by its bits).
         @inline(__always) private func sortedIndex(of v: Double) -> Int {
-            let i = Self.below(ascending, count, v)
+            let i = below(v)
             if i < count && ascending[i] == v { return i }
             for k in 0..<count where ascending[k].bitPattern == v.bitPattern { return k }
             return count &- 1
@@ -175,24 +180,21 @@ enum RuleMath {
         mutating func append(_ v: Double) {
             if count == capacity {
                 // Full (a baseline shorter than 3 windows briefly holds more): unroll into twice the room.
-                let (r, a) = Self.allocate(2 * capacity)
+                var r = [Double](repeating: 0, count: 2 * capacity)
                 for k in 0..<count { r[k] = ring[slot(k)] }
-                a.update(from: ascending, count: count)
-                ring.deallocate()
-                (ring, ascending) = (r, a)
-                capacity *= 2
+                ascending.append(contentsOf: repeatElement(0, count: capacity))
+                ring = r
                 oldest = 0
             }
             if v.bitPattern > Self.infinityBits { irregular = true }
             ring[slot(count)] = v
             // Insert at the lower bound, as `Array.insert(v, at: lowerBound(v))` would.
-            let a = ascending
             var j = count
-            while j > 0 && !(a[j &- 1] < v) {
-                a[j] = a[j &- 1]
+            while j > 0 && !(ascending[j &- 1] < v) {
+                ascending[j] = ascending[j &- 1]
                 j &-= 1
             }
-            a[j] = v
+            ascending[j] = v
             count &+= 1
         }
 
@@ -203,9 +205,8 @@ enum RuleMath {
                 var j = sortedIndex(of: ring[oldest])
                 oldest = slot(1)
                 count &-= 1
-                let a = ascending
                 while j < count {
-                    a[j] = a[j &+ 1]
+                    ascending[j] = ascending[j &+ 1]
                     j &+= 1
                 }
             }
@@ -226,27 +227,25 @@ enum RuleMath {
             // is the old one with `i` taken out and `v` put in at `k` (equal values are interchangeable).
             // Every value is ≥ +0 and not NaN, so `x < y` is `x.bits < y.bits`, and the sign of the 64-bit
             // difference says it without a comparison that LLVM would turn back into a branch.
-            let a = ascending
             let n = count
             let oldBits = old.bitPattern
             let newBits = v.bitPattern
             var i = 0
             var k = 0
             for p in 0..<n {
-                let bits = a[p].bitPattern
+                let bits = ascending[p].bitPattern
                 i &+= Int(truncatingIfNeeded: (bits &- oldBits) >> 63)
                 k &+= Int(truncatingIfNeeded: (bits &- newBits) >> 63)
             }
             k &-= Int(truncatingIfNeeded: (oldBits &- newBits) >> 63)
-            // Only the values from `k` to `i` move, one slot toward `i` (a third of the baseline on average;
-            // rebuilding the whole order in a second buffer cost 16 instructions per value): `v` goes in at
-            // `k`, each value there passes on to the next slot toward `i`, and the old value at `i` drops out.
-            // One loop for both directions, so the direction costs no branch.
+            // Only the values from `k` to `i` move, one slot toward `i`: `v` goes in at `k`, each value there
+            // passes on to the next slot toward `i`, and the old value at `i` drops out. One loop for both
+            // directions, so the direction costs no branch.
             let step = k < i ? 1 : -1
             var carried = v
             var p = k
             while true {
-                swap(&a[p], &carried)
+                swap(&ascending[p], &carried)
                 if p == i { break }
                 p &+= step
             }

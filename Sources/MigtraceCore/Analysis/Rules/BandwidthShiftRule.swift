@@ -7,6 +7,8 @@
 public final class BandwidthShiftRule: AnomalyRule {
     public static let id = "bandwidth-shift"
     public static let reportOrder = 30
+    /// Needs the setup window, 3 baseline windows, then 3 shifted ones covering 1 s.
+    public static let minimumWindows = 14
     public static let firesWhen =
         "bandwidth moves ≥ 30 % (`--shift-percent`) from the median of the preceding windows and holds ≥ 1 s (`--shift-min-ms`); one finding per shift"
     public static let knobs = "`max-bandwidth`, competing traffic, `avail-switchover-bandwidth`"
@@ -19,16 +21,14 @@ public final class BandwidthShiftRule: AnomalyRule {
     private let fraction: Double
     private let minMs: UInt64
     private let baselineSize: Int
-    @exclusivity(unchecked) private var baseline: RuleMath.SlidingMedian  // confined to the analyzer's thread
-    /// The candidate run's bandwidths (at most 512, the first `runCount` of them) and where its first window
-    /// lies. Storage the rule owns, allocated at the first run: an array paid a uniqueness check per window of a
-    /// run and a range replacement per run ended.
-    @exclusivity(unchecked) private var run: UnsafeMutablePointer<Double>?  // confined to the analyzer's thread
-    @exclusivity(unchecked) private var runCount = 0  // confined to the analyzer's thread
+    private var baseline: RuleMath.SlidingMedian
+    /// The candidate run's bandwidths (at most 512: the median of its first 512 windows is its level) and where
+    /// its first window lies.
+    private var run: [Double] = []
     private static let maxRun = 512
-    @exclusivity(unchecked) private var runStart = WindowMark(index: 0, startTime: 0, endTime: 0)  // confined to the analyzer's thread
-    @exclusivity(unchecked) private var runMs: UInt64 = 0  // confined to the analyzer's thread
-    @exclusivity(unchecked) private var runUp = false  // confined to the analyzer's thread
+    private var runStart = WindowMark(index: 0, startTime: 0, endTime: 0)
+    private var runMs: UInt64 = 0
+    private var runUp = false
 
     public init(thresholds: RuleThresholds) {
         fraction = thresholds.shiftFraction
@@ -36,8 +36,6 @@ public final class BandwidthShiftRule: AnomalyRule {
         baselineSize = thresholds.baselineWindows
         baseline = RuleMath.SlidingMedian(capacity: max(0, thresholds.baselineWindows))
     }
-
-    deinit { run?.deallocate() }
 
     public func observe(_ window: AnalyzedWindow, _ context: RuleContext) {
         // The first window includes setup; a no-progress window says nothing about the link.
@@ -52,33 +50,27 @@ public final class BandwidthShiftRule: AnomalyRule {
         let down = bw <= base * (1 - fraction)
         guard up || down else {
             // Back at the baseline: an earlier excursion was transient.
-            runCount = 0
+            run.removeAll(keepingCapacity: true)
             runMs = 0
             push(bw)
             return
         }
-        if runCount > 0 && up != runUp {
-            runCount = 0
+        if !run.isEmpty && up != runUp {
+            run.removeAll(keepingCapacity: true)
             runMs = 0
         }
         runUp = up
-        if runCount == 0 { runStart = window.mark }
-        if runCount < Self.maxRun {
-            let values = run ?? makeRun()
-            values[runCount] = bw
-            runCount += 1
-        }
+        if run.isEmpty { runStart = window.mark }
+        if run.count < Self.maxRun { run.append(bw) }
         // Saturating: time_spent is whatever the trace says, and a sum of huge values must not trap.
         let (ms, overflow) = runMs.addingReportingOverflow(window.timeSpentMs)
         runMs = overflow ? .max : ms
-        if runCount >= 3 && runMs >= minMs { reportShift(up: up, from: base, at: window.mark, context) }
+        if run.count >= 3 && runMs >= minMs { reportShift(up: up, from: base, at: window.mark, context) }
     }
 
     /// The run became a shift: report it, and the new level is the baseline. Out of line (`@inline(never)`):
     /// with the message building inline, `observe` saved and restored registers for every window.
     @inline(never) private func reportShift(up: Bool, from base: Double, at mark: WindowMark, _ context: RuleContext) {
-        guard let values = run else { return }
-        let run = Array(UnsafeBufferPointer(start: values, count: runCount))
         let newLevel = RuleMath.median(run)
         let change = (newLevel - base) / base
         context.report(
@@ -89,14 +81,8 @@ public final class BandwidthShiftRule: AnomalyRule {
                 .number("change_fraction", change), .count("duration_ms", runMs),
             ])
         baseline.reset(run.suffix(baselineSize))
-        runCount = 0
+        run.removeAll(keepingCapacity: true)
         runMs = 0
-    }
-
-    private func makeRun() -> UnsafeMutablePointer<Double> {
-        let values = UnsafeMutablePointer<Double>.allocate(capacity: Self.maxRun)
-        run = values
-        return values
     }
 
     private func push(_ bw: Double) {

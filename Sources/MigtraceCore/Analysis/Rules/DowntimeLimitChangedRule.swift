@@ -4,6 +4,8 @@
 public final class DowntimeLimitChangedRule: AnomalyRule {
     public static let id = "downtime-limit-changed"
     public static let reportOrder = 50
+    /// Needs one window per limit.
+    public static let minimumWindows = 2
     public static let firesWhen =
         "the limit that reproduces the threshold changed"
     public static let knobs = "`downtime-limit`"

@@ -4,6 +4,8 @@
 public final class FormulaMismatchRule: AnomalyRule {
     public static let id = "formula-mismatch"
     public static let reportOrder = 90
+    /// Needs one window.
+    public static let minimumWindows = 1
     public static let firesWhen =
         "no downtime limit (or not the given `--downtime-limit`) reproduces the traced threshold"
     public static let knobs = "patched QEMU, corrupted trace, wrong limit"

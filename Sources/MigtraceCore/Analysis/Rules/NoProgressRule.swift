@@ -4,6 +4,8 @@
 public final class NoProgressRule: AnomalyRule {
     public static let id = "no-progress"
     public static let reportOrder = 20
+    /// Needs two windows covering 1 s.
+    public static let minimumWindows = 10
     public static let firesWhen =
         "consecutive windows sending < 1 page for ≥ 1 s (`--no-progress-ms`)"
     public static let knobs = "channel/destination health, `max-bandwidth`, `migrate_cancel`"

@@ -9,6 +9,8 @@
 public final class NonConvergenceRule: AnomalyRule {
     public static let id = "non-convergence"
     public static let reportOrder = 80
+    /// Needs pending events, and 10 s of windows above the threshold spanning 2 dirty syncs.
+    public static let minimumWindows = 100
     public static let firesWhen =
         "with pending events: pending above the threshold ≥ 10 s (`--non-convergence-ms`) and, across ≥ 2 dirty syncs, the post-sync pending does not fall by 10 %"
     public static let knobs = "`max-bandwidth`, `downtime-limit`, `auto-converge`/`dirty-limit`, postcopy"

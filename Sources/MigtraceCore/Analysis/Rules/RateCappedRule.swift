@@ -6,50 +6,53 @@
     import Darwin
 #endif
 
-/// `rate-capped`: most windows move the same number of bytes (± 2 %): max-bandwidth sets the pace.
+/// `rate-capped`: over at least 10 s, most windows move the same number of bytes (± 2 %): max-bandwidth sets the
+/// pace. A migration that completes sooner is not worth a finding: nearly every migration runs at its cap (QEMU's
+/// default max-bandwidth is 128 MiB/s), and `info` is for what an operator may want to act on.
 ///
 /// Keeps a histogram of transfers in 0.5 % logarithmic buckets, so memory stays bounded.
 public final class RateCappedRule: AnomalyRule {
     public static let id = "rate-capped"
     public static let reportOrder = 70
+    /// Needs 10 s of windows besides the first (setup) and the last (completion).
+    public static let minimumWindows = 102
     public static let firesWhen =
-        "most windows (≥ 50 %) move the same bytes ± 2 % (`--rate-cap-percent`): max-bandwidth sets the pace"
+        "over ≥ 10 s of windows (`--rate-cap-min-ms`), most (≥ 50 %) move the same bytes ± 2 % (`--rate-cap-percent`): max-bandwidth sets the pace of a long migration"
     public static let knobs = "`max-bandwidth`"
     public static let severities: [Severity] = [.info]
     public static let summary =
-        "Most windows transfer the same amount ± 2 %: `max-bandwidth`, not the network, sets the pace."
+        "Over at least 10 s, most windows transfer the same amount ± 2 %: `max-bandwidth`, not the network, sets the pace."
     public static let remedy =
         "If the link is faster, raise `max-bandwidth` (migrate-set-parameters); QEMU sends at most max-bandwidth/10 bytes per 100 ms window."
 
     private static let bucketWidth = 0.005
     private let tolerance: Double
     private let share: Double
+    private let minSeconds: Double
     /// Windows per bucket, indexed by bucket (every `UInt64` falls in 0...maxBucket): a table, not a
-    /// dictionary, since counting is per window, and owned by the rule rather than an array, which paid a
-    /// uniqueness check per window. Allocated at the first count (35 KB per series); `Int32` wraps only after
-    /// 2^31 windows in one bucket, 6.8 years of 100 ms windows.
-    @exclusivity(unchecked) private var histogram: UnsafeMutablePointer<Int32>?  // confined to the analyzer's thread
+    /// dictionary, since counting is per window. Allocated at the first count (35 KB per series); `Int32` wraps
+    /// only after 2^31 windows in one bucket, 6.8 years of 100 ms windows.
+    private var histogram: [Int32] = []
     /// `log(1 + bucketWidth)`, once.
     static let logBucketBase = log(1 + bucketWidth)
     /// The bucket of `UInt64.max`.
     private static let maxBucket = Int((log(Double(UInt64.max)) / logBucketBase).rounded())
-    @exclusivity(unchecked) private var windows = 0  // confined to the analyzer's thread
-    @exclusivity(unchecked) private var first: WindowMark?  // confined to the analyzer's thread
-    @exclusivity(unchecked) private var last: WindowMark?  // confined to the analyzer's thread
+    private var windows = 0
+    private var first: WindowMark?
+    private var last: WindowMark?
     /// The held-back window: whether there is one, where it lies and what it sent (counted once the next window
     /// shows it was not the last).
-    @exclusivity(unchecked) private var holding = false  // confined to the analyzer's thread
-    @exclusivity(unchecked) private var heldMark = WindowMark(index: 0, startTime: 0, endTime: 0)  // confined to the analyzer's thread
-    @exclusivity(unchecked) private var heldTransferred: UInt64 = 0  // confined to the analyzer's thread
+    private var holding = false
+    private var heldMark = WindowMark(index: 0, startTime: 0, endTime: 0)
+    private var heldTransferred: UInt64 = 0
 
     private let bucketIndex = BucketIndex()
 
     public init(thresholds: RuleThresholds) {
         tolerance = thresholds.rateCapTolerance
         share = thresholds.rateCapShare
+        minSeconds = Double(thresholds.rateCapMinMs) / 1000
     }
-
-    deinit { histogram?.deallocate() }
 
     public func observe(_ window: AnalyzedWindow, _ context: RuleContext) {
         // Skip the first window (setup) and hold one back so that the last window (completion) is skipped too.
@@ -68,15 +71,8 @@ public final class RateCappedRule: AnomalyRule {
         windows += 1
         guard transferred > 0 else { return }
         let bucket = bucketIndex.bucket(of: transferred)
-        let table = histogram ?? makeHistogram()
-        table[bucket] &+= 1
-    }
-
-    private func makeHistogram() -> UnsafeMutablePointer<Int32> {
-        let table = UnsafeMutablePointer<Int32>.allocate(capacity: Self.maxBucket + 1)
-        table.initialize(repeating: 0, count: Self.maxBucket + 1)
-        histogram = table
-        return table
+        if histogram.isEmpty { histogram = [Int32](repeating: 0, count: Self.maxBucket + 1) }
+        histogram[bucket] &+= 1
     }
 
     /// The bucket of a transfer: `Int((log(Double(transferred)) / logBucketBase).rounded())`, mostly without
@@ -91,16 +87,15 @@ public final class RateCappedRule: AnomalyRule {
         private static let tableBits = 7
         /// Per entry `j`: `1 / c` and `log(c)` for `c = 1 + j / 2^tableBits`, so that `m / c` is in
         /// `[1, 1 + 2^-tableBits)` for a fraction `m` whose leading bits are `j`.
-        // SAFETY: written once by its initialiser (a thread-safe lazy global), only read afterwards.
-        nonisolated(unsafe) private static let sharedTable: UnsafePointer<(reciprocal: Double, log: Double)> = {
-            let n = 1 << tableBits
-            let t = UnsafeMutablePointer<(reciprocal: Double, log: Double)>.allocate(capacity: n)
-            for j in 0..<n {
-                let c = 1 + Double(j) / Double(n)
-                t[j] = (1 / c, log(c))
-            }
-            return UnsafePointer(t)
-        }()
+        private static let sharedTable: [Entry] = (0..<1 << tableBits).map { j in
+            let c = 1 + Double(j) / Double(1 << tableBits)
+            return Entry(reciprocal: 1 / c, log: log(c))
+        }
+        /// One table entry.
+        struct Entry {
+            var reciprocal: Double
+            var log: Double
+        }
         /// How close (in bucket units) to a half the estimate may come before the exact expression decides.
         static let unsureWithin = 1e-6
 
@@ -139,8 +134,7 @@ public final class RateCappedRule: AnomalyRule {
     }
 
     public func finish(_ context: RuleContext) {
-        guard windows >= 10, let first, let last else { return }
-        let histogram = UnsafeMutableBufferPointer(start: histogram, count: histogram == nil ? 0 : Self.maxBucket + 1)
+        guard windows >= 10, let first, let last, last.endTime - first.startTime >= minSeconds - 0.0005 else { return }
         let span = Int(log(1 + tolerance) / log(1 + Self.bucketWidth))
         var best = (center: 0, count: 0)
         for center in histogram.indices where histogram[center] > 0 {
@@ -152,7 +146,7 @@ public final class RateCappedRule: AnomalyRule {
         let bytes = pow(1 + Self.bucketWidth, Double(best.center))
         context.report(
             Self.self, .info, from: first, to: last,
-            "\(best.count) of \(windows) windows sent \(Format.fixed(bytes / 1_000_000, 3)) MB ± \(Format.fixed(tolerance * 100, 0)) %: max-bandwidth ≈ \(Format.fixed(bytes * 10 / 1_000_000, 1)) MB/s sets the pace.",
+            "\(best.count) of \(windows) windows (\(RuleMath.seconds((last.endTime - first.startTime) * 1000))) sent \(Format.fixed(bytes / 1_000_000, 3)) MB ± \(Format.fixed(tolerance * 100, 0)) %: max-bandwidth ≈ \(Format.fixed(bytes * 10 / 1_000_000, 1)) MB/s sets the pace.",
             evidence: [
                 .count("windows_at_cap", UInt64(best.count)), .count("windows", UInt64(windows)),
                 .number("bytes_per_window", bytes), .number("max_bandwidth_estimate_bytes_per_second", bytes * 10),

@@ -4,6 +4,8 @@
 public final class SwitchoverBandwidthMismatchRule: AnomalyRule {
     public static let id = "switchover-bandwidth-mismatch"
     public static let reportOrder = 60
+    /// Needs the setup window, then 3 mismatched ones covering 1 s.
+    public static let minimumWindows = 11
     public static let firesWhen =
         "declared switchover bandwidth ≥ 2× (overshoot) or ≤ 0.5× (late) the measured one (`--switchover-ratio`) for ≥ 1 s"
     public static let knobs = "`avail-switchover-bandwidth`"

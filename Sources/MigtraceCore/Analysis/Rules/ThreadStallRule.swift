@@ -4,6 +4,8 @@
 public final class ThreadStallRule: AnomalyRule {
     public static let id = "thread-stall"
     public static let reportOrder = 10
+    /// Needs one window.
+    public static let minimumWindows = 1
     public static let firesWhen =
         "a window ≥ 300 ms (`--stall-warning-ms`) / ≥ 1000 ms (`--stall-critical-ms`)"
     public static let knobs =

@@ -5,6 +5,8 @@
 public final class ThresholdCollapseRule: AnomalyRule {
     public static let id = "threshold-collapse"
     public static let reportOrder = 40
+    /// Needs the setup window, 3 baseline windows, the slow one and one after it.
+    public static let minimumWindows = 6
     public static let firesWhen =
         "one or two windows below 25 % (`--collapse-percent`) of the baseline median: the threshold collapses with them"
     public static let knobs = "`avail-switchover-bandwidth` set to the real link speed"
@@ -16,8 +18,8 @@ public final class ThresholdCollapseRule: AnomalyRule {
 
     private let fraction: Double
     private let baselineSize: Int
-    @exclusivity(unchecked) private var baseline: RuleMath.SlidingMedian  // confined to the analyzer's thread
-    @exclusivity(unchecked) private var run: [AnalyzedWindow] = []  // confined to the analyzer's thread
+    private var baseline: RuleMath.SlidingMedian
+    private var run: [AnalyzedWindow] = []
 
     public init(thresholds: RuleThresholds) {
         fraction = thresholds.collapseFraction

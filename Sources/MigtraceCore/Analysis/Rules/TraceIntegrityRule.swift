@@ -3,10 +3,12 @@
 /// `trace-integrity`: the trace contradicts itself: time going backwards, long gaps between windows,
 /// the era changing inside a series, or values QEMU cannot produce.
 ///
-/// Rejected lines (malformed, impossible) are summarised by the analyzer under the same id.
+/// Rejected lines (malformed, impossible) are summarised once for the whole trace (``traceFindings(_:)``).
 public final class TraceIntegrityRule: AnomalyRule {
     public static let id = "trace-integrity"
     public static let reportOrder = 110
+    /// Needs one window (two for time going backwards or a gap).
+    public static let minimumWindows = 1
     public static let firesWhen =
         "time going backwards, a gap ≥ 10× the window and ≥ 1 s, the era changing inside a series, impossible values (> 100 GB/s, a wrapped counter, a window < 100 ms), or rejected lines"
     public static let knobs = "an unmodified, complete trace"
@@ -25,6 +27,18 @@ public final class TraceIntegrityRule: AnomalyRule {
     public init(thresholds: RuleThresholds) {
         impossibleBandwidth = thresholds.impossibleBandwidth
         gapFactor = thresholds.gapFactor
+    }
+
+    public static func traceFindings(_ trace: TraceFacts) -> [Finding] {
+        guard trace.rejected > 0 else { return [] }
+        let first = trace.firstRejection
+        return [
+            Finding(
+                rule: id, severity: .warning, series: -1, firstWindow: -1, lastWindow: -1, startTime: 0, endTime: 0,
+                message:
+                    "\(trace.rejected) line(s) or event(s) rejected; the first at input \(first?.input ?? 0) line \(first?.line ?? 0): \(first?.reason ?? "").",
+                evidence: [.count("rejected", trace.rejected)], remedy: remedy)
+        ]
     }
 
     public func observe(_ w: AnalyzedWindow, _ context: RuleContext) {

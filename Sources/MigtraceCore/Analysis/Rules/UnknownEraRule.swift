@@ -4,6 +4,8 @@
 public final class UnknownEraRule: AnomalyRule {
     public static let id = "unknown-era"
     public static let reportOrder = 100
+    /// Needs one window.
+    public static let minimumWindows = 1
     public static let firesWhen =
         "arg 3 is neither bytes/ms nor Mbit/s"
     public static let knobs = "identify the QEMU build"

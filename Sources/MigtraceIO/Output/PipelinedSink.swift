@@ -1,10 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-#if canImport(Glibc)
-    import Glibc
-#endif
+import MigtraceCore
 
 /// A sink that replays every call it receives, in order, on another sink run by a thread of its own: the output
-/// stage that ``MigrationAnalyzer`` puts in front of its sink (``OutputThreading``).
+/// stage that ``TraceAnalysis`` puts between the analyzer and the output the user chose.
 ///
 /// The analyzer's thread then only records: a window is one copy of plain values into a batch, the rarer
 /// calls sit beside the windows with their place. Full batches go through a small bounded queue to the
@@ -14,12 +12,11 @@
 /// wrapped sink's `finished` on the calling thread: once it returns, everything is written, as without it.
 public final class PipelinedSink: AnalysisSink, @unchecked Sendable {
     // SAFETY: @unchecked Sendable. `sink` is called by the calling thread while no consumer thread runs
-    // (before it is created, and after it is joined), and by the consumer thread only in between: create and
-    // join order those accesses; `drain()` and `finished(_:)` wait, with `handoff` locked, until the consumer is
-    // idle, and the calling thread calls `sink` again only after the join. `ready`, `free`, `busy` and `done`
-    // are read and written only with `handoff` locked. A batch belongs to whoever took it out of `ready`/`free`
-    // (or holds it in `current`), never to two threads at once. `current`, `cursor`, `end`, `inlineWindows`
-    // and `thread` belong to the calling thread.
+    // (before it is started, and after it is joined), and by the consumer thread only in between: start and
+    // join order those accesses; `drain()` waits (BatchPipe.flush) until the consumer has given back every batch,
+    // and the calling thread calls `sink` again only after the join. A batch belongs to whoever took it from the
+    // pipe, never to two threads at once. `current`, `cursor`, `end`, `inlineWindows`, `pipe` and `thread`
+    // belong to the calling thread.
 
     /// One window with the series it belongs to, as the analyzer gave them. Plain values: copying one
     /// touches no reference count.
@@ -71,24 +68,14 @@ public final class PipelinedSink: AnalysisSink, @unchecked Sendable {
     private let batchCapacity: Int
     private let startAfterWindows: Int
     private var inlineWindows = 0
-    private var thread: pthread_t?
+    private var thread: WorkerThread?
+    private var pipe: BatchPipe<Batch>?
     /// The batch being filled (while the thread runs).
     private var current: Batch?
-    /// Where the next window goes in `current`, nil while calls are passed on inline. Exclusivity unchecked:
-    /// only the calling thread touches it, and no access overlaps another.
-    @exclusivity(unchecked) private var cursor: UnsafeMutablePointer<Entry>?
+    /// Where the next window goes in `current`, nil while calls are passed on inline.
+    private var cursor: UnsafeMutablePointer<Entry>?
     /// One past `current`'s last entry.
-    @exclusivity(unchecked) private var end: UnsafeMutablePointer<Entry>?
-
-    private var ready: [Batch] = []
-    private var free: [Batch] = []
-    /// The consumer is replaying a batch.
-    private var busy = false
-    /// No more batches will come: the consumer leaves once `ready` is empty.
-    private var done = false
-    /// Guards the hand-off state above; "ready": a batch is ready (or the producer done), "free": a batch
-    /// was consumed and is free (or the consumer gone).
-    private let handoff = HandoffLock()
+    private var end: UnsafeMutablePointer<Entry>?
 
     /// How many times a consumer thread was started (tests).
     private(set) var threadsStarted = 0
@@ -151,19 +138,12 @@ public final class PipelinedSink: AnalysisSink, @unchecked Sendable {
 
     /// Hands over what is left, waits for the consumer thread to replay it and leave, then passes the report on.
     public func finished(_ report: AnalysisReport) {
-        if let thread {
-            let batch = sealCurrent()
-            handoff.lock()
-            ready.append(batch)
-            done = true
-            handoff.signalReady()
-            handoff.unlock()
-            pthread_join(thread, nil)
+        if let thread, let pipe {
+            pipe.close(last: sealCurrent())
+            thread.join()
             // Calls after this (a sink is not meant to get any) are passed on inline.
             self.thread = nil
-            ready.removeAll()
-            free.removeAll()
-            done = false
+            self.pipe = nil
         }
         sink.finished(report)
     }
@@ -172,19 +152,8 @@ public final class PipelinedSink: AnalysisSink, @unchecked Sendable {
     /// as far as it would be without the thread): then the caller may look at the sink's output, e.g. whether
     /// it was closed, or write elsewhere in the same order as before.
     public func drain() {
-        guard thread != nil else { return }
-        let batch = sealCurrent()
-        handoff.lock()
-        if batch.count > 0 || !batch.calls.isEmpty {
-            ready.append(batch)
-            handoff.signalReady()
-        } else {
-            free.append(batch)
-        }
-        while !ready.isEmpty || busy { handoff.waitFree() }
-        let next = free.removeLast()
-        handoff.unlock()
-        take(next)
+        guard let pipe else { return }
+        take(pipe.flush(sealCurrent()))
     }
 
     private func record(_ call: Call) {
@@ -211,25 +180,16 @@ public final class PipelinedSink: AnalysisSink, @unchecked Sendable {
 
     /// Queue the full batch and take a free one, waiting for the consumer if none is.
     private func handOff() {
-        let batch = sealCurrent()
-        handoff.lock()
-        ready.append(batch)
-        handoff.signalReady()
-        while free.isEmpty { handoff.waitFree() }
-        let next = free.removeLast()
-        handoff.unlock()
-        take(next)
+        // The consumer never cancels: a free batch always comes back.
+        take(pipe!.send(sealCurrent())!)
     }
 
     /// Start the consumer thread; if none can be created, calls keep going to the sink inline.
     private func start() {
-        ready.reserveCapacity(Self.batchCount)
-        free.reserveCapacity(Self.batchCount)
-        for _ in 1..<Self.batchCount { free.append(Batch(capacity: batchCapacity)) }
-        guard let t = startPipelineThread({ self.consume() }) else {
-            free.removeAll()
-            return
-        }
+        let capacity = batchCapacity
+        let pipe = BatchPipe<Batch>(spare: (1..<Self.batchCount).map { _ in Batch(capacity: capacity) })
+        guard case .success(let t) = WorkerThread.start({ self.consume(pipe) }) else { return }
+        self.pipe = pipe
         thread = t
         threadsStarted += 1
         take(Batch(capacity: batchCapacity))
@@ -237,23 +197,13 @@ public final class PipelinedSink: AnalysisSink, @unchecked Sendable {
 
     // MARK: Consumer thread
 
-    /// Replay each batch in order until `done` and none is left.
-    private func consume() {
-        handoff.lock()
-        while true {
-            while ready.isEmpty && !done { handoff.waitReady() }
-            if ready.isEmpty { break }
-            let batch = ready.removeFirst()
-            busy = true
-            handoff.unlock()
+    /// Replay each batch in order until the pipe is closed and none is left.
+    private func consume(_ pipe: BatchPipe<Batch>) {
+        while let batch = pipe.receive() {
             replay(batch)
             batch.reset()
-            handoff.lock()
-            free.append(batch)
-            busy = false
-            handoff.signalFree()
+            pipe.recycle(batch)
         }
-        handoff.unlock()
     }
 
     /// Pass the batch's calls to the sink in the order they were made; each window by address, not copied.
