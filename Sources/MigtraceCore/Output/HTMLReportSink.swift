@@ -322,6 +322,19 @@ struct HTMLPage {
         return p * 10
     }
 
+    /// A tick label; whole numbers of five digits or more grouped by thousands (thin spaces), so that
+    /// 6000000 reads as 6 000 000.
+    static func tick(_ v: Double, _ decimals: Int) -> String {
+        let s = Format.fixed(v, decimals)
+        guard decimals == 0, s.count > 4 else { return s }
+        var out = ""
+        for (i, c) in s.enumerated() {
+            if i > 0, (s.count - i) % 3 == 0 { out += "\u{2009}" }
+            out.append(c)
+        }
+        return out
+    }
+
     /// Decimals that tell ticks `step` apart.
     static func decimals(_ step: Double) -> Int {
         var d = 0
@@ -790,7 +803,7 @@ struct HTMLPage {
             raw("\" y=\"")
             number(y(v) + 4)
             raw("\">")
-            number(v, d)
+            raw(Self.tick(v, d))
             raw("</text>\n")
             v += stepValue
         }
