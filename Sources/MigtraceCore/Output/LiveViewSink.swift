@@ -242,6 +242,8 @@ public final class LiveViewSink: AnalysisSink {
             if m.verdict == .converging, let e = m.etaSeconds {
                 v += " · ETA \(Format.fixed(e, 1)) s"
                 if let lo = m.etaLowSeconds, let hi = m.etaHighSeconds { v += " (\(Format.fixed(lo, 1))–\(Format.fixed(hi, 1)) s)" }
+            } else if m.verdict == .converging {
+                v += " · no ETA yet"
             } else if m.verdict == .stalled || m.verdict == .diverging {
                 v += " · no switchover at this rate"
             }
