@@ -152,8 +152,13 @@ import Testing
         #expect(screen.contains { $0.hasPrefix("capture ended (sigint): ") })
     }
 
-    @Test func plainKeepsTheLinePerWindowText() throws {
-        let term = try Terminal(Self.demo("--speed 8 --plain"), rows: 80)
+    /// `--plain`, and a terminal that cannot move its cursor (`TERM=dumb`), keep the line per window.
+    @Test(arguments: ["--speed 8 --plain", "--speed 8 TERM=dumb"])
+    func plainKeepsTheLinePerWindowText(_ how: String) throws {
+        let command =
+            how.hasSuffix("TERM=dumb")
+            ? "TERM=dumb " + Self.demo(String(how.dropLast(" TERM=dumb".count))) : Self.demo(how)
+        let term = try Terminal(command, rows: 80)
         defer { term.close() }
         let (screen, _) = try term.wait(60) { $0.contains { $0.hasPrefix("migtrace-exit=") } }
         #expect(screen.contains("migtrace-exit=0"))
