@@ -2,7 +2,7 @@
 //
 // Checks the CSV/JSON double writer (ASCIIWriter.exact, whose fast path is ShortestDecimal) against its
 // definition: whole numbers below 10^15 as integers, every other value exactly as `Double.description`.
-// Compiled together with Sources/MigtraceCore/Output/Format.swift by bench/verify-doubles.
+// Compiled together with Sources/MigtraceCore/Output/{NumberText,ASCIIWriter,ShortestDecimal}.swift by bench/verify-doubles.
 import Glibc
 
 func reference(_ v: Double) -> String {

@@ -14,8 +14,10 @@ struct AnalyzeCommand: ParsableCommand {
         abstract: "Analyse recorded traces: QEMU log-backend output or migtrace recordings.",
         discussion: """
             Reads QEMU's log trace output of any version (no prefix, tid@sec.usec:,
-            the ISO-8601 prefix of 10.1+, mixed with other lines, CRLF) and
-            migtrace's own recordings. Memory stays flat whatever the file size.
+            the ISO-8601 prefix of 10.1+, mixed with other lines, CRLF), the
+            pid@ns lines of qemu-trace-stap and bpftrace one-liners (labelled or
+            bare arguments), QEMU's simple-backend binary files, and migtrace's
+            own recordings. Memory stays flat whatever the file size.
             Malformed lines are reported as FILE:LINE: reason and skipped. A file
             that is no trace (a program, compressed or binary data), missing or a
             directory is an error (exit 1); when every input was read and none

@@ -37,6 +37,11 @@ enum AnalyzeInput {
                 printError(
                     "migtrace: \(shown): recording has no end record (the recorder was killed); analysed up to its last complete event")
             }
+            if stats.lostEvents > 0 {
+                printError(
+                    "migtrace: \(shown): \(stats.lostEvents) event(s) were lost while tracing (counted by the tracer); windows may be missing"
+                )
+            }
             return (summary, false)
         } catch {
             printError("migtrace: \(shown): \(error)")

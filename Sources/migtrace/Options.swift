@@ -78,7 +78,10 @@ struct AnalysisOptions: ParsableArguments {
     }
 }
 
-extension OutputFormat: ExpressibleByArgument {}
+/// The output formats of `analyze`.
+enum OutputFormat: String, CaseIterable, ExpressibleByArgument {
+    case text, csv, json
+}
 
 /// The output formats of the live commands: CSV is for `analyze` (of a recording), so it is not offered here.
 enum LiveFormat: String, CaseIterable, ExpressibleByArgument {

@@ -226,3 +226,23 @@ import Testing
         #expect(!analyze.stdout.contains("journalctl") && analyze.stdout.contains("/var/log/libvirt/qemu/vm1.log"))
     }
 }
+
+/// QEMU's simple backend, decoded by `analyze` from a file or a pipe (issue 15 item 8), on the project's real file.
+@Suite struct SimpletraceCommandTests {
+    @Test func simpletraceIsAnalysedFromAFileAndAPipe() throws {
+        let file = CLI.fixture("usdt-10.0-converge.simpletrace")
+        let json = try CLI.run(["analyze", "--format", "json", file])
+        #expect(json.status == 0)
+        #expect(json.stderr == "")
+        let doc = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let inputs = try #require(doc["inputs"] as? [[String: Any]])
+        #expect(inputs.first?["format"] as? String == "simpletrace")
+        #expect(inputs.first?["lost_events"] as? Int == 0)
+        let summary = try #require(doc["summary"] as? [String: Any])
+        #expect(summary["windows"] as? Int == (try CLI.windowLines("usdt-10.0-converge.log")))
+        #expect(summary["threshold_exact_percent"] as? Int == 100)
+        let piped = try CLI.run([file], prefix: ["/bin/sh", "-c", "cat \"$1\" | \"$0\" analyze --no-windows -"])
+        #expect(piped.status == 0)
+        #expect(piped.stdout.contains("\(try CLI.windowLines("usdt-10.0-converge.log")) windows, "))
+    }
+}

@@ -171,6 +171,11 @@ struct RealQEMULiveTests {
         let liveFindings = JSONL.ofType(r.live, "anomaly").map { "\($0["rule"] ?? "")/\($0["severity"] ?? "")" }
         let replayFindings = ((replay.doc["anomalies"] as? [[String: Any]]) ?? []).map { "\($0["rule"] ?? "")/\($0["severity"] ?? "")" }
         #expect(liveFindings.sorted() == replayFindings.sorted(), "\(what)")
+        if r.scenario == "stall" {
+            // The stopped source's window arrived live, once it ran again, and was called out as it came.
+            #expect(r.windows.contains { ($0["time_spent_ms"] as? Int ?? 0) >= 1400 }, "\(what)")
+            #expect(liveFindings.contains("thread-stall/critical"), "\(what): \(liveFindings)")
+        }
         let liveSummary = r.summary["summary"] as? [String: Any] ?? [:]
         let replaySummary = replay.doc["summary"] as? [String: Any] ?? [:]
         for key in ["windows", "threshold_exact_windows", "worst_severity"] {
@@ -221,8 +226,10 @@ struct RealQEMULiveTests {
         #expect(phase == avail.count - 1, "\(r.build) \(r.scenario): every avail-switchover-bandwidth value was seen")
     }
 
+    /// converge (estimated switchover bandwidth), switchover-bw (the user's, 16 then 64 MiB/s) on both builds, and
+    /// stall (the source SIGSTOPped for 1.5 s while attached) on the era C one.
     static let runs: [(String, String)] = [
-        ("10.0", "converge"), ("eraC", "converge"), ("10.0", "switchover-bw"), ("eraC", "switchover-bw"),
+        ("10.0", "converge"), ("eraC", "converge"), ("10.0", "switchover-bw"), ("eraC", "switchover-bw"), ("eraC", "stall"),
     ]
 
     @Test(arguments: 0..<runs.count)

@@ -196,3 +196,47 @@ import Testing
         #expect(abs((m.downtimeMs ?? -100) - qmpDowntime) <= 2)
     }
 }
+
+/// The ETA a live capture shows, against what the migration then did (real rescue runs of QEMU 7.2 and 10.0).
+@Suite struct LiveETATests {
+    /// Keeps the live assessments with the end time of the window each followed.
+    final class Assessments: AnalysisSink {
+        var lastEnd: Double?
+        var updates: [(windowEnd: Double?, assessment: MigrationAssessment)] = []
+        func seriesStarted(_ info: SeriesInfo) {}
+        func window(_ w: AnalyzedWindow, in series: SeriesInfo) { lastEnd = w.endTime }
+        func finding(_ f: Finding) {}
+        func seriesEnded(_ s: SeriesSummary) {}
+        func finished(_ r: AnalysisReport) {}
+        func live(_ e: LiveEvent) { if case .migration(let m) = e { updates.append((lastEnd, m)) } }
+    }
+
+    @Test(arguments: ["7.2-rescue-ts", "10.0-rescue-ts"])
+    func switchoverFallsInTheETARangeGivenOnceConverging(_ name: String) throws {
+        let url = Paths.qemuFixtures.appendingPathComponent("convergence/\(name).log")
+        let sink = Assessments()
+        var configuration = AnalysisConfiguration()
+        configuration.liveUpdates = true
+        let analyzer = MigrationAnalyzer(configuration: configuration, sink: sink)
+        let fd = open(url.path, O_RDONLY)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        _ = try TraceReader.read(fd: fd, input: 0, into: analyzer)
+        let report = analyzer.finish()
+        let switchover = try #require(report.migrations.first?.switchover?.time)
+        // The first live assessment that says converging, after the limit was raised.
+        let first = try #require(sink.updates.first { $0.assessment.verdict == .converging })
+        let end = try #require(first.windowEnd)
+        let low = try #require(first.assessment.etaLowSeconds)
+        let high = try #require(first.assessment.etaHighSeconds)
+        let eta = try #require(first.assessment.etaSeconds)
+        #expect(low <= eta && eta <= high)
+        // The analyzer sees time window by window: the switchover may come up to one window (100 ms) after the
+        // moment the ETA names.
+        #expect(
+            switchover - end >= low - 1e-6 && switchover - end <= high + 0.1, "switchover \(switchover - end) s after, ETA \(low)…\(high)")
+        // Stalled before (no ETA then), completed after.
+        #expect(sink.updates.contains { $0.assessment.verdict == .stalled && $0.assessment.etaSeconds == nil })
+        #expect(sink.updates.last?.assessment.verdict == .completed)
+    }
+}

@@ -92,7 +92,7 @@ import Testing
         Self.checkMillionths(values)
         // The oracle itself is `description` (whole values without `.0`) on a sample.
         for n in values.prefix(100_000) {
-            #expect(Self.written { $0.exactMillionths(n) } == FormatTests.reference(Double(n) / 1_000_000), "\(n)")
+            #expect(Self.written { $0.exactMillionths(n) } == NumberTextTests.reference(Double(n) / 1_000_000), "\(n)")
         }
     }
 
@@ -116,7 +116,7 @@ import Testing
                 $0.byte(UInt8(ascii: "."))
                 $0.fixed(Double(v % 100_000_000) / 1e6, 6)
             }
-            let expected = "\(v),\(v / 3).\(FormatTests.referenceFixed(Double(v % 100_000_000) / 1e6, 6))"
+            let expected = "\(v),\(v / 3).\(NumberTextTests.referenceFixed(Double(v % 100_000_000) / 1e6, 6))"
             if text != expected {
                 mismatches += 1
                 Issue.record("\(text) instead of \(expected)")
@@ -208,9 +208,9 @@ import Testing
             let v = Double.random(in: 1..<10, using: &rng) * Double("1e\(k)")!
             for x in [v, -v, (v * 1000).rounded() / 1000] {
                 let text = Self.written { $0.exact(x) }
-                guard text != FormatTests.reference(x) else { continue }
+                guard text != NumberTextTests.reference(x) else { continue }
                 mismatches += 1
-                Issue.record("\(x.bitPattern): \(text) instead of \(FormatTests.reference(x))")
+                Issue.record("\(x.bitPattern): \(text) instead of \(NumberTextTests.reference(x))")
                 if mismatches > 10 { return }
             }
         }

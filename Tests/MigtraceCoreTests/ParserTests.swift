@@ -53,6 +53,35 @@ import Testing
         #expect(syslog.arguments.a0 == 1)
     }
 
+    /// qemu-trace-stap's `pid@ns` is wall-clock ns; a bpftrace one-liner's `nsecs` is monotonic (before 2000 as
+    /// epoch time), and one-liners print bare arguments in probe order (issue 15 item 9).
+    @Test func stapAndBpftraceOneLiners() throws {
+        let stap = try event("1234@1700000000000000001 migrate_transferred transferred 1 time_spent 100 bandwidth 0 max_size 0")
+        #expect(stap.clock == .wall)
+        let bt = try event("29665@3015945032548 migrate_transferred 3423628 100 34236 0 10270884")
+        #expect(bt.clock == .monotonic && bt.timestampNanoseconds == 3_015_945_032_548 && bt.processID == 29665)
+        #expect(bt.arguments == ProbeArguments(count: 5, 3_423_628, 100, 34_236, 0, 10_270_884))
+        #expect(
+            try event("7@1 migrate_transferred 1679432 100 16794 5038296").arguments
+                == ProbeArguments(count: 4, 1_679_432, 100, 16_794, 5_038_296))
+        #expect(try event("7@1 migrate_pending_exact 10 10 0").arguments == ProbeArguments(count: 3, 10, 10, 0))
+        #expect(try event("7@1 migrate_pending 5 3 5 0 0").arguments == ProbeArguments(count: 5, 5, 3, 5, 0, 0))
+        #expect(try event("7@1 migration_bitmap_sync_end 42").arguments == ProbeArguments(count: 1, 42))
+        #expect(try event("7@1 migrate_set_state active").state == .active)
+        #expect(try event("7@1 migrate_set_state new state completed").state == .completed)
+        #expect(
+            parse("7@1 migrate_transferred 1 100 0")
+                == .malformed("migrate_transferred: 3 bare argument(s); migrate_transferred has 4 or 5"))
+        #expect(
+            parse("7@1 migrate_pending_exact 10 10 0 4")
+                == .malformed("migrate_pending_exact: 4 bare argument(s); migrate_pending_exact has 3"))
+        #expect(
+            parse("7@1 migrate_transferred 1 100 0 x") == .malformed("migrate_transferred: bare argument 4 is not a number (column 33)"))
+        #expect(
+            parse("7@1 migrate_transferred 1 100 0 0 9223372036854775808")
+                == .malformed("migrate_transferred: value of 'max_size' does not fit in a signed 64-bit integer"))
+    }
+
     @Test func contextEvents() throws {
         let p = try event("migrate_pending pending size 5000000 max 3145728 (pre = 5000000 compat=0 post=0)")
         #expect(p.kind == .migratePending && p.arguments == ProbeArguments(count: 5, 5_000_000, 3_145_728, 5_000_000, 0, 0))

@@ -50,6 +50,10 @@ public struct AnalysisConfiguration: Sendable, Equatable {
     public var disabledRules: Set<String> = []
     /// Keep at most this many diagnostics in memory (all are counted).
     public var maxStoredDiagnostics = 1000
+    /// Tell the sink, as they happen, each state change (``LiveEvent/state(_:timeNanoseconds:)``) and the
+    /// migration's current assessment after each window and state change (``LiveEvent/migration(_:)``): live
+    /// captures. A post-mortem analysis reports both once, with the series.
+    public var liveUpdates = false
 
     /// The defaults: infer the limit, every rule on.
     public init(downtimeLimitMs: UInt64? = nil) {

@@ -193,6 +193,10 @@ public final class MigrationAnalyzer {
         let state = newState.name
         let timestamp = event.timestampNanoseconds
         trackState(state, input: input, timestamp: timestamp)
+        if configuration.liveUpdates {
+            live(.state(state, timeNanoseconds: timestamp))
+            updateMigration(input)
+        }
         if state == "setup" {
             // A new migration: close what this input has open, the next window starts a new series.
             for key in open.keys where key.input == input { close(key) }
@@ -235,6 +239,7 @@ public final class MigrationAnalyzer {
         }
         let slot = openSlot(key) ?? start(key, event)
         analyse(event, key: key, in: &slots[slot]!)
+        if configuration.liveUpdates { updateMigration(key.input) }
     }
 
     /// The arithmetic, bookkeeping and hand-over of one valid window of `series`.

@@ -194,9 +194,7 @@ public struct ThresholdRebuild: Sendable, Equatable {
     }
 
     /// The rebuild on `basis` when the previous window's `limit` still reproduces the threshold, else nil: the
-    /// fast path of every rebuild without a fixed limit. The analyzer takes it directly for an era-A window
-    /// (nearly every window), which spares `rebuild`'s call returning the result field by field (≈ 90
-    /// instructions).
+    /// fast path of every rebuild without a fixed limit (nearly every window keeps its predecessor's limit).
     @inline(__always)
     static func keepingLimit(_ basis: SwitchoverBasis, _ limit: UInt64, expected: Double, traced: UInt64)
         -> ThresholdRebuild?

@@ -306,10 +306,10 @@ struct HTMLPage {
 
     /// A number for SVG coordinates and data: fixed decimals, 0 for what is not finite.
     mutating func number(_ v: Double, _ decimals: Int = 1) {
-        Format.appendFixed(v.isFinite ? v : 0, decimals, to: &bytes)
+        NumberText.appendFixed(v.isFinite ? v : 0, decimals, to: &bytes)
     }
 
-    static func mb(_ bytes: UInt64, _ decimals: Int = 1) -> String { Format.fixed(Double(bytes) / 1e6, decimals) + " MB" }
+    static func mb(_ bytes: UInt64, _ decimals: Int = 1) -> String { NumberText.fixed(Double(bytes) / 1e6, decimals) + " MB" }
 
     /// A step of 1, 2 or 5 × 10^k giving about four intervals up to `max`.
     static func niceStep(_ max: Double) -> Double {
@@ -325,7 +325,7 @@ struct HTMLPage {
     /// A tick label; whole numbers of five digits or more grouped by thousands (thin spaces), so that
     /// 6000000 reads as 6 000 000.
     static func tick(_ v: Double, _ decimals: Int) -> String {
-        let s = Format.fixed(v, decimals)
+        let s = NumberText.fixed(v, decimals)
         guard decimals == 0, s.count > 4 else { return s }
         var out = ""
         for (i, c) in s.enumerated() {
@@ -534,17 +534,17 @@ struct HTMLPage {
         if let m {
             var d: String
             if let ms = m.downtimeMs {
-                d = "\(Format.fixed(ms, 1)) ms measured"
+                d = "\(NumberText.fixed(ms, 1)) ms measured"
             } else if let e = m.expectedDowntimeMs {
-                d = "\(Format.fixed(e, 0)) ms expected"
+                d = "\(NumberText.fixed(e, 0)) ms expected"
             } else {
                 d = "unknown"
             }
             if let l = m.downtimeLimitMs { d += " (limit \(l) ms)" }
             fact("downtime", d)
             if let e = m.etaSeconds, m.verdict == .converging {
-                var s = "≈ \(Format.fixed(e, 1)) s"
-                if let lo = m.etaLowSeconds, let hi = m.etaHighSeconds { s += " (\(Format.fixed(lo, 1))–\(Format.fixed(hi, 1)) s)" }
+                var s = "≈ \(NumberText.fixed(e, 1)) s"
+                if let lo = m.etaLowSeconds, let hi = m.etaHighSeconds { s += " (\(NumberText.fixed(lo, 1))–\(NumberText.fixed(hi, 1)) s)" }
                 fact("ETA", s)
             }
             if let sw = m.switchover {
@@ -557,7 +557,7 @@ struct HTMLPage {
                 var s = a.reason
                 if m.verdict == .stalled || m.verdict == .diverging {
                     if let l = a.downtimeLimitMs { s += "; downtime-limit ≥ \(l) ms" }
-                    if let b = a.bandwidthBytesPerSecond { s += " or ≥ \(Format.fixed(Double(b) / 1e6, 2)) MB/s" }
+                    if let b = a.bandwidthBytesPerSecond { s += " or ≥ \(NumberText.fixed(Double(b) / 1e6, 2)) MB/s" }
                 }
                 fact("advice", s)
             }
@@ -601,9 +601,9 @@ struct HTMLPage {
         if let m { answers(m, names) }
         raw("<p class=\"summary\">")
         var t = "era \(TextSink.eraName(s.info.era)), \(s.windows) windows, "
-        t += "\(Format.fixed(Double(s.totalBytes) / 1_000_000, 1)) MB in \(Format.fixed(Double(s.totalTimeMs) / 1000, 2)) s "
+        t += "\(NumberText.fixed(Double(s.totalBytes) / 1_000_000, 1)) MB in \(NumberText.fixed(Double(s.totalTimeMs) / 1000, 2)) s "
         t +=
-            "(mean \(Format.fixed(s.meanBandwidth / 1000, 2)) MB/s); threshold rebuilt exactly in \(s.exactThresholds)/\(s.windows) windows"
+            "(mean \(NumberText.fixed(s.meanBandwidth / 1000, 2)) MB/s); threshold rebuilt exactly in \(s.exactThresholds)/\(s.windows) windows"
         if !s.downtimeLimits.isEmpty {
             t += "; downtime limit " + s.downtimeLimits.map { "\($0.limitMs) ms from window \($0.window)" }.joined(separator: ", ")
         }

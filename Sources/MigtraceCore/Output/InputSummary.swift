@@ -32,6 +32,7 @@ public struct InputSummary: Sendable {
         o.raw(",\"lines\":"); o.unsigned(statistics?.lines ?? 0)
         o.raw(",\"events\":"); o.unsigned(statistics?.events ?? 0)
         o.raw(",\"rejected\":"); o.unsigned(statistics?.rejected ?? 0)
+        o.raw(",\"lost_events\":"); o.unsigned(statistics?.lostEvents ?? 0)
         if let error {
             o.raw(",\"error\":"); o.string(error)
         }

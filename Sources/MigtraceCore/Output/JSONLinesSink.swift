@@ -97,6 +97,11 @@ public final class JSONLinesSink: AnalysisSink {
                 if let ts = time { o.raw(",\"time\":"); o.number(Double(ts) / 1e9) }
             }
         case .captured: break
+        case .migration(let m):
+            object("migration") { o in
+                o.raw(",\"migration\":")
+                MigrationJSON.object(m, &o)
+            }
         case .lost(let drops, _):
             object("lost") { o in
                 o.raw(",\"kernel_drops\":"); o.unsigned(drops)

@@ -13,6 +13,9 @@ public enum LiveEvent: Sendable {
     /// The kernel ring buffer (`kernelDrops`) and the hand-over to the analyzer (`consumerDrops`) have dropped
     /// this many events so far.
     case lost(kernelDrops: UInt64, consumerDrops: UInt64)
+    /// The capture's migration as the analysis sees it now (verdict, ETA, expected downtime, advice): after each
+    /// window and state change, when the configuration asks for it (``AnalysisConfiguration/liveUpdates``).
+    case migration(MigrationAssessment)
     /// The capture ended; the report follows.
     case ended(CaptureEnd)
 }

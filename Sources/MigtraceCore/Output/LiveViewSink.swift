@@ -21,9 +21,11 @@ public final class LiveViewSink: AnalysisSink {
     private let names: InputNames
     private let size: () -> (columns: Int, rows: Int)
     private let clock: () -> UInt64
-    /// The current migration's assessment, asked for at each redraw (the analyzer's, see
-    /// ``MigrationAnalyzer/currentAssessment(input:)``); `nil` shows no verdict until the end.
-    public var assessment: (() -> MigrationAssessment?)?
+    /// The capture's migration as the analyzer last assessed it (``LiveEvent/migration(_:)``); `nil` shows no
+    /// verdict until the end.
+    private var assessment: MigrationAssessment?
+    /// Whether the analyzer sends assessments (then each window's frame waits for its assessment).
+    private var assessed = false
 
     private var attachment: LiveAttachment?
     private var state: String?
@@ -54,7 +56,6 @@ public final class LiveViewSink: AnalysisSink {
         self.names = names
         self.size = size ?? { LiveViewSink.terminalSize(fd: 1) ?? (80, 24) }
         self.clock = clock ?? LiveViewSink.monotonicNanoseconds
-        self.assessment = nil
     }
 
     /// Columns and rows of the terminal on `fd`, if it is one.
@@ -99,7 +100,8 @@ public final class LiveViewSink: AnalysisSink {
         push(&bandwidth, w.megabytesPerSecond)
         push(&pending, w.pendingBytes.map { Double($0) })
         push(&threshold, Double(w.thresholdTraced))
-        redraw()
+        // With assessments coming, the one after this window draws the frame, verdict and window together.
+        if !assessed { redraw() }
     }
 
     private func push<T>(_ a: inout [T], _ v: T) {
@@ -116,6 +118,13 @@ public final class LiveViewSink: AnalysisSink {
 
     public func seriesEnded(_ summary: SeriesSummary) {
         ended.append(summary)
+    }
+
+    /// The analyzer's latest assessment: drawn with the next frame.
+    private func migrationUpdated(_ m: MigrationAssessment) {
+        assessment = m
+        assessed = true
+        redraw()
     }
 
     public func live(_ event: LiveEvent) {
@@ -136,6 +145,7 @@ public final class LiveViewSink: AnalysisSink {
             state = s
             redraw(force: true)
         case .captured: break
+        case .migration(let m): migrationUpdated(m)
         case .lost(let drops, _):
             lost = drops
             redraw(force: true)
@@ -173,7 +183,7 @@ public final class LiveViewSink: AnalysisSink {
         if !force && now &- lastDraw < Self.minRedrawInterval { return }
         lastDraw = now
         let (columns, rows) = size()
-        var lines = frame(width: max(40, columns), assessment: final ?? assessment?())
+        var lines = frame(width: max(40, columns), assessment: final ?? assessment)
         // Never taller than the screen: the cursor could not go back up past its top.
         if lines.count > rows - 1 { lines = Array(lines.prefix(max(1, rows - 1))) }
         var s = "\r"
@@ -199,7 +209,8 @@ public final class LiveViewSink: AnalysisSink {
         if let s = series { status += " · series \(s.index)" }
         status += " · state \(Self.escape(state ?? "?"))"
         if let w = last, let t0 = seriesOrigin {
-            status += " · window \(w.index) · \(Format.fixed(w.endTime - t0, 1)) s · \(Format.fixed(Double(sentBytes) / 1e6, 1)) MB sent"
+            status +=
+                " · window \(w.index) · \(NumberText.fixed(w.endTime - t0, 1)) s · \(NumberText.fixed(Double(sentBytes) / 1e6, 1)) MB sent"
         }
         if lost > 0 { status += " · lost \(lost) events" }
         add(status + " " + String(repeating: "─", count: max(0, width - status.count - 1)))
@@ -214,7 +225,7 @@ public final class LiveViewSink: AnalysisSink {
             let top = bw.max() ?? 0
             let now = bw.last ?? 0
             var line = pad("bandwidth") + Self.sparkline(bw, low: 0, high: top)
-            line += "  \(Format.fixed(now, 2)) MB/s (peak \(Format.fixed(top, 2)))"
+            line += "  \(NumberText.fixed(now, 2)) MB/s (peak \(NumberText.fixed(top, 2)))"
             add(line)
             // Pending and threshold share one logarithmic scale: pending is often 100× the threshold.
             let p = Array(pending.suffix(room))
@@ -226,7 +237,7 @@ public final class LiveViewSink: AnalysisSink {
             let pendingLine = Self.sparkline(logP, low: lo, high: hi)
             if let current = p.last ?? nil {
                 let above = current > (th.last ?? 0)
-                var l = pad("pending") + pendingLine + "  \(Format.fixed(current / 1e6, 1)) MB"
+                var l = pad("pending") + pendingLine + "  \(NumberText.fixed(current / 1e6, 1)) MB"
                 l += above ? " above threshold" : " below threshold"
                 add(l, color: above ? nil : "32")
             } else {
@@ -234,7 +245,7 @@ public final class LiveViewSink: AnalysisSink {
             }
             add(
                 pad("threshold") + Self.sparkline(th.map { log10(max(1, $0)) }, low: lo, high: hi)
-                    + "  \(Format.fixed((th.last ?? 0) / 1e6, 1)) MB (log scale, as pending)")
+                    + "  \(NumberText.fixed((th.last ?? 0) / 1e6, 1)) MB (log scale, as pending)")
         }
 
         // Verdict, ETA, downtime.
@@ -243,17 +254,17 @@ public final class LiveViewSink: AnalysisSink {
             let verdict = m.verdict?.rawValue ?? "not yet known (needs two dirty syncs)"
             v += verdict
             if m.verdict == .converging, let e = m.etaSeconds {
-                v += " · ETA \(Format.fixed(e, 1)) s"
-                if let lo = m.etaLowSeconds, let hi = m.etaHighSeconds { v += " (\(Format.fixed(lo, 1))–\(Format.fixed(hi, 1)) s)" }
+                v += " · ETA \(NumberText.fixed(e, 1)) s"
+                if let lo = m.etaLowSeconds, let hi = m.etaHighSeconds { v += " (\(NumberText.fixed(lo, 1))–\(NumberText.fixed(hi, 1)) s)" }
             } else if m.verdict == .converging {
                 v += " · no ETA yet"
             } else if m.verdict == .stalled || m.verdict == .diverging {
                 v += " · no switchover at this rate"
             }
             if let d = m.downtimeMs {
-                v += " · downtime \(Format.fixed(d, 1)) ms"
+                v += " · downtime \(NumberText.fixed(d, 1)) ms"
             } else if let e = m.expectedDowntimeMs, e > 0 {
-                v += " · expected downtime \(Format.fixed(e, 0)) ms"
+                v += " · expected downtime \(NumberText.fixed(e, 0)) ms"
             }
             if let l = m.downtimeLimitMs { v += " (limit \(l) ms)" }
             let color: String? =
@@ -266,7 +277,7 @@ public final class LiveViewSink: AnalysisSink {
             if let a = m.advice, m.verdict == .stalled || m.verdict == .diverging {
                 var t = pad("advice") + Self.escape(a.reason)
                 if let l = a.downtimeLimitMs { t += "; downtime-limit ≥ \(l) ms" }
-                if let b = a.bandwidthBytesPerSecond { t += " or ≥ \(Format.fixed(Double(b) / 1e6, 2)) MB/s" }
+                if let b = a.bandwidthBytesPerSecond { t += " or ≥ \(NumberText.fixed(Double(b) / 1e6, 2)) MB/s" }
                 add(t)
             }
         } else {

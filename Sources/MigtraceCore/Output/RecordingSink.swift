@@ -27,7 +27,7 @@ public final class RecordingSink: AnalysisSink {
         case .attached: store.append(RecordingFormat.headerLine(header))
         case .captured(let e, let monotonic): store.append(RecordingFormat.eventLine(e, monotonicNanoseconds: monotonic))
         case .lost(let kernel, let consumer): store.append(RecordingFormat.lostLine(kernelDrops: kernel, consumerDrops: consumer))
-        case .state: break
+        case .state, .migration: break
         case .ended(let end):
             // A recording stopped early (disk full) says so in its end record.
             store.finish(

@@ -93,10 +93,7 @@ public enum InputKind: Equatable, Sendable {
     public var refusal: String? {
         let hint = "give the QEMU trace log (`-trace migrate_transferred -D FILE`) or a migtrace recording"
         switch self {
-        case .text, .recording: return nil
-        case .simpletrace:
-            return
-                "a QEMU simpletrace binary file; migtrace reads the log backend: decode it with QEMU's scripts/simpletrace.py or trace with `-trace migrate_transferred -D FILE`"
+        case .text, .recording, .simpletrace: return nil
         case .elf: return "not a trace but an ELF file (a program, library or core dump); \(hint)"
         case .compressed(let format, let decompress):
             return "\(format)-compressed data; decompress it first: `\(decompress) FILE | migtrace analyze -`"

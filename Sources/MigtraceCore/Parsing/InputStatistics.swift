@@ -20,8 +20,13 @@ public struct InputStatistics: Sendable, Equatable {
     /// Loss counts the recording reported.
     public var kernelDrops: UInt64 = 0
     public var consumerDrops: UInt64 = 0
+    /// Events the tracer itself dropped and counted (QEMU's simple backend, its trace buffer full).
+    public var droppedByTracer: UInt64 = 0
     /// What the input is when it was not analysed because it is no trace (``InputKind/refusal`` says why).
     public var refused: InputKind?
+
+    /// Every event the input says was lost: by the kernel or migtrace's consumer (recordings), by the tracer.
+    public var lostEvents: UInt64 { kernelDrops &+ consumerDrops &+ droppedByTracer }
 
     /// Nothing read yet.
     public init() {}

@@ -14,8 +14,11 @@ public enum LineResult: Sendable, Equatable {
 /// for lines that are not migration events.
 ///
 /// Prefixes understood: none; `tid@sec.usec:` (≤ 10.0, `-msg timestamp=on`); ISO-8601 `…Z ` (10.1+);
-/// `pid@ns ` (qemu-trace-stap); `name(tid:thread): ` (proposed); and, as a fall-back, the event body
-/// anywhere in the line (syslog, ftrace's trace_marker).
+/// `pid@ns ` (qemu-trace-stap, and bpftrace one-liners in the same shape, whose `nsecs` is a monotonic clock);
+/// `name(tid:thread): ` (proposed); and, as a fall-back, the event body anywhere in the line (syslog, ftrace's
+/// trace_marker). Besides QEMU's labelled bodies, the bare arguments in probe order are read
+/// (`migrate_transferred 3423628 100 34236 0 10270884`, `migrate_set_state active`): what a bpftrace one-liner
+/// printing `arg0`… writes.
 public struct QEMULogParser: Sendable {
     /// Index of the input the lines come from, stored in each event's origin.
     public var input: Int
@@ -42,7 +45,8 @@ public struct QEMULogParser: Sendable {
         }
         guard let kind else { return .ignored }
         var event = TraceEvent(
-            kind: kind, arguments: ProbeArguments(count: 0), timestampNanoseconds: prefix.timestamp, clock: .wall,
+            kind: kind, arguments: ProbeArguments(count: 0), timestampNanoseconds: prefix.timestamp,
+            clock: prefix.monotonic ? .monotonic : .wall,
             threadID: prefix.thread, processID: prefix.process, origin: EventOrigin(input: input, line: line))
         do {
             try Self.parseBody(kind, &c, into: &event)
@@ -71,6 +75,10 @@ public struct QEMULogParser: Sendable {
             }
         default:
             break
+        }
+        if let args = try c.positionalBody(kind) {
+            e.arguments = args
+            return
         }
         switch kind {
         case .migrateTransferred:
@@ -116,8 +124,12 @@ public struct QEMULogParser: Sendable {
         case .bitmapSyncEnd:
             e.arguments = ProbeArguments(count: 1, try c.labelled("dirty_pages"))
         case .migrateSetState:
-            try c.word("new")
-            try c.word("state")
+            c.skipSpaces()
+            // `new state X` as QEMU logs it, or the bare state a one-liner prints (`str(arg0)`).
+            if c.atWord("new") {
+                try c.word("new")
+                try c.word("state")
+            }
             c.skipSpaces()
             guard c.pos < c.end else { throw ParseError("missing the new state") }
             var last = c.end
@@ -146,6 +158,11 @@ struct Prefix {
     var timestamp: UInt64?
     var thread: UInt32?
     var process: UInt32?
+    /// The timestamp is on a monotonic clock (a `pid@ns` prefix whose ns lie before 2000: bpftrace's `nsecs`).
+    var monotonic = false
+
+    /// Nanoseconds since the epoch of 2000-01-01: a wall-clock timestamp below it is a monotonic one.
+    static let wallClockFloor: UInt64 = 946_684_800 * 1_000_000_000
 
     mutating func parse(_ c: inout Cursor) {
         let start = c.pos
@@ -187,9 +204,10 @@ struct Prefix {
                 timestamp = seconds &* 1_000_000_000 &+ ns
                 thread = UInt32(truncatingIfNeeded: first)
             } else if c.peek() == UInt8(ascii: " ") {
-                // pid@ns (qemu-trace-stap)
+                // pid@ns (qemu-trace-stap: gettimeofday_ns; bpftrace: nsecs, monotonic)
                 c.pos += 1
                 timestamp = seconds
+                monotonic = seconds < Self.wallClockFloor
                 process = UInt32(truncatingIfNeeded: first)
             } else {
                 c.pos = start
@@ -309,6 +327,41 @@ struct Cursor {
         self = t
         if let sw { return ProbeArguments(count: 5, transferred, timeSpent, bandwidth, sw, max) }
         return ProbeArguments(count: 4, transferred, timeSpent, bandwidth, max)
+    }
+
+    /// The body as bare numbers in probe order (a bpftrace one-liner's `arg0 arg1 …`), when it starts with a digit;
+    /// nil (cursor unmoved) for a labelled body. The count must be the probe's (4 or 5 for migrate_transferred).
+    mutating func positionalBody(_ kind: ProbeKind) throws(ParseError) -> ProbeArguments? {
+        var t = self
+        t.skipSpaces()
+        guard t.peekDigit(), kind != .migrateSetState else { return nil }
+        var values: [UInt64] = []
+        while t.pos < t.end {
+            guard t.peekDigit() || t.peek() == UInt8(ascii: "-") else {
+                throw ParseError("bare argument \(values.count + 1) is not a number (column \(t.pos + 1))")
+            }
+            let v = try t.number(after: "argument")
+            values.append(v)
+            t.skipSpaces()
+            guard values.count <= 5 else { throw ParseError("more than 5 arguments") }
+        }
+        let expected: [Int] =
+            switch kind {
+            case .migrateTransferred: [4, 5]
+            case .migratePendingEstimate, .migratePendingExact: [3]
+            case .migratePending: [5]
+            case .migrationThreadLowPending, .bitmapSyncEnd: [1]
+            case .bitmapSyncStart, .migrateSetState: [0]
+            }
+        guard expected.contains(values.count) else {
+            throw ParseError(
+                "\(values.count) bare argument(s); \(kind.eventName) has \(expected.map(String.init).joined(separator: " or "))")
+        }
+        if kind == .migrateTransferred, let max = values.last, max > UInt64(Int64.max) {
+            throw ParseError("value of 'max_size' does not fit in a signed 64-bit integer")
+        }
+        self = t
+        return ProbeArguments(values)
     }
 
     /// A number after `label`, with a reason when it is missing, negative or too large.

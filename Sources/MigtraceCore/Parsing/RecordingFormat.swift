@@ -260,14 +260,14 @@ public struct JSONWriter: Sendable {
         }
     }
     /// Append an unsigned integer.
-    @inline(__always) public mutating func unsigned(_ v: UInt64) { Format.appendUnsigned(v, to: &bytes) }
+    @inline(__always) public mutating func unsigned(_ v: UInt64) { NumberText.appendUnsigned(v, to: &bytes) }
     /// Append a signed integer.
     public mutating func signed(_ v: Int64) {
         if v < 0 { bytes.append(UInt8(ascii: "-")) }
-        Format.appendUnsigned(v.magnitude, to: &bytes)
+        NumberText.appendUnsigned(v.magnitude, to: &bytes)
     }
     /// Append a double (shortest round-trip form; `null` when not finite).
-    public mutating func number(_ v: Double) { Format.appendExact(v, to: &bytes) }
+    public mutating func number(_ v: Double) { NumberText.appendExact(v, to: &bytes) }
     /// Append a quoted, escaped string.
     public mutating func string(_ s: String) {
         bytes.append(UInt8(ascii: "\""))

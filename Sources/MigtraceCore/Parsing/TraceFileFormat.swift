@@ -6,4 +6,6 @@ public enum TraceFileFormat: String, Sendable {
     case qemuLog = "qemu-log"
     /// migtrace's own recording (JSON Lines).
     case recording
+    /// QEMU's simple trace backend (binary, header version 4).
+    case simpletrace
 }

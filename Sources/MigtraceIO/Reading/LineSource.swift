@@ -61,7 +61,7 @@ struct LineSource {
                 filled += n
                 stats.bytes += UInt64(n)
                 // The kind is known from the first line (or the first bytes, for the binary kinds).
-                if !detected && (filled >= InputKind.sampleSize || eof || memchr(buffer, 10, filled) != nil) {
+                if !detected && (filled >= InputKind.sampleSize || eof || (filled >= 16 && memchr(buffer, 10, filled) != nil)) {
                     if detectFormat() { return .finished }
                 }
                 if !detected { continue }
@@ -204,6 +204,8 @@ struct LineSource {
                 stats.rejected += 1
                 batch.reject(Diagnostic(input: input, line: lineNumber, reason: reason))
             }
+        case .simpletrace:
+            break  // decoded by SimpletraceReader, never split into lines
         case .recording:
             guard line.count > 0 else { return }
             switch RecordingFormat.parse(line, input: input, line: lineNumber) {

@@ -13,7 +13,7 @@ import MigtraceCore
 /// folding one is a plain store, and emptying the batch for reuse visits none (``TraceEvent`` is trivial).
 struct TraceBatch: @unchecked Sendable {
     // SAFETY: @unchecked Sendable because of `base`, which points into `storage`. A batch is moved between
-    // threads, never shared (see ReadPipeline): only one thread at a time reads or writes its events. A copy of
+    // threads, never shared (see BatchPipe): only one thread at a time reads or writes its events. A copy of
     // a batch shares its events (unlike an array), so a batch is never copied and then mutated through both.
 
     /// A diagnostic and its place among the batch's events.

@@ -66,6 +66,12 @@ public enum TraceReader {
             return keepGoing()
         }
         var outcome = producer.source.pump(pausing: true, deliverHere)
+        if producer.source.stats.refused == .simpletrace {
+            // A binary simple-backend trace: decoded by its own reader from the bytes read so far on.
+            let prefix = UnsafeBufferPointer(start: buffer, count: producer.source.filled)
+            let stats = try SimpletraceReader.read(fd: fd, prefix: prefix, input: input, into: analyzer)
+            return Run(statistics: stats, threaded: false, stopped: false)
+        }
         var threaded = false
         if outcome == .paused {
             if let result = producer.runThreaded(into: analyzer, keepGoing: keepGoing) {

@@ -141,8 +141,9 @@ struct LiveRun {
             } else {
                 display
             }
-        let analyzer = MigrationAnalyzer(configuration: analysis.configuration, sink: sink)
-        view?.assessment = { [weak analyzer] in analyzer?.currentAssessment(input: 0) }
+        var configuration = analysis.configuration
+        configuration.liveUpdates = true
+        let analyzer = MigrationAnalyzer(configuration: configuration, sink: sink)
         analyzer.live(
             .attached(
                 LiveAttachment(
@@ -168,7 +169,6 @@ struct LiveRun {
                     analyzer.live(.captured(e, monotonicNanoseconds: mono))
                     analyzer.consume(e)
                     if e.kind == .migrateSetState, let state = e.state, state != .unrecognized {
-                        analyzer.live(.state(state.name, timeNanoseconds: e.timestampNanoseconds))
                         if untilComplete && [.completed, .failed, .cancelled].contains(state) { stopper.end("migration-\(state.name)") }
                     }
                 }

@@ -94,7 +94,8 @@ struct LiveFailure: Error {
         switch error {
         case .noQEMUProbes(let binary):
             let path = TerminalText.escaped(binary)
-            guard path.contains("qemu") else {
+            // The file name, not the path: a checkout or cache directory may well be called qemu-something.
+            guard binary.split(separator: "/").last?.contains("qemu") ?? false else {
                 return LiveFailure(
                     message:
                         "pid \(pid) (\(path)) is not a QEMU: it has no qemu USDT probes. Give the pid of the source qemu-system-* / qemu-kvm process (`pgrep -a qemu`).",

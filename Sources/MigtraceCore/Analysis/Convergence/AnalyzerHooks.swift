@@ -38,6 +38,11 @@ extension MigrationAnalyzer {
         return endedMigrations.last { $0.input == input }
     }
 
+    /// Pass the current assessment of `input`'s migration to the sink (live captures).
+    func updateMigration(_ input: Int) {
+        if let a = currentAssessment(input: input) { live(.migration(a)) }
+    }
+
     /// Every assessment, in order of input and then of start.
     var migrationAssessments: [MigrationAssessment] {
         endedMigrations.enumerated().sorted { ($0.element.input, $0.offset) < ($1.element.input, $1.offset) }.map(\.element)

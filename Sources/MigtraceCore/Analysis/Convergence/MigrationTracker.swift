@@ -200,9 +200,12 @@ final class MigrationTracker {
         return Model(verdict: verdict, floor: QEMUArithmetic.truncate(floor), ratio: ratio, coefficient: b)
     }
 
-    /// Seconds until a post-sync level falls below the threshold, with the recurrence coefficient `b`.
+    /// Seconds until a post-sync level falls below the threshold, with the recurrence coefficient `b`. A floor
+    /// below the threshold is reached whatever `b` (a limit raised over a stalled migration): `b` is capped
+    /// below 1 so that the levels approach it.
     private func eta(floor: Double, b: Double, perMs: Double) -> Double? {
-        guard perMs > 0, let thr = lastThreshold.map(Double.init), floor < thr, b < 1 else { return nil }
+        guard perMs > 0, let thr = lastThreshold.map({ Double($0) }), floor < thr else { return nil }
+        let b = min(b, 0.999)
         var t = max(0, Double(lastPending ?? 0) - thr) / perMs / 1000
         var level = floor + (Double(levels.last?.bytes ?? 0) - floor) * b
         var n = 0
@@ -247,7 +250,7 @@ final class MigrationTracker {
         }
         // QEMU 11.1 migration_downtime_calc_expected(): the limit while ≤ 1 sync, else last sync's bytes over bw.
         if iterations <= 1 {
-            a.expectedDowntimeMs = limit.map(Double.init)
+            a.expectedDowntimeMs = limit.map { Double($0) }  // not `Double.init`, which picks init(bitPattern:)
         } else if let last = levels.last, let sw = lastSwitchoverPerMs, sw > 0 {
             a.expectedDowntimeMs = Double(last.bytes) / (sw * 1000) * 1000
         }
@@ -264,7 +267,7 @@ final class MigrationTracker {
         if a.outcome == .completed {
             var reason = "completed"
             if let d = a.downtimeMs {
-                reason += "; downtime \(Format.fixed(d, 1)) ms"
+                reason += "; downtime \(NumberText.fixed(d, 1)) ms"
                 if let l = limit { reason += d <= Double(l) ? " within the \(l) ms limit" : " over the \(l) ms limit" }
             }
             return ConvergenceAdvice(downtimeLimitMs: nil, bandwidthBytesPerSecond: nil, reason: reason + "; no change needed")

@@ -57,8 +57,8 @@ public final class RuleContext {
     /// Findings are delivered here as they are made.
     let deliver: (Finding) -> Void
     /// Findings reported so far and dropped by the cap, per rule type, to cap floods from hostile input. A short
-    /// list searched by type: a dictionary keyed by the rule's id hashed the string on every report, ≈ 1,200
-    /// instructions per finding dropped by the cap (threshold-collapse reports hundreds per series).
+    /// list searched by type, not a dictionary keyed by the rule's id, which hashed the string on every report
+    /// (threshold-collapse reports hundreds per series).
     private var tallies: [(rule: ObjectIdentifier, id: String, reported: Int, suppressed: Int)] = []
     /// Findings dropped by the cap, per rule id.
     public var suppressed: [String: Int] {
@@ -270,10 +270,10 @@ enum RuleMath {
     }
 
     /// A byte rate in bytes/ms shown as MB/s with two decimals.
-    static func rate(_ bytesPerMs: Double) -> String { "\(Format.fixed(bytesPerMs / 1000, 2)) MB/s" }
+    static func rate(_ bytesPerMs: Double) -> String { "\(NumberText.fixed(bytesPerMs / 1000, 2)) MB/s" }
 
     /// Milliseconds as seconds with one or two decimals.
-    static func seconds(_ ms: Double) -> String { "\(Format.fixed(ms / 1000, 2)) s" }
+    static func seconds(_ ms: Double) -> String { "\(NumberText.fixed(ms / 1000, 2)) s" }
 }
 
 /// A run of consecutive windows a rule is following: its first window, where its last lies, how many, how long.

@@ -75,7 +75,7 @@ public final class BandwidthShiftRule: AnomalyRule {
         let change = (newLevel - base) / base
         context.report(
             Self.self, .warning, from: runStart, to: mark,
-            "Bandwidth \(up ? "rose" : "fell") \(Format.fixed(abs(change) * 100, 0)) % from \(RuleMath.rate(base)) to \(RuleMath.rate(newLevel)) at window \(runStart.index) and held for \(RuleMath.seconds(Double(runMs))).",
+            "Bandwidth \(up ? "rose" : "fell") \(NumberText.fixed(abs(change) * 100, 0)) % from \(RuleMath.rate(base)) to \(RuleMath.rate(newLevel)) at window \(runStart.index) and held for \(RuleMath.seconds(Double(runMs))).",
             evidence: [
                 .number("baseline_bytes_per_ms", base), .number("new_bytes_per_ms", newLevel),
                 .number("change_fraction", change), .count("duration_ms", runMs),

@@ -76,7 +76,7 @@ public final class RateCappedRule: AnomalyRule {
     }
 
     /// The bucket of a transfer: `Int((log(Double(transferred)) / logBucketBase).rounded())`, mostly without
-    /// `log()` (≈ 50 instructions per window with its wrapper).
+    /// calling `log()`, which runs per window.
     ///
     /// A short table-and-polynomial logarithm places the transfer in bucket units within 10⁻⁸; when that is
     /// more than 10⁻⁶ away from a half (where the rounding changes bucket), the exact expression, whose own
@@ -146,7 +146,7 @@ public final class RateCappedRule: AnomalyRule {
         let bytes = pow(1 + Self.bucketWidth, Double(best.center))
         context.report(
             Self.self, .info, from: first, to: last,
-            "\(best.count) of \(windows) windows (\(RuleMath.seconds((last.endTime - first.startTime) * 1000))) sent \(Format.fixed(bytes / 1_000_000, 3)) MB ± \(Format.fixed(tolerance * 100, 0)) %: max-bandwidth ≈ \(Format.fixed(bytes * 10 / 1_000_000, 1)) MB/s sets the pace.",
+            "\(best.count) of \(windows) windows (\(RuleMath.seconds((last.endTime - first.startTime) * 1000))) sent \(NumberText.fixed(bytes / 1_000_000, 3)) MB ± \(NumberText.fixed(tolerance * 100, 0)) %: max-bandwidth ≈ \(NumberText.fixed(bytes * 10 / 1_000_000, 1)) MB/s sets the pace.",
             evidence: [
                 .count("windows_at_cap", UInt64(best.count)), .count("windows", UInt64(windows)),
                 .number("bytes_per_window", bytes), .number("max_bandwidth_estimate_bytes_per_second", bytes * 10),

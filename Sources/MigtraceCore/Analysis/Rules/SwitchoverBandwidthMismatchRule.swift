@@ -54,7 +54,7 @@ public final class SwitchoverBandwidthMismatchRule: AnomalyRule {
         let consequence = over ? "downtime will overshoot the limit" : "switchover is needlessly late"
         context.report(
             Self.self, .warning, from: first.mark, to: last,
-            "Declared switchover bandwidth \(RuleMath.rate(declared)) is \(Format.fixed(declared / measured, 2))× the measured \(RuleMath.rate(measured)) for \(RuleMath.seconds(Double(runMs))): \(consequence).",
+            "Declared switchover bandwidth \(RuleMath.rate(declared)) is \(NumberText.fixed(declared / measured, 2))× the measured \(RuleMath.rate(measured)) for \(RuleMath.seconds(Double(runMs))): \(consequence).",
             evidence: [
                 .number("declared_bytes_per_ms", declared), .number("measured_bytes_per_ms", measured),
                 .number("ratio", declared / measured), .count("duration_ms", runMs),

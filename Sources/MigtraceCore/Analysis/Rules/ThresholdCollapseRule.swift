@@ -65,7 +65,7 @@ public final class ThresholdCollapseRule: AnomalyRule {
         }
         context.report(
             Self.self, .warning, from: first, to: last,
-            "Window \(lowest.index) ran at \(RuleMath.rate(lowest.bandwidth)), \(Format.fixed(lowest.bandwidth / base * 100, 0)) % of the \(RuleMath.rate(base)) baseline; the threshold fell to \(lowest.thresholdTraced) bytes.",
+            "Window \(lowest.index) ran at \(RuleMath.rate(lowest.bandwidth)), \(NumberText.fixed(lowest.bandwidth / base * 100, 0)) % of the \(RuleMath.rate(base)) baseline; the threshold fell to \(lowest.thresholdTraced) bytes.",
             evidence: [
                 .number("bandwidth_bytes_per_ms", lowest.bandwidth), .number("baseline_bytes_per_ms", base),
                 .count("threshold_traced_bytes", lowest.thresholdTraced),

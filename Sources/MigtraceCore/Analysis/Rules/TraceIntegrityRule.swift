@@ -103,7 +103,7 @@ public final class TraceIntegrityRule: AnomalyRule {
         _ w: AnalyzedWindow, after prev: WindowMark, _ deltaMs: Double, _ context: RuleContext
     ) {
         report(
-            w, "Time goes backwards by \(Format.fixed(-deltaMs, 3)) ms between windows \(prev.index) and \(w.index).",
+            w, "Time goes backwards by \(NumberText.fixed(-deltaMs, 3)) ms between windows \(prev.index) and \(w.index).",
             [.number("delta_ms", deltaMs)], from: prev, context)
     }
 

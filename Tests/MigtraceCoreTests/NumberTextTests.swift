@@ -7,7 +7,7 @@ import Testing
 
 /// The number writers behind CSV and JSON: byte-identical to what the standard library prints, since the
 /// outputs are compared byte for byte across versions.
-@Suite struct FormatTests {
+@Suite struct NumberTextTests {
     /// What `exact` has always meant: whole numbers below 10^15 as integers, everything else `description`.
     static func reference(_ v: Double) -> String {
         guard v.isFinite else { return "null" }
@@ -32,7 +32,7 @@ import Testing
 
     static func exact(_ v: Double) -> String {
         var bytes: [UInt8] = []
-        Format.appendExact(v, to: &bytes)
+        NumberText.appendExact(v, to: &bytes)
         return String(decoding: bytes, as: UTF8.self)
     }
 
@@ -126,7 +126,7 @@ import Testing
         for _ in 0..<10_000 { values.append(rng.next() >> (rng.next() % 64)) }
         for v in values {
             var bytes: [UInt8] = []
-            Format.appendUnsigned(v, to: &bytes)
+            NumberText.appendUnsigned(v, to: &bytes)
             #expect(String(decoding: bytes, as: UTF8.self) == String(v))
             #expect(ASCIIWriter.digitCount(v) == String(v).count)
         }
@@ -145,7 +145,7 @@ import Testing
         }
         for v in values {
             for decimals in [0, 1, 2, 3, 6, 8] {
-                #expect(Format.fixed(v, decimals) == Self.referenceFixed(v, decimals), "\(v.bitPattern) \(decimals)")
+                #expect(NumberText.fixed(v, decimals) == Self.referenceFixed(v, decimals), "\(v.bitPattern) \(decimals)")
             }
         }
     }
@@ -189,9 +189,9 @@ import Testing
         let row1 = rows[2].split(separator: ",", omittingEmptySubsequences: false).map(String.init)
         #expect(row1[0...5] == ["0", "1", "2", "A", "0.100000", "0.200000"])
         let bw = QEMUArithmetic.bandwidth(transferred: 1_000_997, timeSpent: 100)
-        #expect(row1[11] == FormatTests.reference(bw))
-        #expect(row1[12] == FormatTests.reference(QEMUArithmetic.mbps(transferred: 1_000_997, timeSpent: 100)))
-        #expect(row1[13] == FormatTests.reference(bw / 1000))
-        #expect(row1[17] == FormatTests.reference(Double(UInt64(bw * 300)) / 1_000_000))
+        #expect(row1[11] == NumberTextTests.reference(bw))
+        #expect(row1[12] == NumberTextTests.reference(QEMUArithmetic.mbps(transferred: 1_000_997, timeSpent: 100)))
+        #expect(row1[13] == NumberTextTests.reference(bw / 1000))
+        #expect(row1[17] == NumberTextTests.reference(Double(UInt64(bw * 300)) / 1_000_000))
     }
 }
