@@ -23,7 +23,7 @@ public final class NonConvergenceRule: AnomalyRule {
     private let minMs: Double
     private var start: WindowMark?
     /// The episode's latest window, with the values the finding quotes.
-    private var last: (mark: WindowMark, pending: UInt64, threshold: UInt64)?
+    private var last: (mark: WindowMark, pending: UInt64, threshold: UInt64, switchoverPerMs: Double, limitMs: UInt64?)?
     private var previousPending: UInt64?
     private var firstLevel: UInt64?
     private var latestLevel: UInt64?
@@ -45,7 +45,7 @@ public final class NonConvergenceRule: AnomalyRule {
             return
         }
         if start == nil { start = window.mark }
-        last = (window.mark, pending, window.thresholdTraced)
+        last = (window.mark, pending, window.thresholdTraced, window.rebuild.expectedPerMs, window.rebuild.downtimeLimitMs)
         stopCopy = window.pendingSplit?.stopcopy
         if let before = previousPending, pending > before {
             // Pending rose: a bitmap sync found newly dirtied pages; this is the post-sync level.
@@ -71,25 +71,43 @@ public final class NonConvergenceRule: AnomalyRule {
             reported = false
             stopCopy = nil
         }
-        guard reported, let start, let (last, pending, threshold) = last else { return }
+        guard reported, let start, let (last, pending, threshold, switchoverPerMs, limit) = last else { return }
         let durationMs = (last.endTime - start.startTime) * 1000
-        var message =
-            "Pending data stayed above the threshold for \(RuleMath.seconds(durationMs)) (windows \(start.index)–\(last.index)); after \(levels) dirty syncs it is back at \(latestLevel ?? 0) bytes (first post-sync level \(firstLevel ?? 0)) against a \(threshold)-byte threshold."
+        let floor = Double(latestLevel ?? pending)
         var evidence: [Evidence] = [
             .count("first_post_sync_pending_bytes", firstLevel ?? 0), .count("latest_post_sync_pending_bytes", latestLevel ?? 0),
             .count("syncs", UInt64(levels)), .count("pending_end_bytes", pending),
             .count("threshold_bytes", threshold), .number("duration_ms", durationMs),
         ]
+        var message =
+            "Pending data stayed above the threshold for \(RuleMath.seconds(durationMs)) (windows \(start.index)–\(last.index)); after \(levels) dirty syncs it is back at \(latestLevel ?? 0) bytes (first post-sync level \(firstLevel ?? 0)) against a \(threshold)-byte threshold."
+        // QEMU 11.1's device stop-copy data: in every level, moved by no iteration.
+        let deviceBound = (stopCopy ?? 0) > threshold
         if let sc = stopCopy, sc > 0 {
             message +=
-                " \(sc) bytes of it are device stop-copy data, which only moves while the VM is stopped\(sc > threshold ? " and alone exceeds the threshold: iterating cannot make it fit" : "")."
+                " \(sc) bytes of it are device stop-copy data, which only moves while the VM is stopped\(deviceBound ? " and alone exceeds the threshold: iterating cannot make it fit" : "")."
             evidence.append(.count("stop_copy_bytes", sc))
         }
-        // Device data no iteration moves: only a threshold that holds it helps.
-        let remedy: String? =
-            (stopCopy ?? 0) > threshold
-            ? "Raise `downtime-limit` until the threshold holds the devices' stop-copy data (or set `avail-switchover-bandwidth` when the link is faster than the measured bandwidth); auto-converge, dirty-limit or more iterations cannot shrink it."
-            : nil
+        // QEMU switches over once pending ≤ switchover bandwidth × limit: the post-sync level says what would do.
+        var remedy: String?
+        if switchoverPerMs > 0 {
+            let neededLimit = (floor / switchoverPerMs).rounded(.up)
+            evidence.append(.number("advised_downtime_limit_ms", neededLimit))
+            var r =
+                deviceBound
+                ? "Only a threshold that holds the devices' stop-copy data helps: at the measured \(RuleMath.rate(switchoverPerMs)) a `downtime-limit` of ≥ \(NumberText.fixed(neededLimit, 0)) ms would let it switch over"
+                : "The guest re-dirties \(RuleMath.bytes(floor)) per sync: at the measured \(RuleMath.rate(switchoverPerMs)) a `downtime-limit` of ≥ \(NumberText.fixed(neededLimit, 0)) ms would let it converge"
+            if let limit, limit > 0 {
+                let neededPerMs = floor / Double(limit)
+                evidence.append(.number("advised_bandwidth_bytes_per_second", (neededPerMs * 1000).rounded(.up)))
+                r += ", or ≥ \(RuleMath.rate(neededPerMs)) of bandwidth at the current \(limit) ms (`max-bandwidth`, the link)"
+            }
+            remedy =
+                r
+                + (deviceBound
+                    ? "; auto-converge, dirty-limit, postcopy or more iterations do not move device data."
+                    : "; otherwise enable `auto-converge` or `dirty-limit`, or switch to postcopy.")
+        }
         context.report(Self.self, .warning, from: start, to: last, message, evidence: evidence, remedy: remedy)
     }
 }
