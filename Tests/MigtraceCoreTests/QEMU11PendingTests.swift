@@ -160,7 +160,13 @@ import Testing
         let rows = csv.text.split(separator: "\n")
         #expect(rows[0].hasSuffix(",pending_bytes,pending_precopy_bytes,pending_stopcopy_bytes,pending_postcopy_bytes"))
         #expect(rows[1].hasSuffix(",134750208,134750208,0,0"))
-        // A trace with the older events has the columns, empty.
+        // A trace with the older events has the columns, empty, and no such JSON keys.
+        let oldJSON = MemoryOutput()
+        _ = try Self.run(Self.original, JSONSink(out: oldJSON, names: InputNames(["t"]), version: "test"))
+        let oldDoc = try #require(try JSONSerialization.jsonObject(with: Data(oldJSON.bytes)) as? [String: Any])
+        let oldW0 = try #require(((oldDoc["series"] as? [[String: Any]])?.first?["windows"] as? [[String: Any]])?.first)
+        #expect((oldW0["pending_bytes"] as? NSNumber)?.uint64Value == 134_750_208)
+        #expect(oldW0["pending_precopy_bytes"] == nil && oldW0["pending_stopcopy_bytes"] == nil && oldW0["pending_postcopy_bytes"] == nil)
         let oldCSV = MemoryOutput()
         _ = try Self.run(Self.original, CSVSink(out: oldCSV))
         #expect(oldCSV.text.split(separator: "\n")[1].hasSuffix(",134750208,,,"))

@@ -65,6 +65,14 @@ public enum MigrationJSON {
         } else {
             o.raw("null")
         }
+        // Present when the trace has VFIO device events.
+        if !m.devices.isEmpty { devices(m, &o) }
+        o.raw("}")
+    }
+
+    /// Append `,"devices":[…]` (and the count of events beyond the devices kept).
+    static func devices(_ m: MigrationAssessment, _ o: inout JSONWriter) {
+        func u(_ v: UInt64?) { if let v { o.unsigned(v) } else { o.raw("null") } }
         o.raw(",\"devices\":[")
         for (i, d) in m.devices.enumerated() {
             if i > 0 { o.raw(",") }
@@ -82,6 +90,5 @@ public enum MigrationJSON {
         }
         o.raw("]")
         if m.otherDeviceEvents > 0 { o.raw(",\"other_device_events\":"); o.unsigned(UInt64(m.otherDeviceEvents)) }
-        o.raw("}")
     }
 }

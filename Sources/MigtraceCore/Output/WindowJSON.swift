@@ -42,10 +42,12 @@ public enum WindowJSON {
             o.bytes(",\"cumulative_bytes\":"); o.unsigned(w.cumulativeBytes)
             o.bytes(",\"pending_bytes\":"); optional(w.pendingBytes)
             o.bytes(",\"pending_exact\":"); if w.pendingBytes == nil { o.bytes("null") } else { bool(w.pendingExact) }
-            let split = w.pendingSplit
-            o.bytes(",\"pending_precopy_bytes\":"); optional(split?.precopy)
-            o.bytes(",\"pending_stopcopy_bytes\":"); optional(split?.stopcopy)
-            o.bytes(",\"pending_postcopy_bytes\":"); optional(split?.postcopy)
+            // Only 11.1's pending query gives the parts: present when it does, like the other optional keys.
+            if let split = w.pendingSplit {
+                o.bytes(",\"pending_precopy_bytes\":"); o.unsigned(split.precopy)
+                o.bytes(",\"pending_stopcopy_bytes\":"); o.unsigned(split.stopcopy)
+                o.bytes(",\"pending_postcopy_bytes\":"); o.unsigned(split.postcopy)
+            }
         }
     }
 
