@@ -8,8 +8,8 @@ public enum LiveEventDecoder {
     /// Size of `struct mt_event` (the shared header's `MT_EVENT_SIZE`).
     public static let recordSize = Int(MT_EVENT_SIZE)
 
-    /// Decodes a record; `nil` if it is too short, has an unknown probe id, or holds a value in a 32-bit slot
-    /// (arguments 7 and 8) that does not fit it.
+    /// Decodes a record; `nil` if it is too short, has an unknown probe id, or has more than five arguments with a
+    /// value its slot cannot hold (``ProbeArguments/fits(_:at:of:)``).
     ///
     /// - Parameters:
     ///   - data: The record; need not be aligned (it is copied).
@@ -23,12 +23,15 @@ public enum LiveEventDecoder {
         // Slots past the count are zero by construction in the BPF program; they are left out anyway (and
         // migrate_set_state's string lies over slots 1–4).
         @inline(__always) func slot(_ i: Int, _ v: UInt64) -> UInt64 { i < count ? v : 0 }
-        let a6 = slot(6, raw.6)
-        let a7 = slot(7, raw.7)
-        guard let a6 = UInt32(exactly: a6), let a7 = UInt32(exactly: a7) else { return nil }
-        let args = ProbeArguments(
-            count: count, slot(0, raw.0), slot(1, raw.1), slot(2, raw.2), slot(3, raw.3), slot(4, raw.4), slot(5, raw.5),
-            a6, a7)
+        let args: ProbeArguments
+        if count <= 5 {
+            args = ProbeArguments(count: count, slot(0, raw.0), slot(1, raw.1), slot(2, raw.2), slot(3, raw.3), slot(4, raw.4))
+        } else {
+            // The pending query's layout: bools, 64-bit sizes, 32-bit counts; a value that does not fit is no QEMU's.
+            let all = Array([raw.0, raw.1, raw.2, raw.3, raw.4, raw.5, raw.6, raw.7].prefix(count))
+            guard all.indices.allSatisfy({ ProbeArguments.fits(all[$0], at: $0, of: count) }) else { return nil }
+            args = ProbeArguments(all)
+        }
         var state: MigrationState?
         if kind == .migrateSetState {
             state = withUnsafeBytes(of: e.state) { raw in

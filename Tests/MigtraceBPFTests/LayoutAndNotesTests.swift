@@ -62,7 +62,7 @@ struct LayoutTests {
     }
 
     /// The 8 arguments of `qemu_savevm_query_pending` come through; a value over 32 bits in slot 7 or 8 (QEMU passes
-    /// `uint32_t` there) makes the record undecodable instead of being cut.
+    /// `uint32_t` there) or over a byte in slot 1 or 2 (bools) makes the record undecodable instead of being cut.
     @Test func decodesAnEightArgumentRecord() {
         var e = mt_event()
         e.ts_ns = 5
@@ -73,10 +73,15 @@ struct LayoutTests {
         e.args = (1, 0, 300, 4_000_000, 20, 4_000_320, 2, 3)
         let ev = withUnsafeBytes(of: e) { LiveEventDecoder.decode($0.baseAddress!, size: $0.count) }
         #expect(ev?.kind == .qemuSavevmQueryPending)
-        #expect(ev?.arguments == ProbeArguments(count: 8, 1, 0, 300, 4_000_000, 20, 4_000_320, 2, 3))
+        #expect(ev?.arguments == ProbeArguments(eight: 1, 0, 300, 4_000_000, 20, 4_000_320, 2, 3))
         e.args.7 = 1 << 32
         #expect(withUnsafeBytes(of: e) { LiveEventDecoder.decode($0.baseAddress!, size: $0.count) } == nil)
+        e.args.7 = 3
+        e.args.0 = 256  // a bool slot: one byte
+        #expect(withUnsafeBytes(of: e) { LiveEventDecoder.decode($0.baseAddress!, size: $0.count) } == nil)
         // Past the count the slots do not matter.
+        e.args.0 = 1
+        e.args.7 = 1 << 40
         e.arg_cnt = 6
         #expect(withUnsafeBytes(of: e) { LiveEventDecoder.decode($0.baseAddress!, size: $0.count) }?.arguments.count == 6)
     }

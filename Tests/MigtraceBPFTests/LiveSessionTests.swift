@@ -117,9 +117,9 @@ struct LiveSessionTests {
         let queries = run.events.filter { $0.kind == .qemuSavevmQueryPending }.map(\.arguments)
         var expected = (0..<UInt64(n)).map { i in
             ProbeArguments(
-                count: 8, i % 2 == 0 ? 1 : 0, 0, 9000 - i, 4096 + i, 1000, 9000 - i + 4096 + i + 1000, UInt32(i % 3), 2)
+                eight: i % 2 == 0 ? 1 : 0, 0, 9000 - i, 4096 + i, 1000, 9000 - i + 4096 + i + 1000, UInt32(i % 3), 2)
         }
-        expected.append(ProbeArguments(count: 8, 1, 1, 0, 4096, 0, 4096, 2, 2))
+        expected.append(ProbeArguments(eight: 1, 1, 0, 4096, 0, 4096, 2, 2))
         #expect(queries.count == n + 1)
         #expect(mismatches(queries, expected) == 0)
 

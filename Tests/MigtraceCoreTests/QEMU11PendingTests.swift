@@ -44,7 +44,7 @@ import Testing
             return
         }
         #expect(e.kind == .qemuSavevmQueryPending)
-        #expect(e.arguments == ProbeArguments(count: 8, 1, 0, 31_608_832, 67_108_864, 4096, 98_721_792, 1, 2))
+        #expect(e.arguments == ProbeArguments(eight: 1, 0, 31_608_832, 67_108_864, 4096, 98_721_792, 1, 2))
         #expect(e.timestampNanoseconds == 1_787_337_808_000_000_000)
         let q = QueryPending(e.arguments)
         #expect(q.exact && !q.final && q.total == 98_721_792 && q.split.stopcopy == 67_108_864)
@@ -180,7 +180,7 @@ import Testing
             return b.withUnsafeBufferPointer { RecordingFormat.parse($0, input: 0, line: 2) }
         }
         let e = TraceEvent(
-            kind: .qemuSavevmQueryPending, arguments: ProbeArguments(count: 8, 1, 1, 5, 6, 7, 18, 4_294_967_295, 3),
+            kind: .qemuSavevmQueryPending, arguments: ProbeArguments(eight: 1, 1, 5, 6, 7, 18, 4_294_967_295, 3),
             timestampNanoseconds: 9, clock: .wall, threadID: 3, processID: 2, origin: EventOrigin(input: 0, line: 2))
         let line = RecordingFormat.eventLine(e, monotonicNanoseconds: 1)
         #expect(
@@ -190,12 +190,33 @@ import Testing
         #expect(try parse(line).get() == .event(e))
         let nine = Array(#"{"type":"event","probe":"qemu_savevm_query_pending","args":[1,1,5,6,7,18,0,3,4]}"#.utf8)
         #expect(parse(nine) == .failure(RecordingFormat.ParseFailure(reason: "missing \"args\" or more than eight")))
+        let flag = Array(#"{"type":"event","probe":"qemu_savevm_query_pending","args":[1,256,5,6,7,18,0,3]}"#.utf8)
+        #expect(
+            parse(flag)
+                == .failure(
+                    RecordingFormat.ParseFailure(
+                        reason: "qemu_savevm_query_pending argument 2 is 256; in an event of 8 arguments it holds at most 255")))
         let wide = Array(#"{"type":"event","probe":"qemu_savevm_query_pending","args":[1,1,5,6,7,18,4294967296,3]}"#.utf8)
         #expect(
             parse(wide)
                 == .failure(
                     RecordingFormat.ParseFailure(
-                        reason: "qemu_savevm_query_pending argument 7 is 4294967296; it is a 32-bit value (at most 4294967295)")))
+                        reason: "qemu_savevm_query_pending argument 7 is 4294967296; in an event of 8 arguments it holds at most 4294967295"
+                    )))
+    }
+
+    /// Eight arguments share the 51 bytes of five (TraceEvent stays at 88 bytes): slots 0–1 hold a byte (the query's
+    /// bools), 2–5 64 bits, 6–7 32 bits; every slot reads back what was stored, and what a slot cannot hold is refused.
+    @Test func eightArgumentLayout() {
+        let values: [UInt64] = [1, 255, .max, 6, 1 << 40, 18, 4_294_967_295, 3]
+        let a = ProbeArguments(values)
+        #expect(a.values == values && a.count == 8)
+        #expect(a == ProbeArguments(eight: 1, 255, .max, 6, 1 << 40, 18, 4_294_967_295, 3))
+        #expect(ProbeArguments([1, 2, 3, 4, 5]).values == [1, 2, 3, 4, 5])
+        #expect(ProbeArguments.limit(at: 0, of: 8) == 255 && ProbeArguments.limit(at: 5, of: 8) == .max)
+        #expect(ProbeArguments.limit(at: 7, of: 8) == 4_294_967_295 && ProbeArguments.limit(at: 0, of: 5) == .max)
+        #expect(!ProbeArguments.fits(256, at: 1, of: 8) && ProbeArguments.fits(256, at: 1, of: 5))
+        #expect(MemoryLayout<TraceEvent>.stride == 88)
     }
 
     /// QEMU's simple backend writes every argument as a u64 (§7.5): a hand-made 11.1 file with the pending query
@@ -215,7 +236,7 @@ import Testing
         #expect(stats.rejected == 2)
         #expect(
             sink.report?.diagnostics.map(\.reason) == [
-                "qemu_savevm_query_pending: argument 7 is 4294967296; QEMU passes a 32-bit value there",
+                "qemu_savevm_query_pending: argument 7 is 4294967296; QEMU passes at most 4294967295 there",
                 "qemu_savevm_query_pending: 40 bytes of arguments; this event has 64",
             ])
     }
@@ -226,12 +247,12 @@ import Testing
             Issue.record("not parsed")
             return
         }
-        #expect(e.arguments == ProbeArguments(count: 8, 1, 0, 5, 6, 7, 18, 0, 1))
+        #expect(e.arguments == ProbeArguments(eight: 1, 0, 5, 6, 7, 18, 0, 1))
         #expect(e.processID == 4242)
         #expect(
             parse("4242@1 qemu_savevm_query_pending 1 0 5 6 7 18 4294967296 1")
                 == .malformed(
-                    "qemu_savevm_query_pending: bare argument 7 does not fit in 32 bits (qemu_savevm_query_pending passes a uint32_t there)"
+                    "qemu_savevm_query_pending: bare argument 7 is 4294967296; qemu_savevm_query_pending passes at most 4294967295 there"
                 ))
         #expect(
             parse("4242@1 qemu_savevm_query_pending 1 0 5 6 7 18")

@@ -16,22 +16,22 @@ public struct QueryPending: Sendable, Equatable {
 
     /// The query in `a`, which ``refusal(_:)`` accepted.
     public init(_ a: ProbeArguments) {
-        exact = a.a0 == 1
-        final = a.a1 == 1
-        split = PendingSplit(precopy: a.a2, stopcopy: a.a3, postcopy: a.a4)
-        total = a.a5
-        ackPending = a.a6
-        totalAckPending = a.a7
+        exact = a[0] == 1
+        final = a[1] == 1
+        split = PendingSplit(precopy: a[2], stopcopy: a[3], postcopy: a[4])
+        total = a[5]
+        ackPending = UInt32(truncatingIfNeeded: a[6])
+        totalAckPending = UInt32(truncatingIfNeeded: a[7])
     }
 
     /// Why `a` cannot be a query QEMU traced, or nil when it can.
     public static func refusal(_ a: ProbeArguments) -> String? {
         guard a.count == 8 else { return "\(a.count) arguments; QEMU traces 8" }
-        guard a.a0 <= 1, a.a1 <= 1 else { return "exact=\(a.a0), final=\(a.a1); QEMU traces each flag as 0 or 1" }
-        let (partial, o1) = a.a2.addingReportingOverflow(a.a3)
-        let (sum, o2) = partial.addingReportingOverflow(a.a4)
-        guard !o1, !o2, sum == a.a5 else {
-            return "total \(a.a5) is not precopy + stopcopy + postcopy (\(a.a2) + \(a.a3) + \(a.a4)); QEMU traces their sum"
+        guard a[0] <= 1, a[1] <= 1 else { return "exact=\(a[0]), final=\(a[1]); QEMU traces each flag as 0 or 1" }
+        let (partial, o1) = a[2].addingReportingOverflow(a[3])
+        let (sum, o2) = partial.addingReportingOverflow(a[4])
+        guard !o1, !o2, sum == a[5] else {
+            return "total \(a[5]) is not precopy + stopcopy + postcopy (\(a[2]) + \(a[3]) + \(a[4])); QEMU traces their sum"
         }
         return nil
     }

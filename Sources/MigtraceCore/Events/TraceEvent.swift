@@ -43,14 +43,18 @@ public enum ProbeKind: UInt8, Sendable, CaseIterable {
 
 /// Up to eight raw probe arguments, stored inline so that an event never allocates.
 ///
-/// Slots 0–5 hold 64 bits, slots 6 and 7 hold 32: the one probe with more than six arguments,
-/// `qemu_savevm_query_pending`, passes `uint32_t` values there, and the narrower slots keep ``TraceEvent`` at
-/// 96 bytes. ``fits(_:at:)`` says whether a value can be stored; readers reject an event whose value cannot.
+/// Two layouts share 51 bytes, so that ``TraceEvent`` stays at 88 bytes. Up to five arguments (every probe but one)
+/// are `a0`…`a4`, 64 bits each. Six to eight (`qemu_savevm_query_pending`: two bools, four 64-bit sizes, two
+/// `uint32_t` counts) keep slots 0–1 in a byte each, slots 2–5 in `a0`…`a3` and slots 6–7 in 32 bits: read and
+/// write those through the subscript. ``fits(_:at:of:)`` says whether a value can be stored; readers reject an event
+/// whose value cannot.
 public struct ProbeArguments: Sendable, Equatable {
     /// The most arguments an event keeps.
     public static let capacity = 8
-    public var a0: UInt64, a1: UInt64, a2: UInt64, a3: UInt64, a4: UInt64, a5: UInt64
-    public var a6: UInt32, a7: UInt32
+    /// Slots 0–4 of an event of up to five arguments (slots 2–5 of a wider one).
+    public var a0: UInt64, a1: UInt64, a2: UInt64, a3: UInt64, a4: UInt64
+    @usableFromInline var w6: UInt32, w7: UInt32
+    @usableFromInline var b0: UInt8, b1: UInt8
     @usableFromInline var storedCount: UInt8
 
     /// How many of the slots are meaningful (0...8).
@@ -58,63 +62,108 @@ public struct ProbeArguments: Sendable, Equatable {
         @inline(__always) get { Int(storedCount) }
     }
 
-    /// Arguments from explicit values; slots past `count` are zero.
+    /// Up to five arguments; slots past `count` are zero.
     @inlinable
-    public init(
-        count: Int, _ a0: UInt64 = 0, _ a1: UInt64 = 0, _ a2: UInt64 = 0, _ a3: UInt64 = 0, _ a4: UInt64 = 0,
-        _ a5: UInt64 = 0, _ a6: UInt32 = 0, _ a7: UInt32 = 0
-    ) {
-        precondition((0...Self.capacity).contains(count), "a probe has at most eight arguments")
+    public init(count: Int, _ a0: UInt64 = 0, _ a1: UInt64 = 0, _ a2: UInt64 = 0, _ a3: UInt64 = 0, _ a4: UInt64 = 0) {
+        precondition((0...5).contains(count), "ProbeArguments(count:_:…) takes at most five arguments")
         storedCount = UInt8(truncatingIfNeeded: count)
         self.a0 = a0
         self.a1 = a1
         self.a2 = a2
         self.a3 = a3
         self.a4 = a4
-        self.a5 = a5
-        self.a6 = a6
-        self.a7 = a7
+        w6 = 0
+        w7 = 0
+        b0 = 0
+        b1 = 0
     }
 
-    /// Arguments from an array (tests and slow paths); at most eight values, each fitting its slot.
+    /// Eight arguments (`qemu_savevm_query_pending`): slots 0–1 at most 255, slots 6–7 32-bit.
+    @inlinable
+    public init(
+        eight s0: UInt64, _ s1: UInt64, _ s2: UInt64, _ s3: UInt64, _ s4: UInt64, _ s5: UInt64, _ s6: UInt32, _ s7: UInt32
+    ) {
+        precondition(s0 <= 0xff && s1 <= 0xff, "slots 0 and 1 of an 8-argument event hold a byte")
+        storedCount = 8
+        b0 = UInt8(truncatingIfNeeded: s0)
+        b1 = UInt8(truncatingIfNeeded: s1)
+        a0 = s2
+        a1 = s3
+        a2 = s4
+        a3 = s5
+        a4 = 0
+        w6 = s6
+        w7 = s7
+    }
+
+    /// Arguments from an array (tests and slow paths); at most eight values, each one fitting its slot.
     public init(_ values: [UInt64]) {
         precondition(values.count <= Self.capacity, "a probe has at most eight arguments")
-        self.init(count: values.count)
+        self.init(count: 0)
+        storedCount = UInt8(truncatingIfNeeded: values.count)
         for (i, v) in values.enumerated() { self[i] = v }
     }
 
-    /// Whether `value` fits slot `index` (slots 6 and 7 hold 32 bits).
+    /// Whether `value` fits slot `index` of an event of `count` arguments.
     @inline(__always)
-    public static func fits(_ value: UInt64, at index: Int) -> Bool {
-        index < 6 || value <= UInt64(UInt32.max)
+    public static func fits(_ value: UInt64, at index: Int, of count: Int) -> Bool {
+        value <= limit(at: index, of: count)
     }
 
-    /// Slot `i` (0-based); a value stored in slot 6 or 7 must fit in 32 bits.
+    /// The largest value slot `index` of an event of `count` arguments holds.
+    @inline(__always)
+    public static func limit(at index: Int, of count: Int) -> UInt64 {
+        count <= 5 || (index >= 2 && index < 6) ? .max : index < 2 ? 0xff : UInt64(UInt32.max)
+    }
+
+    /// Slot `i` (0-based) of `count`; a value stored must fit it (``fits(_:at:of:)``).
     public subscript(i: Int) -> UInt64 {
         get {
+            if storedCount <= 5 {
+                switch i {
+                case 0: return a0
+                case 1: return a1
+                case 2: return a2
+                case 3: return a3
+                case 4: return a4
+                case 5, 6, 7: return 0
+                default: preconditionFailure("argument index \(i) out of range")
+                }
+            }
             switch i {
-            case 0: a0
-            case 1: a1
-            case 2: a2
-            case 3: a3
-            case 4: a4
-            case 5: a5
-            case 6: UInt64(a6)
-            case 7: UInt64(a7)
+            case 0: return UInt64(b0)
+            case 1: return UInt64(b1)
+            case 2: return a0
+            case 3: return a1
+            case 4: return a2
+            case 5: return a3
+            case 6: return UInt64(w6)
+            case 7: return UInt64(w7)
             default: preconditionFailure("argument index \(i) out of range")
             }
         }
         set {
+            precondition(Self.fits(newValue, at: i, of: count), "argument \(i) of \(count) does not hold \(newValue)")
+            if storedCount <= 5 {
+                switch i {
+                case 0: a0 = newValue
+                case 1: a1 = newValue
+                case 2: a2 = newValue
+                case 3: a3 = newValue
+                case 4: a4 = newValue
+                default: preconditionFailure("argument index \(i) out of range for \(count) arguments")
+                }
+                return
+            }
             switch i {
-            case 0: a0 = newValue
-            case 1: a1 = newValue
-            case 2: a2 = newValue
-            case 3: a3 = newValue
-            case 4: a4 = newValue
-            case 5: a5 = newValue
-            case 6, 7:
-                guard let v = UInt32(exactly: newValue) else { preconditionFailure("argument \(i) holds 32 bits") }
-                if i == 6 { a6 = v } else { a7 = v }
+            case 0: b0 = UInt8(truncatingIfNeeded: newValue)
+            case 1: b1 = UInt8(truncatingIfNeeded: newValue)
+            case 2: a0 = newValue
+            case 3: a1 = newValue
+            case 4: a2 = newValue
+            case 5: a3 = newValue
+            case 6: w6 = UInt32(truncatingIfNeeded: newValue)
+            case 7: w7 = UInt32(truncatingIfNeeded: newValue)
             default: preconditionFailure("argument index \(i) out of range")
             }
         }
@@ -160,8 +209,8 @@ public struct TraceEvent: Sendable, Equatable {
     @usableFromInline static let hasThread: UInt8 = 2
     @usableFromInline static let hasProcess: UInt8 = 4
 
-    // Field order is layout: the one-byte fields fill the tail of `arguments` (57 bytes), so that the stride is
-    // 96 bytes with eight arguments.
+    // Field order is layout: the one-byte fields fill the tail of `arguments` (51 bytes), so that the stride stays
+    // at 88 bytes with eight arguments.
     /// The raw probe arguments, unconverted (4 or 5 for `migrate_transferred`).
     public var arguments: ProbeArguments
     /// Which event fired.

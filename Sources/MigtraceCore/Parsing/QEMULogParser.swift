@@ -367,8 +367,10 @@ struct Cursor {
         if kind == .migrateTransferred, let max = values.last, max > UInt64(Int64.max) {
             throw ParseError("value of 'max_size' does not fit in a signed 64-bit integer")
         }
-        if let i = values.indices.first(where: { !ProbeArguments.fits(values[$0], at: $0) }) {
-            throw ParseError("bare argument \(i + 1) does not fit in 32 bits (\(kind.eventName) passes a uint32_t there)")
+        if let i = values.indices.first(where: { !ProbeArguments.fits(values[$0], at: $0, of: values.count) }) {
+            throw ParseError(
+                "bare argument \(i + 1) is \(values[i]); \(kind.eventName) passes at most \(ProbeArguments.limit(at: i, of: values.count)) there"
+            )
         }
         self = t
         return ProbeArguments(values)

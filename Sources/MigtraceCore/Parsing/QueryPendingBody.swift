@@ -24,7 +24,7 @@ extension Cursor {
         let ack = try count32("collected switchover ack pending")
         try literal(", ")
         let totalAck = try count32("total switchover ack pending")
-        return ProbeArguments(count: 8, exact, final, precopy, stopcopy, postcopy, total, ack, totalAck)
+        return ProbeArguments(eight: exact, final, precopy, stopcopy, postcopy, total, ack, totalAck)
     }
 
     /// `label=N` with N unsigned and followed by `,` or the end of the line.

@@ -189,9 +189,12 @@ public enum RecordingFormat {
             guard case .numbers(let args)? = fields["args"], args.count <= ProbeArguments.capacity else {
                 return .failure(ParseFailure(reason: "missing \"args\" or more than eight"))
             }
-            if let i = args.indices.first(where: { !ProbeArguments.fits(args[$0], at: $0) }) {
+            if let i = args.indices.first(where: { !ProbeArguments.fits(args[$0], at: $0, of: args.count) }) {
                 return .failure(
-                    ParseFailure(reason: "\(probe) argument \(i + 1) is \(args[i]); it is a 32-bit value (at most \(UInt32.max))"))
+                    ParseFailure(
+                        reason:
+                            "\(probe) argument \(i + 1) is \(args[i]); in an event of \(args.count) arguments it holds at most \(ProbeArguments.limit(at: i, of: args.count))"
+                    ))
             }
             var e = TraceEvent(kind: kind, arguments: ProbeArguments(args), origin: EventOrigin(input: input, line: line))
             if case .number(let ts)? = fields["ts_ns"] {

@@ -241,9 +241,12 @@ enum SimpletraceReader {
                 if kind == .migrateTransferred, let max = values.last, max > UInt64(Int64.max) {
                     return reject(&stats, "migrate_transferred: negative max_size \(Int64(bitPattern: max))")
                 }
-                // Every argument is written as a u64; arguments 7 and 8 of the pending query are uint32_t.
-                if let i = values.indices.first(where: { !ProbeArguments.fits(values[$0], at: $0) }) {
-                    return reject(&stats, "\(kind.eventName): argument \(i + 1) is \(values[i]); QEMU passes a 32-bit value there")
+                // Every argument is written as a u64; the pending query's are bools (1-2) and uint32_t (7-8).
+                if let i = values.indices.first(where: { !ProbeArguments.fits(values[$0], at: $0, of: count) }) {
+                    return reject(
+                        &stats,
+                        "\(kind.eventName): argument \(i + 1) is \(values[i]); QEMU passes at most \(ProbeArguments.limit(at: i, of: count)) there"
+                    )
                 }
                 e.arguments = ProbeArguments(values)
             }
