@@ -217,6 +217,8 @@ import Testing
         #expect(ProbeArguments.limit(at: 7, of: 8) == 4_294_967_295 && ProbeArguments.limit(at: 0, of: 5) == .max)
         #expect(!ProbeArguments.fits(256, at: 1, of: 8) && ProbeArguments.fits(256, at: 1, of: 5))
         #expect(MemoryLayout<TraceEvent>.stride == 88)
+        // The window keeps the split in two words and a flag in padding: 224 bytes before, 240 with it.
+        #expect(MemoryLayout<AnalyzedWindow>.stride == 240)
     }
 
     /// QEMU's simple backend writes every argument as a u64 (§7.5): a hand-made 11.1 file with the pending query

@@ -319,12 +319,13 @@ public final class MigrationAnalyzer {
         series.elapsedMs &+= args.a1
         series.cumulative &+= args.a0
 
-        let window = AnalyzedWindow(
+        var window = AnalyzedWindow(
             series: series.info.index, index: series.summary.windows, origin: event.origin, threadID: event.threadID,
             startTime: start, endTime: end, transferred: args.a0, timeSpentMs: args.a1, bandwidthTraced: args.a2,
             switchoverTraced: args.count == 5 ? args.a3 : nil, thresholdTraced: traced, era: fit.era, bandwidth: bw,
             mbps: mb, bandwidthTracedExact: bandwidthExact, rebuild: rebuild, cumulativeBytes: series.cumulative,
-            pendingBytes: series.pending, pendingExact: series.pendingExact, pendingSplit: series.pendingSplit)
+            pendingBytes: series.pending, pendingExact: series.pendingExact)
+        if let split = series.pendingSplit { window.pendingSplit = split }
 
         // Summary bookkeeping.
         if window.index == 0 { series.summary.startTime = start }

@@ -39,8 +39,32 @@ public struct AnalyzedWindow: Sendable, Equatable {
     public var pendingBytes: UInt64?
     /// Whether `pendingBytes` came from an exact (post-bitmap-sync) pending event.
     public var pendingExact: Bool
-    /// The parts of `pendingBytes`, when the pending event gives them apart (`qemu_savevm_query_pending`, 11.1).
-    public var pendingSplit: PendingSplit? = nil
+    // The split as two words and a flag beside `pendingExact` (postcopy is the rest of `pendingBytes`): 16 bytes a
+    // window instead of an optional's 32.
+    @usableFromInline var hasPendingSplit = false
+    @usableFromInline var pendingPrecopy: UInt64 = 0
+    @usableFromInline var pendingStopcopy: UInt64 = 0
+
+    /// The parts of `pendingBytes`, when the pending event gives them apart (`qemu_savevm_query_pending`, 11.1); set
+    /// after `pendingBytes`, which must be their sum.
+    public var pendingSplit: PendingSplit? {
+        get {
+            guard hasPendingSplit else { return nil }
+            return PendingSplit(
+                precopy: pendingPrecopy, stopcopy: pendingStopcopy, postcopy: (pendingBytes ?? 0) &- pendingPrecopy &- pendingStopcopy)
+        }
+        set {
+            if let s = newValue {
+                precondition(pendingBytes == s.precopy &+ s.stopcopy &+ s.postcopy, "a split is of pendingBytes")
+                pendingPrecopy = s.precopy
+                pendingStopcopy = s.stopcopy
+            } else {
+                pendingPrecopy = 0
+                pendingStopcopy = 0
+            }
+            hasPendingSplit = newValue != nil
+        }
+    }
 
     /// The window's bandwidth in MB/s (10^6 bytes per second).
     public var megabytesPerSecond: Double { bandwidth / 1000 }
