@@ -109,15 +109,20 @@ struct USDTNotesTests {
             counts == [
                 "migrate_set_state": 1, "migrate_pending_estimate": 3, "migrate_pending_exact": 3,
                 "migration_bitmap_sync_start": 0, "migration_bitmap_sync_end": 1,
-                "migration_thread_low_pending": 1, "migrate_transferred": 5,
+                "migration_thread_low_pending": 1, "migrate_transferred": 5, "qemu_savevm_query_pending": 8,
             ])
         for p in qemu {
             #expect(p.hasSemaphore, "\(p.name) has no semaphore")
             #expect(p.semaphore == (try symbol("qemu_\(p.name)_semaphore", in: bin)))
             #expect(p.semaphoreFileOffset != nil)
             #expect(p.pcFileOffset != nil)
-            #expect(p.arguments.allSatisfy { $0.size == 8 && !$0.isSigned && !$0.isFloat })
+            // qemu_savevm_query_pending has QEMU's typed parameters (1-byte bools, 4-byte counts).
+            if p.name != "qemu_savevm_query_pending" {
+                #expect(p.arguments.allSatisfy { $0.size == 8 && !$0.isSigned && !$0.isFloat })
+            }
         }
+        let q = try #require(qemu.first { $0.name == "qemu_savevm_query_pending" })
+        #expect(q.arguments.map { abs($0.size) } == [1, 1, 8, 8, 8, 8, 4, 4])
         let t = try #require(qemu.first { $0.name == "migrate_transferred" })
         #expect(t.argumentString.split(separator: " ").count == 5)
         // The probe site is a nop inside main's code.

@@ -140,8 +140,10 @@ import Testing
             finding.message.hasSuffix(
                 "68157440 bytes of it are device stop-copy data, which only moves while the VM is stopped and alone exceeds the threshold: iterating cannot make it fit."
             ))
-        #expect(finding.remedy.hasPrefix("Only a threshold that holds the devices' stop-copy data helps: at the measured"))
-        #expect(finding.remedy.hasSuffix("auto-converge, dirty-limit, postcopy or more iterations do not move device data."))
+        #expect(
+            finding.remedy.hasPrefix(
+                "Raise `downtime-limit` until the threshold holds the devices' stop-copy data: ≥ 2265 ms at the measured"))
+        #expect(finding.remedy.hasSuffix("auto-converge, dirty-limit or more iterations cannot shrink it."))
         #expect(finding.evidence.contains(.count("stop_copy_bytes", 68_157_440)))
         #expect(sink.windows.count == 106 && sink.windows.allSatisfy { $0.rebuild.exact && $0.era == .c })
         // Window 0 ends before the first query.

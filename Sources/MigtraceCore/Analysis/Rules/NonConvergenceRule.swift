@@ -74,39 +74,44 @@ public final class NonConvergenceRule: AnomalyRule {
         guard reported, let start, let (last, pending, threshold, switchoverPerMs, limit) = last else { return }
         let durationMs = (last.endTime - start.startTime) * 1000
         let floor = Double(latestLevel ?? pending)
+        var message =
+            "Pending data stayed above the threshold for \(RuleMath.seconds(durationMs)) (windows \(start.index)–\(last.index)); after \(levels) dirty syncs it is back at \(latestLevel ?? 0) bytes (first post-sync level \(firstLevel ?? 0)) against a \(threshold)-byte threshold."
         var evidence: [Evidence] = [
             .count("first_post_sync_pending_bytes", firstLevel ?? 0), .count("latest_post_sync_pending_bytes", latestLevel ?? 0),
             .count("syncs", UInt64(levels)), .count("pending_end_bytes", pending),
             .count("threshold_bytes", threshold), .number("duration_ms", durationMs),
         ]
-        var message =
-            "Pending data stayed above the threshold for \(RuleMath.seconds(durationMs)) (windows \(start.index)–\(last.index)); after \(levels) dirty syncs it is back at \(latestLevel ?? 0) bytes (first post-sync level \(firstLevel ?? 0)) against a \(threshold)-byte threshold."
-        // QEMU 11.1's device stop-copy data: in every level, moved by no iteration.
-        let deviceBound = (stopCopy ?? 0) > threshold
         if let sc = stopCopy, sc > 0 {
             message +=
-                " \(sc) bytes of it are device stop-copy data, which only moves while the VM is stopped\(deviceBound ? " and alone exceeds the threshold: iterating cannot make it fit" : "")."
+                " \(sc) bytes of it are device stop-copy data, which only moves while the VM is stopped\(sc > threshold ? " and alone exceeds the threshold: iterating cannot make it fit" : "")."
             evidence.append(.count("stop_copy_bytes", sc))
         }
         // QEMU switches over once pending ≤ switchover bandwidth × limit: the post-sync level says what would do.
-        var remedy: String?
+        let deviceBound = (stopCopy ?? 0) > threshold
+        var neededLimit: Double?
+        var neededPerMs: Double?
         if switchoverPerMs > 0 {
-            let neededLimit = (floor / switchoverPerMs).rounded(.up)
-            evidence.append(.number("advised_downtime_limit_ms", neededLimit))
-            var r =
-                deviceBound
-                ? "Only a threshold that holds the devices' stop-copy data helps: at the measured \(RuleMath.rate(switchoverPerMs)) a `downtime-limit` of ≥ \(NumberText.fixed(neededLimit, 0)) ms would let it switch over"
-                : "The guest re-dirties \(RuleMath.bytes(floor)) per sync: at the measured \(RuleMath.rate(switchoverPerMs)) a `downtime-limit` of ≥ \(NumberText.fixed(neededLimit, 0)) ms would let it converge"
+            neededLimit = (floor / switchoverPerMs).rounded(.up)
+            evidence.append(.number("advised_downtime_limit_ms", neededLimit!))
             if let limit, limit > 0 {
-                let neededPerMs = floor / Double(limit)
-                evidence.append(.number("advised_bandwidth_bytes_per_second", (neededPerMs * 1000).rounded(.up)))
-                r += ", or ≥ \(RuleMath.rate(neededPerMs)) of bandwidth at the current \(limit) ms (`max-bandwidth`, the link)"
+                neededPerMs = floor / Double(limit)
+                evidence.append(.number("advised_bandwidth_bytes_per_second", (neededPerMs! * 1000).rounded(.up)))
             }
+        }
+        var remedy: String?
+        if deviceBound {
+            // Device data no iteration moves: only a threshold that holds it helps.
             remedy =
-                r
-                + (deviceBound
-                    ? "; auto-converge, dirty-limit, postcopy or more iterations do not move device data."
-                    : "; otherwise enable `auto-converge` or `dirty-limit`, or switch to postcopy.")
+                "Raise `downtime-limit` until the threshold holds the devices' stop-copy data"
+                + (neededLimit.map { ": ≥ \(NumberText.fixed($0, 0)) ms at the measured \(RuleMath.rate(switchoverPerMs))" } ?? "")
+                + " (or set `avail-switchover-bandwidth` when the link is faster than the measured bandwidth); auto-converge, dirty-limit or more iterations cannot shrink it."
+        } else if let neededLimit {
+            remedy =
+                "The guest re-dirties \(RuleMath.bytes(floor)) per sync: at the measured \(RuleMath.rate(switchoverPerMs)) a `downtime-limit` of ≥ \(NumberText.fixed(neededLimit, 0)) ms would let it converge"
+                + (neededPerMs.map {
+                    ", or ≥ \(RuleMath.rate($0)) of bandwidth at the current \(limit ?? 0) ms (`max-bandwidth`, the link)"
+                } ?? "")
+                + "; otherwise enable `auto-converge` or `dirty-limit`, or switch to postcopy."
         }
         context.report(Self.self, .warning, from: start, to: last, message, evidence: evidence, remedy: remedy)
     }
