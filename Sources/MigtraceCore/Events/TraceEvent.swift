@@ -41,6 +41,21 @@ public enum ProbeKind: UInt8, Sendable, CaseIterable {
     }
 }
 
+extension ProbeKind {
+    /// How many numeric arguments QEMU gives the event (a state's string is not counted): what a reader of
+    /// positional values (bpftrace lines, simpletrace records) checks a record against.
+    public var argumentCounts: [Int] {
+        switch self {
+        case .migrateTransferred: [4, 5]
+        case .migratePendingEstimate, .migratePendingExact: [3]
+        case .migratePending: [5]
+        case .qemuSavevmQueryPending: [8]
+        case .migrationThreadLowPending, .bitmapSyncEnd: [1]
+        case .bitmapSyncStart, .migrateSetState: [0]
+        }
+    }
+}
+
 /// Up to eight raw probe arguments, stored inline so that an event never allocates.
 ///
 /// Two layouts share 51 bytes, so that ``TraceEvent`` stays at 88 bytes. Up to five arguments (every probe but one)

@@ -351,15 +351,7 @@ struct Cursor {
             t.skipSpaces()
             guard values.count <= ProbeArguments.capacity else { throw ParseError("more than \(ProbeArguments.capacity) arguments") }
         }
-        let expected: [Int] =
-            switch kind {
-            case .migrateTransferred: [4, 5]
-            case .migratePendingEstimate, .migratePendingExact: [3]
-            case .migratePending: [5]
-            case .migrationThreadLowPending, .bitmapSyncEnd: [1]
-            case .bitmapSyncStart, .migrateSetState: [0]
-            case .qemuSavevmQueryPending: [8]
-            }
+        let expected = kind.argumentCounts
         guard expected.contains(values.count) else {
             throw ParseError(
                 "\(values.count) bare argument(s); \(kind.eventName) has \(expected.map(String.init).joined(separator: " or "))")
