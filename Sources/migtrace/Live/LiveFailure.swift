@@ -101,12 +101,7 @@ struct LiveFailure: Error {
                         "pid \(pid) (\(path)) is not a QEMU: it has no qemu USDT probes. Give the pid of the source qemu-system-* / qemu-kvm process (`pgrep -a qemu`).",
                     code: AttachExit.notQEMUWithProbe)
             }
-            return LiveFailure(
-                message: """
-                    pid \(pid) (\(path)) has no qemu USDT probes: this QEMU was built without the dtrace trace backend (Debian and Ubuntu build only the log backend). Two ways forward:
-                      1. start QEMU with `-trace migrate_transferred -trace 'migrate_pending*' -D FILE`, then `migtrace analyze FILE`;
-                      2. on a running QEMU: QMP {"execute":"trace-event-set-state","arguments":{"name":"migrate_transferred","enable":true}} (HMP: `trace-event migrate_transferred on`; it logs to the -D file or stderr), then `migtrace analyze` that log.
-                    """, code: AttachExit.notQEMUWithProbe)
+            return LiveFailure(message: LogOnlyQEMU.refusal(pid: pid, binary: binary), code: AttachExit.notQEMUWithProbe)
         case .requiredProbeMissing(_, _, let e?)
         where (e.errno == EPERM || e.errno == EACCES) && effective().contains(CapabilitySet.sysAdmin):
             return LiveFailure(
