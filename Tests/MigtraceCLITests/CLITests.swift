@@ -241,14 +241,21 @@ enum CLI {
         let q = Process()
         q.executableURL = URL(fileURLWithPath: "/usr/bin/qemu-system-x86_64")
         q.arguments = ["-machine", "none", "-nodefaults", "-display", "none", "-S"]
+        // Its stderr is no file: the way forward is a restart with -D.
+        q.standardError = FileHandle.nullDevice
         try q.run()
         defer { kill(q.processIdentifier, SIGKILL); q.waitUntilExit() }
         usleep(300_000)
         let r = try CLI.run(["attach", String(q.processIdentifier)])
         #expect(r.status == 6)
         #expect(r.stderr.contains("built without the dtrace trace backend"))
-        #expect(r.stderr.contains("-trace migrate_transferred"))
-        #expect(r.stderr.contains("trace-event-set-state"))
+        #expect(
+            r.stderr.contains(
+                "which is no file (a terminal, pipe or socket): start QEMU with `-trace migrate_transferred -trace 'migrate_pending*' -trace migrate_set_state -trace migration_thread_low_pending -trace migration_bitmap_sync_end -D FILE`, then `migtrace analyze --follow FILE`"
+            ))
+        #expect(
+            r.stderr.contains(
+                "{\"execute\":\"trace-event-set-state\",\"arguments\":{\"name\":\"migration_bitmap_sync_end\",\"enable\":true}}"))
         let probes = try CLI.run(["probes", "/usr/bin/qemu-system-x86_64"])
         #expect(probes.status == 6)
         #expect(probes.stdout.contains("0 with provider qemu"))
