@@ -118,6 +118,35 @@ import Testing
         #expect(err.contains { $0.contains("until sigterm") && $0.contains("truncated 1×") }, "\(err)")
     }
 
+    /// `copytruncate` under a writer that did not open the file with O_APPEND: its next write lands at its old
+    /// offset, after a hole of NUL bytes, which the follower skips. Hand-made from the real `7.2-converge.log`.
+    @Test func truncationUnderAWriterThatKeepsItsOffset() throws {
+        let fixture = CLI.fixture("7.2-converge.log")
+        let lines = try String(contentsOfFile: fixture, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false).dropLast()
+        let dir = CLI.temporaryPath("follow-hole")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let log = dir + "/qemu.log"
+        let fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        func put(_ text: String) { let b = Array(text.utf8); #expect(write(fd, b, b.count) == b.count) }
+        put(Self.joined(lines[0..<30]))
+        let m = try Spawned([CLI.binary, "analyze", "--follow", "--format", "json", log])
+        let first = lines[0..<30].filter { $0.hasPrefix("migrate_transferred") }.count
+        try #require(Self.waitForWindows(m, first), "\(m.stderr.all)")
+        try #require(truncate(log, 0) == 0)
+        try #require(m.stderr.wait(timeout: 5) { $0.contains("was truncated") }, "\(m.stderr.all)")
+        put(Self.joined(lines[30...]))
+        try #require(Self.waitForWindows(m, 23), "\(Self.windows(m.stdout.all).count) windows: \(m.stderr.all)")
+        m.signal(SIGINT)
+        _ = try #require(m.wait(timeout: 10))
+        let out = m.stdout.waitEOF(timeout: 5) ?? m.stdout.all
+        #expect(Self.windows(out).map(JSONL.strip) == (try JSONL.analyze(fixture)).windows.map(JSONL.strip))
+        let summary = JSONL.ofType(JSONL.objects(out), "summary").last?["summary"] as? [String: Any] ?? [:]
+        #expect(summary["rejected_lines"] as? Int == 0)
+    }
+
     @Test func followTakesOneFile() throws {
         let two = try CLI.run(["analyze", "--follow", "a.log", "b.log"])
         #expect(two.status == 64)
