@@ -269,6 +269,9 @@ private struct ReadState {
         case .event(let e):
             stats.events += 1
             analyzer.consume(e)
+        case .device(let d):
+            stats.events += 1
+            analyzer.consume(d)
         case .ignored: break
         case .malformed(let reason):
             stats.rejected += 1
