@@ -166,26 +166,36 @@ import Testing
 /// A real QEMU 7.2 (Debian's, log backend only) migrating on loopback while `--follow` reads its `-D` log, and
 /// `attach` on that QEMU naming the command.
 @Suite(.serialized, .requiresRoot) struct RealQEMUFollowTests {
-    @Test(arguments: ["converge", "stall"])
-    func followsARealMigrationAsItRuns(_ scenario: String) throws {
+    /// `converge` starts QEMU with no `-trace` at all and turns the events on at run time with the QMP lines that
+    /// `attach` printed for it, as a user would; `stall` starts it with `-trace` (migrate.py's default events).
+    @Test(arguments: [("converge", true), ("stall", false)])
+    func followsARealMigrationAsItRuns(_ scenario: String, _ turnedOnByAttachsLines: Bool) throws {
         let dir = CLI.temporaryPath("follow-qemu")
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let log = dir + "/source.log"
         let go = dir + "/go"
-        let driver = try Spawned([
-            "/usr/bin/env", "python3", CLI.repository.appendingPathComponent("Tests/qemu/migrate.py").path,
-            "--qemu", "7.2", "--scenario", scenario, "--out", log, "--msg-timestamp", "--go-file", go,
-        ])
+        let commands = dir + "/qmp.jsonl"
+        let driver = try Spawned(
+            [
+                "/usr/bin/env", "python3", CLI.repository.appendingPathComponent("Tests/qemu/migrate.py").path,
+                "--qemu", "7.2", "--scenario", scenario, "--out", log, "--msg-timestamp", "--go-file", go,
+            ] + (turnedOnByAttachsLines ? ["--no-trace", "--qmp-after-go", commands] : []))
         try #require(driver.stdout.wait(timeout: 30) { $0.hasPrefix("source-pid ") }, "migrate.py did not start QEMU: \(driver.stderr.all)")
         let pid = try #require(driver.stdout.all.first { $0.hasPrefix("source-pid ") }.flatMap { Int32($0.dropFirst(11)) })
-        // attach refuses Debian's QEMU and names the follow command on its -D file.
+        // attach refuses Debian's QEMU and names the follow command on its -D file, and the events to turn on.
         let attach = try CLI.run(["attach", String(pid)])
         #expect(attach.status == 6)
         #expect(attach.stderr.contains("built without the dtrace trace backend"))
         #expect(attach.stderr.contains("its trace lines go to its -D file: migtrace analyze --follow \(log)"), "\(attach.stderr)")
-        #expect(
-            attach.stderr.contains("{\"execute\":\"trace-event-set-state\",\"arguments\":{\"name\":\"migrate_pending*\",\"enable\":true}}"))
+        let qmp = attach.stderr.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
+            $0.hasPrefix("{\"execute\":\"trace-event-set-state\"")
+        }
+        #expect(qmp.count == 5, "\(attach.stderr)")
+        #expect(qmp.contains("{\"execute\":\"trace-event-set-state\",\"arguments\":{\"name\":\"migrate_pending*\",\"enable\":true}}"))
+        if turnedOnByAttachsLines {
+            #expect(FileManager.default.createFile(atPath: commands, contents: Data(qmp.map { $0 + "\n" }.joined().utf8)))
+        }
         let m = try Spawned([CLI.binary, "analyze", "--follow", "--format", "json", log])
         try #require(m.stdout.wait(timeout: 10) { $0.hasPrefix("{\"type\":\"header\"") }, "\(m.stderr.all)")
         #expect(FileManager.default.createFile(atPath: go, contents: nil))
@@ -221,8 +231,18 @@ import Testing
         for key in ["windows", "threshold_exact_windows", "worst_severity", "series"] {
             #expect("\(summary[key] ?? "nil")" == "\(fileSummary[key] ?? "nil")", "summary \(key)")
         }
-        #expect(JSONL.ofType(out, "state").compactMap { $0["state"] as? String }.suffix(2) == ["active", "completed"])
-        print("7.2 \(scenario): \(live.count) windows followed (\(seenWhileRunning) before QEMU ended), equal to analyze of the file")
+        #expect(JSONL.ofType(out, "state").compactMap { $0["state"] as? String } == ["setup", "active", "completed"])
+        if turnedOnByAttachsLines {
+            // The five lines turned on every event migtrace reads: windows, pending, states, low pending, syncs.
+            let text = try String(contentsOfFile: log, encoding: .utf8)
+            for event in [":migrate_pending ", ":migrate_set_state ", ":migration_thread_low_pending ", ":migration_bitmap_sync_end "] {
+                #expect(text.contains(event), "\(event) not in the log")
+            }
+            #expect(!text.contains("migration_bitmap_sync_start"), "only the minimal set is on")
+        }
+        print(
+            "7.2 \(scenario)\(turnedOnByAttachsLines ? " (events turned on with attach's QMP lines)" : ""): \(live.count) windows followed (\(seenWhileRunning) before QEMU ended), equal to analyze of the file"
+        )
     }
 
     /// libvirt's way: QEMU's stderr is the domain log and `-name guest=DOM,…` names the domain.
