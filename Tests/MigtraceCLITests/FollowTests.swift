@@ -77,6 +77,7 @@ import Testing
         #expect(summary["events_received"] as? Int == 62)
         let s = summary["summary"] as? [String: Any] ?? [:]
         #expect(s["windows"] as? Int == 23)
+        #expect(s["series"] as? Int == 1, "rotation and truncation do not split the migration's series")
         #expect(s["threshold_exact_windows"] as? Int == 23)
         #expect(s["rejected_lines"] as? Int == 0)
         let states = JSONL.ofType(JSONL.objects(out), "state").compactMap { $0["state"] as? String }
@@ -102,7 +103,9 @@ import Testing
         usleep(300_000)
         try #require(truncate(log, 0) == 0)
         try #require(m.stderr.wait(timeout: 5) { $0.contains("was truncated (34 → 0 bytes)") }, "\(m.stderr.all)")
-        try #require(m.stderr.all.contains { $0.contains("incomplete line of 34 bytes when the file was truncated; skipped") })
+        try #require(
+            m.stderr.wait(timeout: 5) { $0.contains("mig.log:1: incomplete line of 34 bytes when the file was truncated; skipped") },
+            "\(m.stderr.all)")
         try Self.append(log, text)
         let windows = try CLI.windowLines("10.0-converge.log")
         try #require(m.stdout.wait(timeout: 10) { $0.hasPrefix("    \(windows - 1) ") || $0.hasPrefix("   \(windows - 1) ") })
