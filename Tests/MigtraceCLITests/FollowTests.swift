@@ -272,3 +272,37 @@ import Testing
             r.stderr.contains("its trace lines go to its standard error, a file: migtrace analyze --follow \(domainLog)"), "\(r.stderr)")
     }
 }
+
+/// `--follow` on a real terminal (tmux, as ``LiveViewTmuxTests``): the live view of `attach`, redrawn in place as
+/// the log grows, and the summary below it after Ctrl-C. Hand-made from the real `10.0-demo.log` (56 windows),
+/// written in two halves.
+@Suite(.serialized) struct FollowLiveViewTests {
+    @Test func followDrawsTheLiveViewAndCtrlCLeavesTheSummary() throws {
+        let fixture = CLI.fixture("10.0-demo.log")
+        let lines = try String(contentsOfFile: fixture, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false).dropLast()
+        let dir = CLI.temporaryPath("follow-view")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let log = dir + "/demo.log"
+        let half = lines.count / 2
+        try FollowTests.append(log, FollowTests.joined(lines[0..<half]))
+        let term = try LiveViewTmuxTests.Terminal("\(CLI.binary) analyze --follow \(log); echo migtrace-exit=$?; sleep 120")
+        defer { term.close() }
+        let firstWindows = lines[0..<half].filter { $0.hasPrefix("migrate_transferred") }.count
+        let (before, _) = try term.wait(30) { s in s.contains { $0.contains("state active · window \(firstWindows - 1) ") } }
+        try #require(before.contains { $0.hasPrefix("── live · series 0 · state active · window \(firstWindows - 1) ") }, "\(before)")
+        try FollowTests.append(log, FollowTests.joined(lines[half...]))
+        let (after, _) = try term.wait(30) { s in s.contains { $0.hasPrefix("── live · series 0 · state completed · window 55 ") } }
+        let frames = after.indices.filter { after[$0].hasPrefix("── live") }
+        #expect(frames.count == 1, "one frame, redrawn in place: \(after)")
+        #expect(!after.contains { $0.hasPrefix("   win    t(s)") }, "no line-per-window table")
+        try term.tmux(["send-keys", "-t", "t", "C-c"])
+        let (screen, _) = try term.wait(30) { $0.contains { $0.hasPrefix("migtrace-exit=") } }
+        #expect(screen.contains("migtrace-exit=0"), "\(screen.joined(separator: "\n"))")
+        let frame = try #require(screen.firstIndex { $0.hasPrefix("── live · series 0 · state completed · window 55 · ") })
+        #expect(screen[frame].contains(" · 137.2 MB sent ─"))
+        let summary = try #require(screen.firstIndex { $0.hasPrefix("summary: 1 series, 56 windows, thresholds exact in 56/56") })
+        #expect(summary > frame)
+        #expect(screen.contains { $0.contains("followed \(log) until sigint") })
+    }
+}

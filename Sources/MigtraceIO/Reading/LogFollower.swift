@@ -74,10 +74,11 @@ public final class LogFollower: Sendable {
     private var isStopped: Bool { stopped.load(ordering: .acquiring) }
 
     /// Follow the file until ``stop()``, feeding `analyzer`; `notice` hears of every change of the file and
-    /// every rejected line, `afterRead` runs after each read that delivered lines (flush the output there).
+    /// every rejected line, `afterRead` runs after each read that delivered lines (flush the output there), `idle`
+    /// at each poll that found nothing new (a view throttled while lines poured in draws its last state there).
     /// Returns the statistics of everything read, all files together.
     public func run(
-        into analyzer: MigrationAnalyzer, notice: (Notice) -> Void, afterRead: () -> Void = {}
+        into analyzer: MigrationAnalyzer, notice: (Notice) -> Void, afterRead: () -> Void = {}, idle: () -> Void = {}
     ) throws(FollowError) -> InputStatistics {
         var state = ReadState(input: input)
         defer { state.close() }
@@ -126,6 +127,7 @@ public final class LogFollower: Sendable {
                 state.close()
                 continue
             }
+            idle()
             sleep()
         }
         // The end: what is there now is read, a last line without newline too (as `analyze` of the file does).

@@ -27,10 +27,11 @@ struct FollowRun {
         let names = InputNames([shown])
         let json = format == .json ? JSONLinesSink(out: out, flushEachObject: false) : nil
         let display: any AnalysisSink
+        let view = liveView && json == nil ? LiveViewSink(out: out, names: names) : nil
         if let json {
             display = json
-        } else if liveView {
-            display = LiveViewSink(out: out, names: names)
+        } else if let view {
+            display = view
         } else {
             display = TextSink(out: out, names: names, flushEachLine: false)
         }
@@ -73,10 +74,25 @@ struct FollowRun {
         }
         let stats: InputStatistics
         do {
-            stats = try follower.run(into: analyzer, notice: say) {
-                out.flush()
-                if out.closed { stopper.end("output-closed") }
-            }
+            // Idle polls since the last read: the view redraws at most every 50 ms, so a burst (the backlog) ends
+            // with a frame drawn at the next few polls.
+            var idlePolls = 0
+            stats = try follower.run(
+                into: analyzer, notice: say,
+                afterRead: {
+                    idlePolls = 0
+                    // The frame follows the pending sizes and syncs read after a window, as in `attach`.
+                    view?.refresh()
+                    out.flush()
+                    if out.closed { stopper.end("output-closed") }
+                },
+                idle: {
+                    idlePolls += 1
+                    if idlePolls <= 3, let view {
+                        view.refresh()
+                        out.flush()
+                    }
+                })
         } catch {
             out.flush()
             printError("migtrace: \(shown): \(error)")
