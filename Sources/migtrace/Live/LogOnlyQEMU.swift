@@ -8,11 +8,8 @@ import MigtraceCore
 /// A QEMU built with the log trace backend only (Debian, Ubuntu): where its trace lines go, and the exact
 /// commands that turn the migration events on and follow them live with `migtrace analyze --follow`.
 enum LogOnlyQEMU {
-    /// The one minimal set of trace events migtrace needs: the windows, the pending estimates (all three
-    /// spellings), the states, the switchover decision and the dirty syncs.
-    static let events = [
-        "migrate_transferred", "migrate_pending*", "migrate_set_state", "migration_thread_low_pending", "migration_bitmap_sync_end",
-    ]
+    /// The events to turn on: the one set of ``TracingRecipe``.
+    static var events: [String] { TracingRecipe.events }
 
     /// Where QEMU writes its trace lines and how that was learnt.
     struct Destination: Equatable {
@@ -84,19 +81,20 @@ enum LogOnlyQEMU {
             let d = TerminalText.escaped(shellWord(dom))
             m +=
                 "     for e in \(quotedEvents.joined(separator: " ")); do virsh qemu-monitor-command \(d) --hmp \"trace-event $e on\"; done\n"
-            m +=
-                "     (QMP: {\"execute\":\"trace-event-set-state\",\"arguments\":{\"name\":\"migrate_transferred\",\"enable\":true}} for each of them)\n"
+            m += "     (QMP: \(TracingRecipe.qmp[0]) and so on for each of them)\n"
         } else {
             m += "     QMP, one command per event (HMP: `trace-event NAME on`):\n"
-            for e in events { m += "     {\"execute\":\"trace-event-set-state\",\"arguments\":{\"name\":\"\(e)\",\"enable\":true}}\n" }
+            for line in TracingRecipe.qmp { m += "     \(line)\n" }
         }
-        let traceOptions = quotedEvents.map { "-trace \($0)" }.joined(separator: " ")
+        m +=
+            "     (qemu_savevm_query_pending exists from QEMU 11.1 on and migrate_pending* before it: an older QEMU answers \"unknown event\" to the first, harmlessly)\n"
+        let traceOptions = TracingRecipe.commandLine()
         if let dest = destination(pid: pid, arguments: arguments) {
             let how = dest.via == "-D" ? "its -D file" : "its standard error, a file"
             m += "  2. its trace lines go to \(how): migtrace analyze --follow \(TerminalText.escaped(shellWord(dest.path)))"
         } else {
             m +=
-                "  2. its trace lines go to its standard error, which is no file (a terminal, pipe or socket): start QEMU with `\(traceOptions) -D FILE`, then `migtrace analyze --follow FILE` (or `migtrace analyze FILE` afterwards)"
+                "  2. its trace lines go to its standard error, which is no file (a terminal, pipe or socket): start QEMU with `\(traceOptions)`, then `migtrace analyze --follow FILE` (or `migtrace analyze FILE` afterwards)"
         }
         return m
     }
