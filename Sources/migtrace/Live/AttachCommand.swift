@@ -66,7 +66,8 @@ struct AttachCommand: AsyncParsableCommand {
     func run() async throws {
         let code = try await LiveRun(
             pid: pid, format: output.format, record: output.record, force: output.force, untilComplete: untilComplete,
-            ringBufferSize: ringBufferSize, verbose: verbose, analysis: analysis, liveView: output.liveView
+            ringBufferSize: ringBufferSize, verbose: verbose, analysis: analysis, liveView: output.liveView,
+            metrics: output.metrics
         ).run()
         if code != .success { throw code }
     }
@@ -87,6 +88,8 @@ struct LiveRun {
     var onAttached: (@Sendable () -> Void)? = nil
     /// Text output as the live view redrawn in place (``LiveViewSink``) rather than a line per window.
     var liveView = false
+    /// `--metrics HOST:PORT`: serve Prometheus metrics of the capture there.
+    var metrics: String? = nil
 
     func run() async throws -> ExitCode {
         do {
@@ -111,6 +114,8 @@ struct LiveRun {
             throw LiveFailure(error, pid: pid)
         }
         defer { session.close() }
+        let endpoint = try metrics.map { address throws(LiveFailure) in try MetricsEndpoint.start(address: address) }
+        defer { endpoint?.server.stop() }
         // Installed before any output, so that a signal sent once the header is seen never kills migtrace
         // without its summary.
         let stopper = CaptureStopper { session.stop() }
@@ -133,14 +138,12 @@ struct LiveRun {
             format == .json
             ? JSONLinesSink(out: out, flushEachObject: false)
             : view.map { $0 as any AnalysisSink } ?? TextSink(out: out, names: InputNames(["live"]), flushEachLine: false)
-        let sink: any AnalysisSink =
-            if let recorder {
-                TeeSink([
-                    display, RecordingSink(store: recorder, header: recordingHeader(binary: binary, session: session, offset: offset)),
-                ])
-            } else {
-                display
-            }
+        var sinks = [display]
+        if let recorder {
+            sinks.append(RecordingSink(store: recorder, header: recordingHeader(binary: binary, session: session, offset: offset)))
+        }
+        if let endpoint { sinks.append(endpoint.sink(pid: pid)) }
+        let sink: any AnalysisSink = sinks.count == 1 ? display : TeeSink(sinks)
         var configuration = analysis.configuration
         configuration.liveUpdates = true
         let analyzer = MigrationAnalyzer(configuration: configuration, sink: sink)
