@@ -178,9 +178,12 @@ int handle_probe(struct pt_regs *ctx)
 	e->reserved = 0;
 	read_args(ctx, e);
 
-	e->state[0] = '\0';
 	if (e->probe == MT_PROBE_MIGRATE_SET_STATE && e->arg_cnt >= 1) {
-		/* args[0] is the `const char *new_state` in QEMU's address space */
+		/*
+		 * args[0] is the `const char *new_state` in QEMU's address space; the
+		 * string lies over args[1..4], which this 1-argument probe leaves unused
+		 * (every other probe's arguments must stay untouched).
+		 */
 		if (bpf_probe_read_user_str(e->state, sizeof(e->state), (const void *)e->args[0]) < 0) {
 			e->state[0] = '\0';
 			e->flags |= MT_FLAG_STATE_ERROR;

@@ -14,7 +14,8 @@ struct AnalyzeCommand: ParsableCommand {
         abstract: "Analyse recorded traces: QEMU log-backend output or migtrace recordings.",
         discussion: """
             Reads QEMU's log trace output of any version (no prefix, tid@sec.usec:,
-            the ISO-8601 prefix of 10.1+, mixed with other lines, CRLF), the
+            the ISO-8601 prefix of 10.1+, mixed with other lines, CRLF; QEMU 11.1's
+            qemu_savevm_query_pending and VFIO devices' vfio_* events too), the
             pid@ns lines of qemu-trace-stap and bpftrace one-liners (labelled or
             bare arguments), QEMU's simple-backend binary files, and migtrace's
             own recordings. Memory stays flat whatever the file size.
@@ -26,6 +27,9 @@ struct AnalyzeCommand: ParsableCommand {
             EXAMPLES:
               qemu-system-x86_64 ... -trace migrate_transferred \\
                   -trace 'migrate_pending*' -D /tmp/mig.log
+              qemu-system-x86_64 ... -trace migrate_transferred \\
+                  -trace qemu_savevm_query_pending -trace 'vfio_state_pending*' \\
+                  -trace 'vfio_query_*' -D /tmp/mig.log              # QEMU >= 11.1
               migtrace analyze /tmp/mig.log
               migtrace analyze --format csv /tmp/mig.log > windows.csv
               migtrace analyze --format json --fail-on warning /tmp/mig.log

@@ -11,12 +11,22 @@ import Testing
 @Suite(.serialized)
 struct LayoutTests {
     @Test func recordLayoutMatchesSharedHeader() {
-        #expect(MemoryLayout<mt_event>.size == 96)
-        #expect(Int(mt_event_size()) == 96)
-        #expect(LiveEventDecoder.recordSize == 96)
-        #expect(MemoryLayout<mt_event>.offset(of: \mt_event.args) == 24)
-        #expect(MemoryLayout<mt_event>.offset(of: \mt_event.state) == 64)
+        #expect(MemoryLayout<mt_event>.size == 88)
+        #expect(Int(mt_event_size()) == 88)
+        #expect(LiveEventDecoder.recordSize == 88)
+        #expect(MT_MAX_ARGS == 8)
+        // The arguments from byte 24, the state string over args[1...4] (byte 32): written through each field, read
+        // back at its offset.
+        var e = mt_event()
+        e.args.0 = 0x0101_0101_0101_0101
+        e.args.7 = 0x0808_0808_0808_0808
+        withUnsafeMutableBytes(of: &e.state) { $0[0] = 0x5a }
+        withUnsafeBytes(of: e) { raw in
+            #expect(raw[24] == 0x01 && raw[24 + 7 * 8] == 0x08 && raw[Int(MT_STATE_OFFSET)] == 0x5a)
+        }
+        #expect(MT_STATE_OFFSET == 32)
         #expect(MT_PROBE_MIGRATE_SET_STATE == Int32(ProbeKind.migrateSetState.rawValue))
+        #expect(MT_PROBE_QEMU_SAVEVM_QUERY_PENDING == Int32(ProbeKind.qemuSavevmQueryPending.rawValue))
         #expect(MT_PROBE_COUNT == Int32(ProbeKind.allCases.count))
     }
 
@@ -48,7 +58,27 @@ struct LayoutTests {
                     state: .completed, origin: .live))
         e.probe = 200
         #expect(withUnsafeBytes(of: e) { LiveEventDecoder.decode($0.baseAddress!, size: $0.count) } == nil)
-        #expect(withUnsafeBytes(of: e) { LiveEventDecoder.decode($0.baseAddress!, size: 95) } == nil)
+        #expect(withUnsafeBytes(of: e) { LiveEventDecoder.decode($0.baseAddress!, size: 87) } == nil)
+    }
+
+    /// The 8 arguments of `qemu_savevm_query_pending` come through; a value over 32 bits in slot 7 or 8 (QEMU passes
+    /// `uint32_t` there) makes the record undecodable instead of being cut.
+    @Test func decodesAnEightArgumentRecord() {
+        var e = mt_event()
+        e.ts_ns = 5
+        e.pid = 10
+        e.tid = 11
+        e.probe = ProbeKind.qemuSavevmQueryPending.rawValue
+        e.arg_cnt = 8
+        e.args = (1, 0, 300, 4_000_000, 20, 4_000_320, 2, 3)
+        let ev = withUnsafeBytes(of: e) { LiveEventDecoder.decode($0.baseAddress!, size: $0.count) }
+        #expect(ev?.kind == .qemuSavevmQueryPending)
+        #expect(ev?.arguments == ProbeArguments(count: 8, 1, 0, 300, 4_000_000, 20, 4_000_320, 2, 3))
+        e.args.7 = 1 << 32
+        #expect(withUnsafeBytes(of: e) { LiveEventDecoder.decode($0.baseAddress!, size: $0.count) } == nil)
+        // Past the count the slots do not matter.
+        e.arg_cnt = 6
+        #expect(withUnsafeBytes(of: e) { LiveEventDecoder.decode($0.baseAddress!, size: $0.count) }?.arguments.count == 6)
     }
 }
 
@@ -74,15 +104,20 @@ struct USDTNotesTests {
             counts == [
                 "migrate_set_state": 1, "migrate_pending_estimate": 3, "migrate_pending_exact": 3,
                 "migration_bitmap_sync_start": 0, "migration_bitmap_sync_end": 1,
-                "migration_thread_low_pending": 1, "migrate_transferred": 5,
+                "migration_thread_low_pending": 1, "migrate_transferred": 5, "qemu_savevm_query_pending": 8,
             ])
         for p in qemu {
             #expect(p.hasSemaphore, "\(p.name) has no semaphore")
             #expect(p.semaphore == (try symbol("qemu_\(p.name)_semaphore", in: bin)))
             #expect(p.semaphoreFileOffset != nil)
             #expect(p.pcFileOffset != nil)
-            #expect(p.arguments.allSatisfy { $0.size == 8 && !$0.isSigned && !$0.isFloat })
+            // qemu_savevm_query_pending has QEMU's typed parameters (1-byte bools, 4-byte counts).
+            if p.name != "qemu_savevm_query_pending" {
+                #expect(p.arguments.allSatisfy { $0.size == 8 && !$0.isSigned && !$0.isFloat })
+            }
         }
+        let q = try #require(qemu.first { $0.name == "qemu_savevm_query_pending" })
+        #expect(q.arguments.map { abs($0.size) } == [1, 1, 8, 8, 8, 8, 4, 4])
         let t = try #require(qemu.first { $0.name == "migrate_transferred" })
         #expect(t.argumentString.split(separator: " ").count == 5)
         // The probe site is a nop inside main's code.

@@ -43,7 +43,8 @@ struct LiveSessionTests {
 
         // Probe table: every probe of the binary attached, migrate_pending absent (a QEMU >= 8.0 binary).
         let byKind = Dictionary(uniqueKeysWithValues: run.session.probes.map { ($0.kind, $0) })
-        #expect(run.session.attachedProbes.count == 7)
+        #expect(run.session.attachedProbes.count == 8)
+        #expect(byKind[.qemuSavevmQueryPending]?.noteArgumentCount == 8)
         #expect(byKind[.migrateTransferred]?.noteArgumentCount == 5)
         #expect(byKind[.migrateTransferred]?.hasSemaphore == true)
         #expect(byKind[.migratePendingEstimate]?.noteArgumentCount == 3)
@@ -98,6 +99,53 @@ struct LiveSessionTests {
         let now = MonotonicClock.monotonicNanoseconds()
         #expect(run.events.first.map { $0.timestampNanoseconds! >= started } == true)
         #expect(lastTS <= now)
+    }
+
+    /// QEMU 11.1's 8-argument `qemu_savevm_query_pending`, live: bools (1-byte operands), 64-bit sizes and 32-bit
+    /// counts (4-byte registers and constants; memory operands at -O0) arrive exact, in order, and feed the analysis:
+    /// each window's pending is the query's total with its parts apart, the exact queries are the iterations.
+    @Test(arguments: [TestPrograms.Variant.eraB, .eraBUnoptimized])
+    func queryPendingEightArguments(_ variant: TestPrograms.Variant) async throws {
+        let n = 60
+        let run = try await traceRun(variant, count: n, extra: ["--query", "--context"])
+        defer { run.session.close() }
+        let byKind = Dictionary(uniqueKeysWithValues: run.session.probes.map { ($0.kind, $0) })
+        #expect(byKind[.qemuSavevmQueryPending]?.attached == true)
+        #expect(byKind[.qemuSavevmQueryPending]?.noteArgumentCount == 8)
+        #expect(UInt64(run.events.count) == run.result.fired)
+        #expect(try run.session.kernelDrops() == 0 && run.session.undecodableRecords == 0)
+        let queries = run.events.filter { $0.kind == .qemuSavevmQueryPending }.map(\.arguments)
+        var expected = (0..<UInt64(n)).map { i in
+            ProbeArguments(
+                count: 8, i % 2 == 0 ? 1 : 0, 0, 9000 - i, 4096 + i, 1000, 9000 - i + 4096 + i + 1000, UInt32(i % 3), 2)
+        }
+        expected.append(ProbeArguments(count: 8, 1, 1, 0, 4096, 0, 4096, 2, 2))
+        #expect(queries.count == n + 1)
+        #expect(mismatches(queries, expected) == 0)
+
+        final class Windows: AnalysisSink {
+            var windows: [AnalyzedWindow] = []
+            func seriesStarted(_ info: SeriesInfo) {}
+            func window(_ window: AnalyzedWindow, in series: SeriesInfo) { windows.append(window) }
+            func finding(_ finding: Finding) {}
+            func seriesEnded(_ summary: SeriesSummary) {}
+            func finished(_ report: AnalysisReport) {}
+        }
+        let sink = Windows()
+        let analyzer = MigrationAnalyzer(sink: sink)
+        for e in run.events { analyzer.consume(e) }
+        let report = analyzer.finish()
+        #expect(report.diagnostics.isEmpty)
+        // The query comes after the estimate and exact of event i: the window's pending is the query's.
+        #expect(sink.windows.map(\.pendingBytes) == (0..<UInt64(n)).map { _ in Optional(14096) })
+        #expect(
+            sink.windows.map(\.pendingSplit)
+                == (0..<UInt64(n)).map { PendingSplit(precopy: 9000 - $0, stopcopy: 4096 + $0, postcopy: 1000) })
+        #expect(sink.windows.map(\.pendingExact) == (0..<n).map { $0 % 2 == 0 })
+        let m = try #require(report.migrations.first)
+        #expect(m.iterations == n / 2)
+        #expect(m.iterationsAreQueries)
+        #expect(m.stopCopyBytes == 4096)
     }
 
     @Test func firingThreadIsReported() async throws {
@@ -167,7 +215,7 @@ struct LiveSessionTests {
     }
 
     @Test func unreadRingBufferKeepsExactlyWhatFits() async throws {
-        // Nobody reads while the program fires: a 4096-byte ring keeps floor(4096 / (96 + 8-byte header)) = 39
+        // Nobody reads while the program fires: a 4096-byte ring keeps floor(4096 / (88 + 8-byte header)) = 42
         // records, and every other reserve fails and is counted.
         let n = 5000
         let child = try FakeQEMU(.eraB, count: n)
@@ -182,9 +230,9 @@ struct LiveSessionTests {
         let drops = try session.kernelDrops()
         print("unread tiny ring: fired \(result.fired), received \(events.count), dropped \(drops)")
         #expect(result.fired == UInt64(n))
-        #expect(events.count == 39)
-        #expect(drops == UInt64(n - 39))
-        #expect(mismatches(events.map(\.arguments), (0..<UInt64(39)).map { expectedTransferred($0, argCount: 5) }) == 0)
+        #expect(events.count == 42)
+        #expect(drops == UInt64(n - 42))
+        #expect(mismatches(events.map(\.arguments), (0..<UInt64(42)).map { expectedTransferred($0, argCount: 5) }) == 0)
     }
 
     @Test(arguments: [LiveSession.AttachScope.process, .allProcessesFilteredInKernel])

@@ -1,6 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
+import MigtraceTestSupport
 import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// `migtrace report` on two real QEMU traces (7.2 with a SIGSTOP stall, 10.0 that never converges), looked at in
 /// Debian's headless chromium by Tests/ui/check_report.py: valid HTML (html5lib strict, tidy), no request but the
@@ -73,6 +78,18 @@ import Testing
         #expect(seen["bands"] as? Int == seriesFindings * Self.chartKinds.count)
         #expect(seen["switchover_marks"] as? Int == withSwitchover * Self.chartKinds.count)
         #expect((seen["notes"] as? [String]) == [], "no downsampling for traces this short")
+        // Clicking the first band shows its finding's message and remedy and marks its row; moving over the
+        // middle of the first chart reads out the values there.
+        let clicked = try #require(seen["clicked"] as? [String: Any])
+        let first = anomalies[0]
+        #expect(clicked["finding"] as? String == "0")
+        #expect(clicked["hidden"] as? Bool == false)
+        #expect(clicked["row"] as? String == "f0")
+        let tip = clicked["text"] as? String ?? ""
+        #expect(tip.hasPrefix("CRITICAL thread-stall (window 14)"))
+        #expect(tip.contains(first["message"] as? String ?? "?") && tip.contains("→ " + (first["remedy"] as? String ?? "?")))
+        let readout = seen["readout"] as? String ?? ""
+        #expect(readout.hasPrefix("t 3.") && readout.contains(" · bandwidth 16.") && readout.contains(" · limit 300 ms"), "\(readout)")
         // Every chart drew: each of its lines' colours inside its plot area of the screenshot.
         let pixels = try #require(seen["chart_pixels"] as? [[String: Any]])
         #expect(pixels.count == charts.count)
@@ -88,5 +105,32 @@ import Testing
             }
         }
         #expect(seconds < 60, "the browser check took \(seconds) s")
+    }
+}
+
+/// `report` of a migtrace recording: the demo's live capture recorded, then drawn as `analyze` reads it.
+@Suite(.requiresRoot) struct ReportOfRecordingTests {
+    @Test func recordingOfTheDemoIsDrawn() throws {
+        let rec = CLI.temporaryPath("demo.rec")
+        let html = CLI.temporaryPath("demo.html")
+        defer {
+            unlink(rec)
+            unlink(html)
+        }
+        let demo = try CLI.run(["demo", "--speed", "8", "--record", rec])
+        #expect(demo.status == 0, "\(demo.stderr)")
+        let made = try CLI.run(["report", rec, "-o", html])
+        #expect(made.status == 0, "\(made.stderr)")
+        let page = try String(contentsOfFile: html, encoding: .utf8)
+        let analysis = try CLI.run(["analyze", "--format", "json", rec])
+        let doc = try #require(try JSONSerialization.jsonObject(with: Data(analysis.stdout.utf8)) as? [String: Any])
+        let m = try #require((doc["migrations"] as? [[String: Any]])?.first)
+        let windows = try #require(((doc["series"] as? [[String: Any]])?.first?["summary"] as? [String: Any])?["windows"] as? Int)
+        #expect(windows == 56)
+        #expect(page.contains("data-columns=\"56\""))
+        #expect(page.components(separatedBy: "<svg class=\"chart\"").count - 1 == 4)
+        #expect(page.contains("<span class=\"verdict v-\(m["verdict"] as? String ?? "?")\">\(m["verdict"] as? String ?? "?")</span>"))
+        #expect(page.contains("; started 20"), "a recording has wall-clock times: the start is shown")
+        #expect(page.contains("bandwidth-shift"))
     }
 }

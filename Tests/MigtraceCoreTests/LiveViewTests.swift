@@ -103,3 +103,70 @@ import Testing
         #expect(!out.text.unicodeScalars.contains { $0.value == 0x202E })
     }
 }
+
+/// The verdict line as real migrations go: converging with an ETA, then completed with the measured downtime
+/// (QEMU 10.0 built with USDT probes); stalled with the advice's numbers; stalled until the downtime limit was
+/// raised over QMP at t+8 s, then completed.
+@Suite struct LiveViewVerdictTests {
+    static func verdictLines(_ fixture: String) throws -> (lines: [String], final: MigrationAssessment?) {
+        let (text, view) = try LiveViewTests.run(fixture, columns: 160)
+        let lines = LiveViewTests.plain(text).split(separator: "\n").map(String.init).filter {
+            $0.hasPrefix("verdict ") || $0.hasPrefix("advice ")
+        }
+        return (lines, view.report?.migrations.last)
+    }
+
+    @Test func convergingShowsAnETAThenTheMeasuredDowntime() throws {
+        let (lines, final) = try Self.verdictLines("10.0-downtime-change.log")
+        let m = try #require(final)
+        #expect(m.verdict == .completed)
+        // "ETA 0.5 s (0.4–0.5 s)": the range holds the estimate.
+        let converging = lines.filter { $0.hasPrefix("verdict    converging · ETA ") }
+        try #require(!converging.isEmpty, "\(Set(lines))")
+        for eta in converging {
+            let numbers = eta.dropFirst("verdict    converging · ETA ".count).split(whereSeparator: { !"0123456789.".contains($0) })
+                .compactMap { Double($0) }
+            try #require(numbers.count >= 3, "\(eta)")
+            #expect(numbers[1] <= numbers[0] && numbers[0] <= numbers[2], "\(eta)")
+            #expect(eta.hasSuffix(" (limit 100 ms)"), "after the limit went from 300 to 100 ms")
+        }
+        #expect(lines.last?.hasPrefix("verdict    completed") == true)
+        #expect(lines.last?.hasSuffix("(limit \(m.downtimeLimitMs ?? 0) ms)") == true)
+    }
+
+    @Test func convergingWithoutAnETASaysSo() throws {
+        // Hand-made from a real assessment: converging, but with no ETA (the model gives none below two syncs).
+        let (_, view) = try LiveViewTests.run("usdt-10.0-converge-ts.log")
+        var m = try #require(view.report?.migrations.last)
+        m.verdict = .converging
+        m.etaSeconds = nil
+        m.downtimeMs = nil
+        m.expectedDowntimeMs = 420
+        let line = view.frame(width: 120, assessment: m).first { $0.contains("verdict ") }
+        #expect(line == "\u{1B}[32mverdict    converging · no ETA yet · expected downtime 420 ms (limit 300 ms)\u{1B}[0m")
+    }
+
+    @Test func rescuedMigrationIsStalledUntilTheLimitIsRaised() throws {
+        let (lines, final) = try Self.verdictLines("convergence/10.0-rescue-ts.log")
+        #expect(final?.verdict == .completed)
+        #expect(
+            lines.contains {
+                $0.hasPrefix("verdict    stalled · no switchover at this rate · expected downtime ") && $0.hasSuffix("(limit 20 ms)")
+            })
+        #expect(lines.last?.hasPrefix("verdict    completed · downtime ") == true && lines.last?.hasSuffix("(limit 4000 ms)") == true)
+    }
+
+    @Test func stalledShowsTheAdvice() throws {
+        let (lines, final) = try Self.verdictLines("10.0-nonconverge.log")
+        let advice = try #require(final?.advice)
+        #expect(final?.verdict == .stalled)
+        let limit = try #require(advice.downtimeLimitMs)
+        let bandwidth = try #require(advice.bandwidthBytesPerSecond)
+        #expect(
+            lines.suffix(2) == [
+                "verdict    stalled · no switchover at this rate · expected downtime \(NumberText.fixed(final?.expectedDowntimeMs ?? 0, 0)) ms (limit 20 ms)",
+                "advice     \(advice.reason); downtime-limit ≥ \(limit) ms or ≥ \(NumberText.fixed(Double(bandwidth) / 1e6, 2)) MB/s",
+            ])
+        #expect(limit == 2952)
+    }
+}

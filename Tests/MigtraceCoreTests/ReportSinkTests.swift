@@ -112,6 +112,9 @@ import Testing
         #expect(HTMLPage.niceStep(140) == 50)
         #expect(HTMLPage.niceStep(1.7) == 0.5)
         #expect(HTMLPage.niceStep(6_500_000) == 2_000_000)
+        #expect(HTMLPage.tick(6_000_000, 0) == "6\u{2009}000\u{2009}000")
+        #expect(HTMLPage.tick(2000, 0) == "2000")
+        #expect(HTMLPage.tick(0.5, 1) == "0.5")
         #expect(HTMLPage.utc(1_700_000_000) == "2023-11-14 22:13:20 UTC")
         #expect(HTMLPage.utc(951_782_400) == "2000-02-29 00:00:00 UTC")
     }

@@ -61,6 +61,9 @@ import Testing
             case .malformed(let reason):
                 rejected += 1
                 analyzer.reject(Diagnostic(input: 0, line: lines, reason: reason))
+            case .device(let d):
+                events += 1
+                analyzer.consume(d)
             }
         }
         analyzer.endInput(0)
@@ -398,6 +401,7 @@ import Testing
         #expect(batch.events.map { $0.origin.line } == [3, 4, 5, 7, 8, 9])
         #expect(batch.events.map { $0.repeats } == [2, 0, 0, 0, 0, 0])
         #expect(batch.events.map { $0.arguments.a0 } == [10, 9, 8, 7, 5, 5])
-        #expect(MemoryLayout<TraceEvent>.stride == 88)
+        #expect(MemoryLayout<TraceEvent>.stride == 96)
+        #expect(MemoryLayout<ProbeArguments>.size == 57)
     }
 }

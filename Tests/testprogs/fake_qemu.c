@@ -7,7 +7,7 @@
  * probe has a semaphore. -DMT_ERA_A builds the 4-argument variant.
  *
  * usage: fake_qemu COUNT [--pace-us N] [--wait] [--context] [--thread] [--linger-ms N]
- *                  [--migrations M] [--exit-after K]
+ *                  [--migrations M] [--exit-after K] [--query]
  *   COUNT      number of migrate_transferred events (per migration)
  *   --pace-us  sleep N microseconds between events
  *   --wait     print "ready <pid>" and wait for SIGUSR1 before firing
@@ -19,18 +19,24 @@
  *   --exit-after  stop after K migrate_transferred events in all, mid-migration
  *              (no low_pending, no "completed"), print the result line and exit 0,
  *              like a QEMU that quits during a migration
+ *   --query    also fire QEMU 11.1's qemu_savevm_query_pending (not in the era-A build)
  *
  * Event i of migrate_transferred carries (values checked by the tests):
  *   a0 = 0x100000000 + i, a1 = 100 + i, a2 = 3 * i, a3 = 5 * i + 7, [a4 = UINT64_MAX - i]
  * Context (with --context): set_state("setup"), set_state("active"); per event
  * i: pending (estimate, and exact when i is even), bitmap_sync_start,
  * bitmap_sync_end(1000 + i); then low_pending(42), set_state("completed").
+ * Query (with --query), per event i before migrate_transferred: exact = (i even), final = 0,
+ * precopy = 9000 - i, stopcopy = 4096 + i, postcopy = 1000, total = their sum, ack = i % 3,
+ * total ack = 2, passed as QEMU's typed parameters (bool, uint64_t, uint32_t: 1-, 8- and 4-byte
+ * operands); after the last event a final query (1, 1, 0, 4096, 0, 4096, 2, 2).
  * -DMT_NO_TRANSFERRED leaves migrate_transferred out (no note), for the missing-probe test.
  * At exit it prints "fired <total> transferred <count> semaphore <value>", where
  * <count> is the number of migrate_transferred events actually fired.
  */
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <sys/syscall.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -51,6 +57,18 @@ static long thread_tid;
 static unsigned long long migrations = 1;
 static unsigned long long exit_after;  /* 0: never */
 static unsigned long long transferred;
+static int query;
+
+#ifndef MT_ERA_A
+/* As QEMU's _nocheck__trace_qemu_savevm_query_pending() passes them: typed parameters. */
+static void fire_query(bool exact, bool final, uint64_t precopy, uint64_t stopcopy, uint64_t postcopy,
+		       uint32_t ack, uint32_t total_ack)
+{
+	QEMU_QEMU_SAVEVM_QUERY_PENDING(exact, final, precopy, stopcopy, postcopy, precopy + stopcopy + postcopy, ack,
+				       total_ack);
+	fired++;
+}
+#endif
 
 static void set_state(const char *s)
 {
@@ -84,6 +102,10 @@ static int fire_migration(void)
 			QEMU_MIGRATION_BITMAP_SYNC_END(U64(1000 + i));
 			fired += 2;
 		}
+#ifndef MT_ERA_A
+		if (query)
+			fire_query(i % 2 == 0, false, U64(9000 - i), U64(4096 + i), U64(1000), (uint32_t)(i % 3), 2);
+#endif
 #if defined(MT_NO_TRANSFERRED)
 		/* a binary with qemu probes but no migrate_transferred */
 #elif defined(MT_ERA_A)
@@ -102,6 +124,10 @@ static int fire_migration(void)
 		if (pace_us > 0)
 			usleep((useconds_t)pace_us);
 	}
+#ifndef MT_ERA_A
+	if (query)
+		fire_query(true, true, U64(0), U64(4096), U64(0), 2, 2);
+#endif
 	if (context) {
 		QEMU_MIGRATION_THREAD_LOW_PENDING(U64(42));
 		fired++;
@@ -131,7 +157,7 @@ int main(int argc, char **argv)
 	unsigned short sem_seen;
 
 	if (argc < 2) {
-		fprintf(stderr, "usage: %s COUNT [--pace-us N] [--wait] [--context] [--thread] [--migrations M] [--exit-after K] [--linger-ms N]\n", argv[0]);
+		fprintf(stderr, "usage: %s COUNT [--pace-us N] [--wait] [--context] [--thread] [--migrations M] [--exit-after K] [--linger-ms N] [--query]\n", argv[0]);
 		return 2;
 	}
 	count = strtoull(argv[1], NULL, 10);
@@ -148,6 +174,8 @@ int main(int argc, char **argv)
 			migrations = strtoull(argv[++a], NULL, 10);
 		else if (strcmp(argv[a], "--exit-after") == 0 && a + 1 < argc)
 			exit_after = strtoull(argv[++a], NULL, 10);
+		else if (strcmp(argv[a], "--query") == 0)
+			query = 1;
 		else if (strcmp(argv[a], "--linger-ms") == 0 && a + 1 < argc)
 			linger_ms = strtol(argv[++a], NULL, 10);
 		else {

@@ -12,6 +12,8 @@ Uses Debian's chromium (headless), tidy, python3-html5lib and python3-pil, all i
     every fetch, and chromium's net log of the page load (through a proxy that points nowhere) holds no
     request but the file itself. A control page with one external image is loaded the same way first, to
     show that the net log does record such a request (the check would otherwise prove nothing);
+  * interactive: in that copy, a click on the first finding band (the tip's text and the highlighted row)
+    and a pointer move over the middle of the first chart (the values read out);
   * charts drawn: --dump-dom after the page's own script ran (the chart elements), the layout of every
     chart's plot area (a copy of the page with a script appended that writes the boxes into the DOM), a screenshot of
     the whole page, and per chart the pixels of each of its lines' colours inside the chart's box.
@@ -137,7 +139,16 @@ def main():
         '<pre id="layout-probe">'
         '</pre><script>(function(){var r=[];document.querySelectorAll("svg.chart").forEach(function(s){'
         'var b=s.querySelector("rect.plot").getBoundingClientRect();r.push({chart:s.getAttribute("data-chart"),x:b.left+scrollX,y:b.top+scrollY,'
-        'w:b.width,h:b.height});});document.getElementById("layout-probe").textContent=JSON.stringify({boxes:r,'
+        'w:b.width,h:b.height});});'
+        # A user's click on the first finding band, and a move over the middle of the first chart.
+        'var band=document.querySelector("rect.band"),tip=document.getElementById("tip"),clicked=null;'
+        'if(band){var bb=band.getBoundingClientRect();band.dispatchEvent(new MouseEvent("click",{bubbles:true,'
+        'clientX:bb.left+1,clientY:bb.top+1}));clicked={finding:band.getAttribute("data-f"),hidden:tip.hidden,'
+        'text:tip.textContent,row:document.querySelector("tr.on")?document.querySelector("tr.on").id:null};}'
+        'var svg=document.querySelector("svg.chart"),readout=null;if(svg){var sb=svg.querySelector("rect.plot")'
+        '.getBoundingClientRect();svg.dispatchEvent(new MouseEvent("mousemove",{bubbles:true,clientX:sb.left+sb.width/2,'
+        'clientY:sb.top+sb.height/2}));readout=svg.closest("section").querySelector(".readout").textContent;}'
+        'document.getElementById("layout-probe").textContent=JSON.stringify({boxes:r,clicked:clicked,readout:readout,'
         'height:document.documentElement.scrollHeight});})();</script>')
     with open(probe, "w", encoding="utf-8") as f:
         f.write(html.replace("</body>", layout_script + "</body>"))
@@ -148,6 +159,8 @@ def main():
         sys.exit("check_report.py: the layout probe did not run: " + layout_run.stderr[-2000:])
     layout = json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&"))
     height = int(layout["height"]) + 10
+    out["clicked"] = layout["clicked"]
+    out["readout"] = layout["readout"]
 
     # 6. Screenshot of the whole page, with the net log of that load.
     net_log = os.path.join(workdir, "netlog.json")

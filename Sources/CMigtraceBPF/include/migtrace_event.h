@@ -9,10 +9,12 @@
  *   +---------------+-------+-------+---+---+-------+-------+
  *   | ts_ns         | pid   | tid   |prb|cnt| flags | rsvd  |
  *   +---------------+-------+-------+---+---+-------+-------+
- *   | args[0] ... args[4]  (5 x u64, 24..64)                 |
+ *   | args[0] ... args[7]  (8 x u64, 24..88)                 |
  *   +--------------------------------------------------------+
- *   | state[MT_STATE_LEN]  (64..96, NUL-terminated)          |
- *   +--------------------------------------------------------+
+ *
+ * migrate_set_state's string lies over args[1..4] (32..64, NUL-terminated):
+ * its only argument is args[0], the pointer it was read from. Sharing the
+ * space keeps a record at 88 bytes, 96 in the ring with its header.
  */
 #ifndef MIGTRACE_EVENT_H
 #define MIGTRACE_EVENT_H
@@ -31,12 +33,14 @@ typedef uint32_t mt_u32;
 typedef uint64_t mt_u64;
 #endif
 
-/* Maximum number of probe arguments kept per record. */
-#define MT_MAX_ARGS 5
+/* Maximum number of probe arguments kept per record (qemu_savevm_query_pending has 8). */
+#define MT_MAX_ARGS 8
 /* Room for migrate_set_state's string, NUL included ("postcopy-recover-setup" is 23). */
 #define MT_STATE_LEN 32
 /* sizeof(struct mt_event). */
-#define MT_EVENT_SIZE 96
+#define MT_EVENT_SIZE 88
+/* offsetof(struct mt_event, state): args[1]. */
+#define MT_STATE_OFFSET 32
 
 /* Probe ids (USDT cookies); equal to ProbeKind's raw values in TraceEvent.swift. */
 #define MT_PROBE_MIGRATE_TRANSFERRED 0
@@ -47,7 +51,8 @@ typedef uint64_t mt_u64;
 #define MT_PROBE_BITMAP_SYNC_START 5
 #define MT_PROBE_BITMAP_SYNC_END 6
 #define MT_PROBE_MIGRATE_SET_STATE 7
-#define MT_PROBE_COUNT 8
+#define MT_PROBE_QEMU_SAVEVM_QUERY_PENDING 8
+#define MT_PROBE_COUNT 9
 /* probe: no USDT spec for this attachment (never expected); user space counts the record as undecodable. */
 #define MT_PROBE_UNKNOWN 0xff
 
@@ -66,10 +71,16 @@ struct mt_event {
 	mt_u8 arg_cnt;      /* bpf_usdt_arg_cnt(), capped at MT_MAX_ARGS */
 	mt_u16 flags;       /* MT_FLAG_* */
 	mt_u32 reserved;    /* zero */
-	mt_u64 args[MT_MAX_ARGS];
-	char state[MT_STATE_LEN];
+	union {
+		mt_u64 args[MT_MAX_ARGS];
+		struct {
+			mt_u64 state_arg;         /* args[0] of migrate_set_state */
+			char state[MT_STATE_LEN]; /* the string it points to */
+		};
+	};
 };
 
 _Static_assert(sizeof(struct mt_event) == MT_EVENT_SIZE, "struct mt_event layout changed");
+_Static_assert(__builtin_offsetof(struct mt_event, state) == MT_STATE_OFFSET, "struct mt_event layout changed");
 
 #endif /* MIGTRACE_EVENT_H */

@@ -55,6 +55,7 @@ public final class MigrationAnalyzer {
         var elapsedMs: UInt64 = 0
         var pending: UInt64?
         var pendingExact = false
+        var pendingSplit: PendingSplit?
         /// When this series last had a window (the analyzer's window counter), to close the idlest first.
         var lastUse: UInt64 = 0
         var tracker: MigrationTracker?
@@ -88,7 +89,7 @@ public final class MigrationAnalyzer {
     private var lastSeriesKeyWritten: SeriesKey?
     private var lastSeriesOfInput: [Int: SeriesKey] = [:]
     private var newMigrationPending: Set<Int> = []  // read per window
-    private var pendingBeforeSeries: [SeriesKey: (UInt64, Bool)] = [:]
+    private var pendingBeforeSeries: [SeriesKey: (UInt64, Bool, PendingSplit?)] = [:]
     private var nextSeriesIndex = 0
     private var summaries: [SeriesSummary] = []
     private var findings: [Finding] = []
@@ -143,6 +144,8 @@ public final class MigrationAnalyzer {
             // their values would have been overwritten by this one before any window could read them.
             kindCounts[Int(event.kind.rawValue)] &+= UInt64(event.repeats)
             consumePending(event.kind, event.arguments, input: event.origin.input, thread: event.threadID)
+        case .qemuSavevmQueryPending:
+            consumeQueryPending(event)
         case .migrateSetState:
             consumeState(event)
         default:
@@ -168,7 +171,7 @@ public final class MigrationAnalyzer {
             Self.notePending(arguments.a0, exact: exact, in: &slots[slot]!)
         } else {
             migrationTracker(input).pending(arguments.a0, exact: exact)
-            pendingBeforeSeries[key] = (arguments.a0, exact)
+            pendingBeforeSeries[key] = (arguments.a0, exact, nil)
         }
     }
 
@@ -177,7 +180,31 @@ public final class MigrationAnalyzer {
     private static func notePending(_ bytes: UInt64, exact: Bool, in series: inout OpenSeries) {
         series.pending = bytes
         series.pendingExact = exact
+        series.pendingSplit = nil
         series.tracker?.pending(bytes, exact: exact)
+    }
+
+    /// QEMU 11.1's `qemu_savevm_query_pending`: its total is the pending size, as `migrate_pending_*`'s size was,
+    /// and `exact` marks the query that ends an iteration; the parts are kept apart.
+    private func consumeQueryPending(_ event: TraceEvent) {
+        let a = event.arguments
+        let input = event.origin.input
+        if let reason = QueryPending.refusal(a) {
+            reject(Diagnostic(input: input, line: event.origin.line, reason: "qemu_savevm_query_pending: " + reason))
+            return
+        }
+        count(.qemuSavevmQueryPending)
+        let query = QueryPending(a)
+        let key = SeriesKey(input: input, thread: event.threadID)
+        if let slot = openSlot(key) {
+            slots[slot]!.pending = query.total
+            slots[slot]!.pendingExact = query.exact
+            slots[slot]!.pendingSplit = query.split
+            slots[slot]!.tracker?.query(query)
+        } else {
+            migrationTracker(input).query(query)
+            pendingBeforeSeries[key] = (query.total, query.exact, query.split)
+        }
     }
 
     private func consumeState(_ event: TraceEvent) {
@@ -297,7 +324,7 @@ public final class MigrationAnalyzer {
             startTime: start, endTime: end, transferred: args.a0, timeSpentMs: args.a1, bandwidthTraced: args.a2,
             switchoverTraced: args.count == 5 ? args.a3 : nil, thresholdTraced: traced, era: fit.era, bandwidth: bw,
             mbps: mb, bandwidthTracedExact: bandwidthExact, rebuild: rebuild, cumulativeBytes: series.cumulative,
-            pendingBytes: series.pending, pendingExact: series.pendingExact)
+            pendingBytes: series.pending, pendingExact: series.pendingExact, pendingSplit: series.pendingSplit)
 
         // Summary bookkeeping.
         if window.index == 0 { series.summary.startTime = start }
@@ -335,9 +362,10 @@ public final class MigrationAnalyzer {
         let rules = BuiltinRules(thresholds: configuration.thresholds, disabled: configuration.disabledRules)
         var series = OpenSeries(info: info, context: context, rules: rules)
         series.tracker = migrationTracker(key.input)
-        if let (p, exact) = pendingBeforeSeries.removeValue(forKey: key) {
+        if let (p, exact, split) = pendingBeforeSeries.removeValue(forKey: key) {
             series.pending = p
             series.pendingExact = exact
+            series.pendingSplit = split
         }
         let slot: Int
         if let free = freeSlots.popLast() {

@@ -6,9 +6,9 @@
 public enum ProbeEra: String, Sendable, Equatable, Codable {
     /// QEMU ≤ 8.1: `transferred, time_spent, bandwidth (bytes/ms), max_size`.
     case a = "A"
-    /// QEMU 8.2 … 10.x: adds `switchover_bw` = avail-switchover-bandwidth / 1000 (0 when unset).
+    /// QEMU 8.2 … 11.0: adds `switchover_bw` = avail-switchover-bandwidth / 1000 (0 when unset).
     case b = "B"
-    /// The 2026 switchover-helper patch: arg 3 becomes Mbit/s, arg 4 the effective switchover bytes/ms.
+    /// QEMU ≥ 11.1 (its switchover-bandwidth helper): arg 3 becomes Mbit/s, arg 4 the effective switchover bytes/ms.
     case c = "C"
 }
 
@@ -44,7 +44,7 @@ public enum QEMUArithmetic {
         (mbps / 8 * 1000 * 1000) / 1000
     }
 
-    /// The float form of the user-set switchover bandwidth (QEMU after 10.0, and era C):
+    /// The float form of the user-set switchover bandwidth (QEMU 11.0, and era C):
     /// `(double)switchover_bw / 1000`, in bytes/ms.
     @inline(__always)
     public static func userSwitchoverPerMs(bytesPerSecond: UInt64) -> Double {

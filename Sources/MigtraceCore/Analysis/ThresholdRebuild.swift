@@ -4,9 +4,9 @@
 public enum SwitchoverBasis: String, Sendable, Equatable, Codable {
     /// The window's measured bandwidth (era A; era B with avail-switchover-bandwidth unset).
     case measured
-    /// avail-switchover-bandwidth with QEMU ≤ 10.0's integer division `switchover_bw / 1000`.
+    /// avail-switchover-bandwidth with the integer division `switchover_bw / 1000` of QEMU 8.2–10.2.
     case userInteger = "user-integer"
-    /// avail-switchover-bandwidth with the later float division `(double)switchover_bw / 1000`.
+    /// avail-switchover-bandwidth with the float division `(double)switchover_bw / 1000` of QEMU 11.0 (and ≥ 11.1).
     case userFloat = "user-float"
     /// Era C without a user value: the estimate `mbps / 8 * 1000 * 1000 / 1000`.
     case estimated

@@ -39,6 +39,8 @@ public struct AnalyzedWindow: Sendable, Equatable {
     public var pendingBytes: UInt64?
     /// Whether `pendingBytes` came from an exact (post-bitmap-sync) pending event.
     public var pendingExact: Bool
+    /// The parts of `pendingBytes`, when the pending event gives them apart (`qemu_savevm_query_pending`, 11.1).
+    public var pendingSplit: PendingSplit? = nil
 
     /// The window's bandwidth in MB/s (10^6 bytes per second).
     public var megabytesPerSecond: Double { bandwidth / 1000 }
@@ -46,6 +48,24 @@ public struct AnalyzedWindow: Sendable, Equatable {
     public var thresholdMegabytes: Double { Double(thresholdTraced) / 1_000_000 }
     /// Where the window lies: all a finding needs of the windows it spans.
     @inline(__always) public var mark: WindowMark { WindowMark(index: index, startTime: startTime, endTime: endTime) }
+}
+
+/// QEMU 11.1's pending data by kind (`qemu_savevm_query_pending`): their sum is the total QEMU compares with the
+/// threshold.
+public struct PendingSplit: Sendable, Equatable {
+    /// Data that can move while the VM runs (RAM's dirty pages, a device's precopy data), bytes.
+    public var precopy: UInt64
+    /// Device data (VFIO) that can only move while the VM is stopped: iterating never shrinks it, bytes.
+    public var stopcopy: UInt64
+    /// Data that may move after a switch to postcopy, bytes.
+    public var postcopy: UInt64
+
+    /// A split of `precopy + stopcopy + postcopy` bytes.
+    public init(precopy: UInt64, stopcopy: UInt64, postcopy: UInt64) {
+        self.precopy = precopy
+        self.stopcopy = stopcopy
+        self.postcopy = postcopy
+    }
 }
 
 /// A window's place in its series and in time: what rules keep of a window they only report on, so

@@ -21,6 +21,9 @@ public enum ProbeKind: UInt8, Sendable, CaseIterable {
     case bitmapSyncEnd = 6
     /// `migrate_set_state(new_state)`: carries a string, kept in ``TraceEvent/state``.
     case migrateSetState = 7
+    /// `qemu_savevm_query_pending(exact, final, precopy, stopcopy, postcopy, total, ack_pending, total_ack_pending)`
+    /// (QEMU ≥ 11.1, replacing `migrate_pending_estimate`/`_exact`); `exact = 1` ends an iteration.
+    case qemuSavevmQueryPending = 8
 
     /// The event name as QEMU spells it.
     public var eventName: String {
@@ -33,35 +36,60 @@ public enum ProbeKind: UInt8, Sendable, CaseIterable {
         case .bitmapSyncStart: "migration_bitmap_sync_start"
         case .bitmapSyncEnd: "migration_bitmap_sync_end"
         case .migrateSetState: "migrate_set_state"
+        case .qemuSavevmQueryPending: "qemu_savevm_query_pending"
         }
     }
 }
 
-/// Up to five raw unsigned 64-bit probe arguments, stored inline so that an event never allocates.
+/// Up to eight raw probe arguments, stored inline so that an event never allocates.
+///
+/// Slots 0–5 hold 64 bits, slots 6 and 7 hold 32: the one probe with more than six arguments,
+/// `qemu_savevm_query_pending`, passes `uint32_t` values there, and the narrower slots keep ``TraceEvent`` at
+/// 96 bytes. ``fits(_:at:)`` says whether a value can be stored; readers reject an event whose value cannot.
 public struct ProbeArguments: Sendable, Equatable {
-    /// How many of the five slots are meaningful (0...5).
-    public var count: Int
-    public var a0: UInt64, a1: UInt64, a2: UInt64, a3: UInt64, a4: UInt64
+    /// The most arguments an event keeps.
+    public static let capacity = 8
+    public var a0: UInt64, a1: UInt64, a2: UInt64, a3: UInt64, a4: UInt64, a5: UInt64
+    public var a6: UInt32, a7: UInt32
+    @usableFromInline var storedCount: UInt8
+
+    /// How many of the slots are meaningful (0...8).
+    public var count: Int {
+        @inline(__always) get { Int(storedCount) }
+    }
 
     /// Arguments from explicit values; slots past `count` are zero.
-    public init(count: Int, _ a0: UInt64 = 0, _ a1: UInt64 = 0, _ a2: UInt64 = 0, _ a3: UInt64 = 0, _ a4: UInt64 = 0) {
-        precondition((0...5).contains(count), "a probe has at most five arguments")
-        self.count = count
+    @inlinable
+    public init(
+        count: Int, _ a0: UInt64 = 0, _ a1: UInt64 = 0, _ a2: UInt64 = 0, _ a3: UInt64 = 0, _ a4: UInt64 = 0,
+        _ a5: UInt64 = 0, _ a6: UInt32 = 0, _ a7: UInt32 = 0
+    ) {
+        precondition((0...Self.capacity).contains(count), "a probe has at most eight arguments")
+        storedCount = UInt8(truncatingIfNeeded: count)
         self.a0 = a0
         self.a1 = a1
         self.a2 = a2
         self.a3 = a3
         self.a4 = a4
+        self.a5 = a5
+        self.a6 = a6
+        self.a7 = a7
     }
 
-    /// Arguments from an array (tests and slow paths); at most five values.
+    /// Arguments from an array (tests and slow paths); at most eight values, each fitting its slot.
     public init(_ values: [UInt64]) {
-        precondition(values.count <= 5, "a probe has at most five arguments")
+        precondition(values.count <= Self.capacity, "a probe has at most eight arguments")
         self.init(count: values.count)
         for (i, v) in values.enumerated() { self[i] = v }
     }
 
-    /// Slot `i` (0-based).
+    /// Whether `value` fits slot `index` (slots 6 and 7 hold 32 bits).
+    @inline(__always)
+    public static func fits(_ value: UInt64, at index: Int) -> Bool {
+        index < 6 || value <= UInt64(UInt32.max)
+    }
+
+    /// Slot `i` (0-based); a value stored in slot 6 or 7 must fit in 32 bits.
     public subscript(i: Int) -> UInt64 {
         get {
             switch i {
@@ -70,6 +98,9 @@ public struct ProbeArguments: Sendable, Equatable {
             case 2: a2
             case 3: a3
             case 4: a4
+            case 5: a5
+            case 6: UInt64(a6)
+            case 7: UInt64(a7)
             default: preconditionFailure("argument index \(i) out of range")
             }
         }
@@ -80,6 +111,10 @@ public struct ProbeArguments: Sendable, Equatable {
             case 2: a2 = newValue
             case 3: a3 = newValue
             case 4: a4 = newValue
+            case 5: a5 = newValue
+            case 6, 7:
+                guard let v = UInt32(exactly: newValue) else { preconditionFailure("argument \(i) holds 32 bits") }
+                if i == 6 { a6 = v } else { a7 = v }
             default: preconditionFailure("argument index \(i) out of range")
             }
         }
@@ -125,18 +160,10 @@ public struct TraceEvent: Sendable, Equatable {
     @usableFromInline static let hasThread: UInt8 = 2
     @usableFromInline static let hasProcess: UInt8 = 4
 
+    // Field order is layout: the one-byte fields fill the tail of `arguments` (57 bytes), so that the stride is
+    // 96 bytes with eight arguments.
     /// The raw probe arguments, unconverted (4 or 5 for `migrate_transferred`).
     public var arguments: ProbeArguments
-    @usableFromInline var timestamp: UInt64
-    @usableFromInline var line: UInt64
-    // 32 bits for the input's index (a count of command-line files), the thread and the process: the stride stays
-    // at 88 bytes.
-    @usableFromInline var input32: UInt32
-    @usableFromInline var thread: UInt32
-    @usableFromInline var process: UInt32
-    /// How many earlier events of the same kind and thread this one stands for, dropped by the reader because
-    /// this one overwrote them before any window could read them (consecutive pending estimates); counted as events.
-    public var repeats: UInt32
     /// Which event fired.
     public var kind: ProbeKind
     /// The clock `timestampNanoseconds` is on.
@@ -144,6 +171,15 @@ public struct TraceEvent: Sendable, Equatable {
     @usableFromInline var flags: UInt8
     /// The new state for `migrate_set_state`; `nil` for every other event.
     public var state: MigrationState?
+    // 32 bits for the input's index (a count of command-line files), the thread and the process.
+    @usableFromInline var input32: UInt32
+    @usableFromInline var thread: UInt32
+    @usableFromInline var process: UInt32
+    /// How many earlier events of the same kind and thread this one stands for, dropped by the reader because
+    /// this one overwrote them before any window could read them (consecutive pending estimates); counted as events.
+    public var repeats: UInt32
+    @usableFromInline var timestamp: UInt64
+    @usableFromInline var line: UInt64
 
     /// An event with every field given.
     @inlinable

@@ -8,6 +8,7 @@ public final class CSVSink: AnalysisSink {
         "bandwidth_traced", "switchover_bw_traced", "threshold_traced_bytes", "bandwidth_bytes_per_ms", "mbps",
         "megabytes_per_second", "bandwidth_exact", "switchover_basis", "threshold_rebuilt_bytes", "threshold_megabytes",
         "downtime_limit_ms", "threshold_exact", "cumulative_bytes", "pending_bytes",
+        "pending_precopy_bytes", "pending_stopcopy_bytes", "pending_postcopy_bytes",
     ]
     private let out: any ByteOutput
     /// Rows are formatted straight into this block, which goes to `out` in one piece once it holds 64 KiB:
@@ -17,7 +18,7 @@ public final class CSVSink: AnalysisSink {
     /// overlaps a call that could reach it again.
     @exclusivity(unchecked) private var filled = 0
     static let blockSize = 1 << 16
-    /// Room left after the block for one more row (a row takes < 600 bytes).
+    /// Room left after the block for one more row (a row takes < 680 bytes).
     private static let maxRow = 1024
     /// The whole seconds of the last time written, as text: the next time mostly has the same.
     @exclusivity(unchecked) private var lastSeconds = ASCIIWriter.WholeSecondsText()
@@ -92,6 +93,13 @@ public final class CSVSink: AnalysisSink {
         if w.pointee.rebuild.exact { o.bytes("true,") } else { o.bytes("false,") }
         o.unsigned(w.pointee.cumulativeBytes); o.byte(comma)
         if let p = w.pointee.pendingBytes { o.unsigned(p) }
+        if let split = w.pointee.pendingSplit {
+            o.byte(comma); o.unsigned(split.precopy)
+            o.byte(comma); o.unsigned(split.stopcopy)
+            o.byte(comma); o.unsigned(split.postcopy)
+        } else {
+            o.bytes(",,,")
+        }
         o.byte(10)
         filled &+= o.count
         if filled >= Self.blockSize { pushBlock() }

@@ -322,6 +322,19 @@ struct HTMLPage {
         return p * 10
     }
 
+    /// A tick label; whole numbers of five digits or more grouped by thousands (thin spaces), so that
+    /// 6000000 reads as 6 000 000.
+    static func tick(_ v: Double, _ decimals: Int) -> String {
+        let s = NumberText.fixed(v, decimals)
+        guard decimals == 0, s.count > 4 else { return s }
+        var out = ""
+        for (i, c) in s.enumerated() {
+            if i > 0, (s.count - i) % 3 == 0 { out += "\u{2009}" }
+            out.append(c)
+        }
+        return out
+    }
+
     /// Decimals that tell ticks `step` apart.
     static func decimals(_ step: Double) -> Int {
         var d = 0
@@ -376,6 +389,7 @@ struct HTMLPage {
         .s-bandwidth{stroke:#2563eb}.s-pending{stroke:#7c3aed}.s-threshold{stroke:#ea580c}.s-window{stroke:#0f766e}.s-limit{stroke:#be185d}
         .k-bandwidth{fill:#2563eb}.k-pending{fill:#7c3aed}.k-threshold{fill:#ea580c}.k-window{fill:#0f766e}.k-limit{fill:#be185d}
         svg .ref{stroke:#9aa4af;stroke-dasharray:4 3}
+        svg text.value{fill:#be185d;font-weight:600}
         svg .switchover{stroke:#15803d;stroke-width:1.5;stroke-dasharray:6 3}
         svg text.sw{fill:#15803d;font-weight:600}
         .band{cursor:pointer}
@@ -633,7 +647,13 @@ struct HTMLPage {
         chart(
             "limit", title: "Downtime limit (ms)", columns: columns, span: span,
             lines: [("limit", "downtime limit", { $0.limit })], step: .step, reference: nil, switchover: sw,
-            findings: findings, firstID: firstFindingID, note: note, axisLabel: true)
+            findings: findings, firstID: firstFindingID, note: note, axisLabel: true,
+            labels: plot.downsampled
+                ? []
+                : s.downtimeLimits.prefix(20).compactMap { change in
+                    columns.indices.contains(change.window)
+                        ? (columns[change.window].firstStart, Double(change.limitMs), "\(change.limitMs) ms") : nil
+                })
         // Per column: time, then (min, max) of bandwidth, pending, threshold, window length, limit.
         raw("<script type=\"application/json\" class=\"columns\">[")
         for (i, c) in columns.enumerated() {
@@ -667,8 +687,9 @@ struct HTMLPage {
         var laneEnds: [Double] = []
         var placed: [(Int, Double, Double, Int)] = []  // finding, x0, x1, lane
         for (i, f) in findings.enumerated() {
-            let x0 = x(f.startTime - laneOrigin, span)
             let labelWidth = Double(f.rule.count) * 6.6 + 10
+            // A tag too close to the right edge for its label ends at the edge instead.
+            let x0 = min(x(f.startTime - laneOrigin, span), Self.left + Double(HTMLReportSink.plotWidth) - labelWidth)
             let x1 = max(x(f.endTime - laneOrigin, span), x0 + labelWidth)
             var l = laneEnds.firstIndex { $0 + 4 <= x0 } ?? laneEnds.count
             if l >= 6 { l = 5 }
@@ -713,7 +734,7 @@ struct HTMLPage {
     private mutating func chart(
         _ kind: String, title: String, columns: [Bucket], span: Double, lines: [(String, String, (Bucket) -> BucketStat)],
         step: LineShape, reference: (Double, String)?, switchover: Double?, findings: [Finding], firstID: Int, note: String?,
-        switchoverLabel: String? = nil, axisLabel: Bool = false
+        switchoverLabel: String? = nil, axisLabel: Bool = false, labels: [(time: Double, value: Double, text: String)] = []
     ) {
         let w = Double(HTMLReportSink.plotWidth)
         var top = 0.0
@@ -790,7 +811,7 @@ struct HTMLPage {
             raw("\" y=\"")
             number(y(v) + 4)
             raw("\">")
-            number(v, d)
+            raw(Self.tick(v, d))
             raw("</text>\n")
             v += stepValue
         }
@@ -919,6 +940,18 @@ struct HTMLPage {
                 text(label)
                 raw("</text>\n")
             }
+        }
+        // Values written at their points (the downtime limit at each change).
+        for l in labels {
+            let lx = x(l.time, span)
+            let end = lx > Self.left + w * 0.85
+            raw("<text class=\"value\" text-anchor=\"\(end ? "end" : "start")\" x=\"")
+            number(lx + (end ? -4 : 4))
+            raw("\" y=\"")
+            number(max(Self.top + 10, y(l.value) - 4))
+            raw("\">")
+            text(l.text)
+            raw("</text>\n")
         }
         raw("<line class=\"cross\" style=\"display:none\" x1=\"0\" x2=\"0\" y1=\"")
         number(Self.top, 0)

@@ -14,7 +14,7 @@
 public final class LiveViewSink: AnalysisSink {
     /// Windows kept for the sparklines (the widest terminal shows this many).
     static let history = 240
-    /// Redraws at most this often (ns); a frame skipped is drawn by the next call or at the end.
+    /// Redraws at most this often (ns), but for findings, state changes and the end.
     static let minRedrawInterval: UInt64 = 50_000_000
 
     private let out: any ByteOutput
@@ -45,7 +45,6 @@ public final class LiveViewSink: AnalysisSink {
     /// Lines of the frame on the screen (the cursor is on the line below them).
     private var drawnLines = 0
     private var lastDraw: UInt64 = 0
-    private var dirty = false
     /// The finished report.
     public private(set) var report: AnalysisReport?
 
@@ -167,18 +166,22 @@ public final class LiveViewSink: AnalysisSink {
         out.flush()
     }
 
+    /// Redraws the frame with the assessment as it is now (at most every ``minRedrawInterval``). The live capture
+    /// calls this after each batch of events: the pending sizes and syncs that followed the last window reach the
+    /// analyzer, not the sink, and show without waiting for the next window.
+    public func refresh() {
+        redraw()
+    }
+
     // MARK: Drawing
 
     private func put(_ s: String) { out.write(Array(s.utf8)) }
 
     private func redraw(force: Bool = false, final: MigrationAssessment? = nil) {
         let now = clock()
-        if !force && now &- lastDraw < Self.minRedrawInterval {
-            dirty = true
-            return
-        }
+        // A frame skipped here is drawn by the next call, the next refresh, or at the end.
+        if !force && now &- lastDraw < Self.minRedrawInterval { return }
         lastDraw = now
-        dirty = false
         let (columns, rows) = size()
         var lines = frame(width: max(40, columns), assessment: final ?? assessment)
         // Never taller than the screen: the cursor could not go back up past its top.
@@ -253,6 +256,8 @@ public final class LiveViewSink: AnalysisSink {
             if m.verdict == .converging, let e = m.etaSeconds {
                 v += " · ETA \(NumberText.fixed(e, 1)) s"
                 if let lo = m.etaLowSeconds, let hi = m.etaHighSeconds { v += " (\(NumberText.fixed(lo, 1))–\(NumberText.fixed(hi, 1)) s)" }
+            } else if m.verdict == .converging {
+                v += " · no ETA yet"
             } else if m.verdict == .stalled || m.verdict == .diverging {
                 v += " · no switchover at this rate"
             }

@@ -65,6 +65,23 @@ public enum MigrationJSON {
         } else {
             o.raw("null")
         }
+        o.raw(",\"devices\":[")
+        for (i, d) in m.devices.enumerated() {
+            if i > 0 { o.raw(",") }
+            o.raw("{\"name\":"); o.string(d.name)
+            o.raw(",\"events\":"); o.unsigned(UInt64(d.events))
+            o.raw(",\"stop_copy_bytes\":"); u(d.stopCopyBytes)
+            o.raw(",\"max_stop_copy_bytes\":"); u(d.maxStopCopyBytes)
+            o.raw(",\"precopy_initial_bytes\":"); u(d.precopyInitialBytes)
+            o.raw(",\"precopy_dirty_bytes\":"); u(d.precopyDirtyBytes)
+            o.raw(",\"switchover_ack_requested\":")
+            if let a = d.switchoverAckRequested { o.raw(a ? "true" : "false") } else { o.raw("null") }
+            o.raw(",\"failed_queries\":"); o.unsigned(UInt64(d.failedQueries))
+            o.raw(",\"last_error\":"); if let e = d.lastError { o.signed(e) } else { o.raw("null") }
+            o.raw("}")
+        }
+        o.raw("]")
+        if m.otherDeviceEvents > 0 { o.raw(",\"other_device_events\":"); o.unsigned(UInt64(m.otherDeviceEvents)) }
         o.raw("}")
     }
 }

@@ -2,6 +2,20 @@
 
 /// The text block per migration: converging?, when done?, what downtime?, what to change?
 public enum MigrationText {
+    /// `  device NAME: stop-copy N B (max M B), precopy initial N B, dirty N B; K events`, the name escaped.
+    static func deviceLine(_ d: DeviceSummary) -> String {
+        var parts: [String] = []
+        if let s = d.stopCopyBytes {
+            parts.append("stop-copy \(s) B" + (d.maxStopCopyBytes.map { $0 != s ? " (max \($0) B)" : "" } ?? ""))
+        }
+        if let i = d.precopyInitialBytes { parts.append("precopy initial \(i) B") }
+        if let dirty = d.precopyDirtyBytes { parts.append("precopy dirty \(dirty) B") }
+        if d.switchoverAckRequested == true { parts.append("asks for a switchover ack") }
+        if d.failedQueries > 0 { parts.append("\(d.failedQueries) failed size queries (last \(d.lastError ?? 0))") }
+        let summary = parts.isEmpty ? "" : " " + parts.joined(separator: ", ") + ";"
+        return "  device \"\(MigrationState.escaped(Array(d.name.utf8)))\":\(summary) \(d.events) events\n"
+    }
+
     /// Every migration's block, after a blank line; empty when there is none.
     public static func blocks(_ migrations: [MigrationAssessment], _ names: InputNames) -> String {
         migrations.map { block($0, names) }.joined()
@@ -42,7 +56,7 @@ public enum MigrationText {
     public static func block(_ m: MigrationAssessment, _ names: InputNames) -> String {
         let which = m.series.map { "series \($0)" } ?? "no windows"
         var t = "\nmigration · \(names[m.input]) · \(which) · \(m.outcome.rawValue)"
-        t += m.iterations > 0 ? " after \(m.iterations) dirty syncs\n" : "\n"
+        t += m.iterations > 0 ? " after \(m.iterations) \(m.iterationsAreQueries ? "iterations" : "dirty syncs")\n" : "\n"
         // 1. Converging?
         t += "  converging? "
         switch m.verdict {
@@ -53,6 +67,7 @@ public enum MigrationText {
         case nil: t += "unknown (too few dirty syncs traced)"
         }
         if let f = m.pendingFloorBytes, m.verdict != .completed { t += "; pending floor \(f) B" }
+        if let sc = m.stopCopyBytes, sc > 0 { t += "; device stop-copy data \(sc) B" }
         if let r = m.dirtyRateBytesPerSecond { t += "; dirty rate \(NumberText.fixed(r / 1e6, 2)) MB/s" }
         t += "\n  when done?   "
         if m.verdict == .completed {
@@ -94,6 +109,9 @@ public enum MigrationText {
         } else {
             t += "nothing to say yet"
         }
-        return t + "\n"
+        t += "\n"
+        for d in m.devices { t += deviceLine(d) }
+        if m.otherDeviceEvents > 0 { t += "  (\(m.otherDeviceEvents) events of further devices not shown)\n" }
+        return t
     }
 }

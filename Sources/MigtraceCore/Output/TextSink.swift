@@ -33,8 +33,8 @@ public final class TextSink: AnalysisSink {
     static func eraName(_ e: ProbeEra?) -> String {
         switch e {
         case .a: "A (QEMU ≤ 8.1, 4 args)"
-        case .b: "B (QEMU 8.2–10.x, 5 args)"
-        case .c: "C (switchover-helper patch, arg 3 in Mbit/s)"
+        case .b: "B (QEMU 8.2–11.0, 5 args)"
+        case .c: "C (QEMU ≥ 11.1, arg 3 in Mbit/s)"
         case nil: "undetermined"
         }
     }

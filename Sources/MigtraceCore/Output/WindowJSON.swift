@@ -5,8 +5,8 @@ public enum WindowJSON {
     /// Append the window's fields (without braces) to `o`.
     ///
     /// Written into stack memory and appended once (live capture writes one of these per event). Bound:
-    /// keys, punctuation and literals take 520 bytes, 17 integers at most 20 digits, 8 doubles at most 24
-    /// characters (`exact`), 4 range bounds at most 20: < 1,400 bytes of the 2,048 reserved.
+    /// keys, punctuation and literals take 600 bytes, 20 integers at most 20 digits, 8 doubles at most 24
+    /// characters (`exact`), 4 range bounds at most 20: < 1,550 bytes of the 2,048 reserved.
     public static func fields(_ w: AnalyzedWindow, _ o: inout JSONWriter) {
         o.ascii(capacity: 2048) { o in
             @inline(__always) func optional(_ v: UInt64?) { if let v { o.unsigned(v) } else { o.bytes("null") } }
@@ -42,6 +42,10 @@ public enum WindowJSON {
             o.bytes(",\"cumulative_bytes\":"); o.unsigned(w.cumulativeBytes)
             o.bytes(",\"pending_bytes\":"); optional(w.pendingBytes)
             o.bytes(",\"pending_exact\":"); if w.pendingBytes == nil { o.bytes("null") } else { bool(w.pendingExact) }
+            let split = w.pendingSplit
+            o.bytes(",\"pending_precopy_bytes\":"); optional(split?.precopy)
+            o.bytes(",\"pending_stopcopy_bytes\":"); optional(split?.stopcopy)
+            o.bytes(",\"pending_postcopy_bytes\":"); optional(split?.postcopy)
         }
     }
 

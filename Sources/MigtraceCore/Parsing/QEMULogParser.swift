@@ -8,9 +8,11 @@ public enum LineResult: Sendable, Equatable {
     case ignored
     /// A migration event that cannot be read, with the reason.
     case malformed(String)
+    /// A VFIO device's migration event (``DeviceEvent``).
+    case device(DeviceEvent)
 }
 
-/// Parses QEMU log-backend lines (any version 6.x–10.x and later) byte by byte, without allocating
+/// Parses QEMU log-backend lines (any version 6.x–11.x and later) byte by byte, without allocating
 /// for lines that are not migration events.
 ///
 /// Prefixes understood: none; `tid@sec.usec:` (≤ 10.0, `-msg timestamp=on`); ISO-8601 `…Z ` (10.1+);
@@ -35,6 +37,7 @@ public struct QEMULogParser: Sendable {
         guard c.end > 0 else { return .ignored }
         var prefix = Prefix()
         prefix.parse(&c)
+        if let device = parseDevice(&c, prefix: prefix, line: line) { return device }
         var kind = c.eventName()
         if kind == nil {
             // Fall back: the body of migrate_transferred anywhere in the line (syslog, ftrace).
@@ -123,6 +126,8 @@ public struct QEMULogParser: Sendable {
             e.arguments = ProbeArguments(count: 0)
         case .bitmapSyncEnd:
             e.arguments = ProbeArguments(count: 1, try c.labelled("dirty_pages"))
+        case .qemuSavevmQueryPending:
+            e.arguments = try c.queryPendingBody()
         case .migrateSetState:
             c.skipSpaces()
             // `new state X` as QEMU logs it, or the bare state a one-liner prints (`str(arg0)`).
@@ -343,13 +348,14 @@ struct Cursor {
             let v = try t.number(after: "argument")
             values.append(v)
             t.skipSpaces()
-            guard values.count <= 5 else { throw ParseError("more than 5 arguments") }
+            guard values.count <= 8 else { throw ParseError("more than 8 arguments") }
         }
         let expected: [Int] =
             switch kind {
             case .migrateTransferred: [4, 5]
             case .migratePendingEstimate, .migratePendingExact: [3]
             case .migratePending: [5]
+            case .qemuSavevmQueryPending: [8]
             case .migrationThreadLowPending, .bitmapSyncEnd: [1]
             case .bitmapSyncStart, .migrateSetState: [0]
             }
@@ -359,6 +365,9 @@ struct Cursor {
         }
         if kind == .migrateTransferred, let max = values.last, max > UInt64(Int64.max) {
             throw ParseError("value of 'max_size' does not fit in a signed 64-bit integer")
+        }
+        guard values.enumerated().allSatisfy({ ProbeArguments.fits($0.element, at: $0.offset) }) else {
+            throw ParseError("a switchover-ack count above 32 bits")
         }
         self = t
         return ProbeArguments(values)
@@ -448,7 +457,7 @@ struct Cursor {
         var i = pos
         while i < end && bytes[i] != 32 && bytes[i] != UInt8(ascii: ":") { i += 1 }
         let len = i - start
-        guard len >= 15, len <= 28, bytes[start] == UInt8(ascii: "m") else { return nil }
+        guard len >= 15, len <= 28, bytes[start] == UInt8(ascii: "m") || bytes[start] == UInt8(ascii: "q") else { return nil }
         // Fast path: the names have distinct lengths, so the length picks the one candidate.
         let candidate: (StaticString, ProbeKind)? =
             switch len {

@@ -186,8 +186,12 @@ public enum RecordingFormat {
         case "event":
             guard case .string(let probe)? = fields["probe"], let kind = ProbeKind.allCases.first(where: { $0.eventName == probe })
             else { return .failure(ParseFailure(reason: "unknown or missing \"probe\"")) }
-            guard case .numbers(let args)? = fields["args"], args.count <= 5 else {
-                return .failure(ParseFailure(reason: "missing \"args\" or more than five"))
+            guard case .numbers(let args)? = fields["args"], args.count <= ProbeArguments.capacity else {
+                return .failure(ParseFailure(reason: "missing \"args\" or more than eight"))
+            }
+            if let i = args.indices.first(where: { !ProbeArguments.fits(args[$0], at: $0) }) {
+                return .failure(
+                    ParseFailure(reason: "\(probe) argument \(i + 1) is \(args[i]); it is a 32-bit value (at most \(UInt32.max))"))
             }
             var e = TraceEvent(kind: kind, arguments: ProbeArguments(args), origin: EventOrigin(input: input, line: line))
             if case .number(let ts)? = fields["ts_ns"] {

@@ -109,7 +109,7 @@ struct LineSource {
                 // catch up with it before anyone can read them (a hand-off, the end of the run).
                 var fastLineNumber = lineNumber
                 // No diagnostic joins the batch in this loop: the batch is full at this many events.
-                var eventLimit = batchCapacity &- batch.rejections.count
+                var eventLimit = batchCapacity &- batch.rejections.count &- batch.devices.count
                 // SAFETY: start <= fastEnd leaves fastPathReach bytes of the buffer's data after buffer + start.
                 var memo = FastLineMemo()
                 while start <= fastEnd, let line = QEMULogParser.fastLine(UnsafeRawPointer(buffer + start), memo: &memo) {
@@ -119,7 +119,7 @@ struct LineSource {
                     if batch.eventCount >= eventLimit {
                         countFastLines(upTo: fastLineNumber)
                         guard handOff(&batch) else { return false }
-                        eventLimit = batchCapacity &- batch.rejections.count
+                        eventLimit = batchCapacity &- batch.rejections.count &- batch.devices.count
                     }
                 }
                 countFastLines(upTo: fastLineNumber)
@@ -203,6 +203,9 @@ struct LineSource {
             case .malformed(let reason):
                 stats.rejected += 1
                 batch.reject(Diagnostic(input: input, line: lineNumber, reason: reason))
+            case .device(let d):
+                stats.events += 1
+                batch.append(d)
             }
         case .simpletrace:
             break  // decoded by SimpletraceReader, never split into lines

@@ -227,6 +227,7 @@ enum SimpletraceReader {
                     case .migrateTransferred: [4, 5]
                     case .migratePendingEstimate, .migratePendingExact: [3]
                     case .migratePending: [5]
+                    case .qemuSavevmQueryPending: [8]
                     case .migrationThreadLowPending, .bitmapSyncEnd: [1]
                     case .bitmapSyncStart, .migrateSetState: [0]
                     }
@@ -237,6 +238,10 @@ enum SimpletraceReader {
                     )
                 }
                 let values = (0..<count).map { s.u64(at: 32 + 8 * $0) }
+                // qemu_savevm_query_pending's two switchover-ack counts are uint32_t in QEMU.
+                guard values.enumerated().allSatisfy({ ProbeArguments.fits($0.element, at: $0.offset) }) else {
+                    return reject(&stats, "\(kind.eventName): a switchover-ack count above 32 bits")
+                }
                 if kind == .migrateTransferred, let max = values.last, max > UInt64(Int64.max) {
                     return reject(&stats, "migrate_transferred: negative max_size \(Int64(bitPattern: max))")
                 }

@@ -22,6 +22,12 @@ struct TraceBatch: @unchecked Sendable {
         var diagnostic: Diagnostic
     }
 
+    /// A VFIO device event and its place among the batch's events.
+    struct Device: Sendable {
+        var eventsBefore: Int
+        var event: DeviceEvent
+    }
+
     /// Owns the events' memory: `base` is `storage.base`, cached here so that appending loads no class field.
     private var storage: TraceEventStorage
     private var base: UnsafeMutablePointer<TraceEvent>
@@ -31,6 +37,8 @@ struct TraceBatch: @unchecked Sendable {
     /// The least `eventCount` at which the last event may be folded into: an event after the last diagnostic.
     private var firstFoldable = 1
     var rejections = ContiguousArray<Rejection>()
+    /// Device events (rare: a few per iteration), in line order like the diagnostics.
+    var devices = ContiguousArray<Device>()
 
     init() {
         self.init(eventCapacity: 0)
@@ -50,10 +58,16 @@ struct TraceBatch: @unchecked Sendable {
     /// The events, valid while the batch lives and is not changed.
     var events: UnsafeBufferPointer<TraceEvent> { UnsafeBufferPointer(start: base, count: eventCount) }
 
-    var count: Int { eventCount &+ rejections.count }
+    var count: Int { eventCount &+ rejections.count &+ devices.count }
 
     mutating func reject(_ diagnostic: Diagnostic) {
         rejections.append(Rejection(eventsBefore: eventCount, diagnostic: diagnostic))
+        firstFoldable = eventCount &+ 1
+    }
+
+    /// Store a device event after the others; no pending event folds across it.
+    mutating func append(_ device: DeviceEvent) {
+        devices.append(Device(eventsBefore: eventCount, event: device))
         firstFoldable = eventCount &+ 1
     }
 
@@ -101,26 +115,47 @@ struct TraceBatch: @unchecked Sendable {
 
     /// Feed everything to `analyzer` in line order; the analyzer reads each event in place.
     func deliver(to analyzer: MigrationAnalyzer) {
-        walk({ analyzer.consume(base[$0]) }, analyzer.reject)
+        walk({ analyzer.consume(base[$0]) }, analyzer.reject, { analyzer.consume($0) })
     }
 
     /// Pass each event to `event` and each diagnostic to `rejection`, in the order of their lines (a
     /// folded pending event once, as the last of its run).
     @inline(__always)
-    func inLineOrder(_ event: (TraceEvent) -> Void, _ rejection: (Diagnostic) -> Void) {
-        walk({ event(self.base[$0]) }, rejection)
+    func inLineOrder(_ event: (TraceEvent) -> Void, _ rejection: (Diagnostic) -> Void, _ device: (DeviceEvent) -> Void = { _ in }) {
+        walk({ event(self.base[$0]) }, rejection, device)
     }
 
     /// Pass each event's index to `event` and each diagnostic to `rejection`, in the order of their lines.
     @inline(__always)
-    private func walk(_ event: (Int) -> Void, _ rejection: (Diagnostic) -> Void) {
+    private func walk(_ event: (Int) -> Void, _ rejection: (Diagnostic) -> Void, _ device: (DeviceEvent) -> Void) {
         var next = 0
+        var d = 0
         for r in rejections {
+            // Device events before this diagnostic's line, with the events before them.
+            while d < devices.count,
+                devices[d].eventsBefore < r.eventsBefore
+                    || (devices[d].eventsBefore == r.eventsBefore && devices[d].event.origin.line < r.diagnostic.line)
+            {
+                while next < devices[d].eventsBefore {
+                    event(next)
+                    next &+= 1
+                }
+                device(devices[d].event)
+                d &+= 1
+            }
             while next < r.eventsBefore {
                 event(next)
                 next &+= 1
             }
             rejection(r.diagnostic)
+        }
+        while d < devices.count {
+            while next < devices[d].eventsBefore {
+                event(next)
+                next &+= 1
+            }
+            device(devices[d].event)
+            d &+= 1
         }
         while next < eventCount {
             event(next)
@@ -133,6 +168,7 @@ struct TraceBatch: @unchecked Sendable {
         eventCount = 0  // TraceEvent is trivial: nothing to deinitialize
         firstFoldable = 1
         rejections.removeAll(keepingCapacity: true)
+        devices.removeAll(keepingCapacity: true)
     }
 }
 

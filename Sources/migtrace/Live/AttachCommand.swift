@@ -181,6 +181,7 @@ struct LiveRun {
                     reportedDrops = drops
                     analyzer.live(.lost(kernelDrops: drops, consumerDrops: session.consumerDrops))
                 }
+                view?.refresh()
                 out.flush()
                 if !recordingFailureShown, let failure = recorder?.failure, let record {
                     recordingFailureShown = true

@@ -19,6 +19,11 @@ extension MigrationAnalyzer {
         }
     }
 
+    /// Feed a VFIO device's event: it belongs to the migration its input is in.
+    public func consume(_ device: DeviceEvent) {
+        migrationTracker(device.origin.input).device(device)
+    }
+
     /// A state change; `setup` ends the input's migration and starts the next.
     func trackState(_ state: String, input: Int, timestamp: UInt64?) {
         if state == "setup" { endMigration(input) }

@@ -63,8 +63,11 @@ public struct MigrationAssessment: Sendable, Equatable {
     /// The downtime limit in force at the end (ms), when known.
     public var downtimeLimitMs: UInt64?
     public var switchover: Switchover?
-    /// Dirty syncs (`migration_bitmap_sync_end`, else exact pending events).
+    /// Iterations: dirty syncs (`migration_bitmap_sync_end`, else exact pending events); in a QEMU 11.1 trace the
+    /// exact, non-final `qemu_savevm_query_pending` queries, as 11.1 counts them.
     public var iterations: Int
+    /// Whether `iterations` counts 11.1's exact pending queries (else dirty syncs).
+    public var iterationsAreQueries = false
     /// Post-sync pending levels (the last few), bytes.
     public var postSyncPending: [UInt64]
     /// The dirty rate the syncs imply, bytes/s.
@@ -83,6 +86,10 @@ public struct MigrationAssessment: Sendable, Equatable {
     public var totalBytes: UInt64
     public var totalTimeMs: Double?
     public var advice: ConvergenceAdvice?
+    /// What each VFIO device reported, in order of first appearance.
+    public var devices: [DeviceSummary] = []
+    /// Device events beyond the first 64 device names (not summarised).
+    public var otherDeviceEvents = 0
 
     public static func == (l: MigrationAssessment, r: MigrationAssessment) -> Bool {
         l.series == r.series && l.input == r.input && l.outcome == r.outcome && l.verdict == r.verdict
@@ -90,6 +97,6 @@ public struct MigrationAssessment: Sendable, Equatable {
             && l.verdictChanges.map(\.verdict) == r.verdictChanges.map(\.verdict) && l.etaSeconds == r.etaSeconds
             && l.expectedDowntimeMs == r.expectedDowntimeMs && l.downtimeMs == r.downtimeMs
             && l.switchover == r.switchover && l.iterations == r.iterations && l.advice == r.advice
-            && l.pendingFloorBytes == r.pendingFloorBytes && l.totalBytes == r.totalBytes
+            && l.pendingFloorBytes == r.pendingFloorBytes && l.totalBytes == r.totalBytes && l.devices == r.devices
     }
 }

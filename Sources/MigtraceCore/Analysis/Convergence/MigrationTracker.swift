@@ -44,6 +44,10 @@ final class MigrationTracker {
     private var verdicts: [(window: Int, verdict: ConvergenceVerdict)] = []
     private var switchover: Switchover?
     private var stopCopy: UInt64?
+    /// The trace has QEMU 11.1's `qemu_savevm_query_pending`: iterations are its exact queries (11.1 counts them in
+    /// the core loop), not RAM bitmap syncs, and each exact query's total is a post-iteration level.
+    private var queryMode = false
+    private var queryIterations = 0
 
     init(input: Int) { self.input = input }
 
@@ -77,7 +81,7 @@ final class MigrationTracker {
     func pending(_ bytes: UInt64, exact: Bool) {
         seen = true
         if exact { exacts += 1 }
-        if switchover == nil, awaitingLevel || (exact && syncs == 0) {
+        if switchover == nil, !queryMode, awaitingLevel || (exact && syncs == 0) {
             awaitingLevel = false
             levelCount += 1
             levels.append((bytes, now, preSync))
@@ -93,10 +97,30 @@ final class MigrationTracker {
         }
     }
 
+    /// QEMU 11.1's pending query: its total feeds pending as `migrate_pending_*`'s size does; an exact query that is
+    /// not the final one ends an iteration, and its total is that iteration's level.
+    func query(_ q: QueryPending) {
+        seen = true
+        queryMode = true
+        awaitingLevel = false
+        stopCopy = q.split.stopcopy
+        if q.exact { exacts += 1 }
+        if q.exact, !q.final {
+            queryIterations += 1
+            if switchover == nil {
+                levelCount += 1
+                levels.append((q.total, now, lastPending))
+                if levels.count > Self.keep { levels.removeFirst() }
+                noteVerdict()
+            }
+        }
+        lastPending = q.total
+    }
+
     func bitmapSyncEnd() {
         seen = true
         syncs += 1
-        if switchover == nil {
+        if switchover == nil, !queryMode {
             awaitingLevel = true
             preSync = lastPending
         }
@@ -109,6 +133,27 @@ final class MigrationTracker {
             window: lastWindow, time: lastEnd ?? timestamp.map(Self.seconds), pendingBytes: bytes,
             thresholdBytes: lastThreshold, event: ProbeKind.migrationThreadLowPending.eventName)
         if switchStartNs == nil { switchStartNs = timestamp }
+    }
+
+    /// Each VFIO device's reports, in order of first appearance; at most `maxDevices` (a garbled trace could name
+    /// any number), later names are counted in `otherDeviceEvents`.
+    private var devices: [DeviceSummary] = []
+    private var deviceIndex: [String: Int] = [:]
+    private var otherDeviceEvents = 0
+    static let maxDevices = 64
+
+    func device(_ e: DeviceEvent) {
+        seen = true
+        if let i = deviceIndex[e.name] {
+            devices[i].add(e)
+        } else if devices.count < Self.maxDevices {
+            deviceIndex[e.name] = devices.count
+            var d = DeviceSummary(name: e.name)
+            d.add(e)
+            devices.append(d)
+        } else {
+            otherDeviceEvents += 1
+        }
     }
 
     /// Device data that only moves while the VM is stopped (QEMU 11.1 `stopcopy`), when the trace gives it.
@@ -155,9 +200,10 @@ final class MigrationTracker {
         return recent.reduce(0.0) { $0 + Double($1.bytes) } / Double(ms)
     }
 
-    /// The levels of the iterations proper: the setup sync's (all of RAM) is left out once there are others.
+    /// The levels of the iterations proper: the setup sync's (all of RAM) is left out once there are others. An
+    /// 11.1 trace's levels are all iterations' (the setup sync ends none).
     private var iterationLevels: [(bytes: UInt64, time: Double, before: UInt64?)] {
-        levelCount == levels.count && levels.count > 1 ? Array(levels.dropFirst()) : levels
+        !queryMode && levelCount == levels.count && levels.count > 1 ? Array(levels.dropFirst()) : levels
     }
 
     struct Model {
@@ -196,6 +242,8 @@ final class MigrationTracker {
             b = ratio ?? 1
             floor = (ratio ?? 1) < 0.9 ? 0 : last
         }
+        // Device stop-copy data is part of every level and no iteration moves it: the floor is at least that.
+        if let sc = stopCopy { floor = max(floor, Double(sc)) }
         let verdict: ConvergenceVerdict = floor < threshold || last < threshold ? .converging : .stalled
         return Model(verdict: verdict, floor: QEMUArithmetic.truncate(floor), ratio: ratio, coefficient: b)
     }
@@ -221,7 +269,7 @@ final class MigrationTracker {
         let outcome = outcome
         let m = model()
         let perMs = meanPerMs
-        let iterations = syncs > 0 ? syncs : exacts
+        let iterations = queryMode ? queryIterations : syncs > 0 ? syncs : exacts
         var a = MigrationAssessment(
             series: series, input: input, outcome: outcome, verdict: outcome == .completed ? .completed : m.verdict,
             verdictChanges: verdicts, etaSeconds: nil, etaLowSeconds: nil, etaHighSeconds: nil,
@@ -259,6 +307,9 @@ final class MigrationTracker {
             a.etaLowSeconds = eta(floor: Double(f), b: b * 0.8, perMs: bw)
             a.etaHighSeconds = eta(floor: Double(f), b: min(b * 1.2, 0.999), perMs: bw)
         }
+        a.iterationsAreQueries = queryMode
+        a.devices = devices
+        a.otherDeviceEvents = otherDeviceEvents
         a.advice = advice(a, m)
         return a
     }
@@ -302,9 +353,14 @@ final class MigrationTracker {
         case .completed:
             reason = "completed"
         }
-        if let sc = stopCopy, sc > 0, Double(target) <= Double(sc) * 1.05 {
-            reason +=
-                "; the floor is device data (stop-copy, \(sc) bytes) that only moves while the VM is stopped: iterating cannot shrink it, only downtime-limit or bandwidth can"
+        if let sc = stopCopy, sc > 0 {
+            if Double(target) <= Double(sc) * 1.05 {
+                reason +=
+                    "; the floor is device data (stop-copy, \(sc) bytes) that only moves while the VM is stopped: iterating cannot shrink it, only downtime-limit or bandwidth can"
+            } else {
+                reason +=
+                    "; \(sc) of these bytes are device stop-copy data that only moves while the VM is stopped: a floor iterating cannot reduce"
+            }
         }
         return ConvergenceAdvice(downtimeLimitMs: limitMs, bandwidthBytesPerSecond: bandwidth, reason: reason)
     }

@@ -273,6 +273,8 @@ enum RuleMath {
     static func rate(_ bytesPerMs: Double) -> String { "\(NumberText.fixed(bytesPerMs / 1000, 2)) MB/s" }
 
     /// Milliseconds as seconds with one or two decimals.
+    /// A byte count in MB (10^6), two decimals.
+    static func bytes(_ n: Double) -> String { "\(NumberText.fixed(n / 1_000_000, 2)) MB" }
     static func seconds(_ ms: Double) -> String { "\(NumberText.fixed(ms / 1000, 2)) s" }
 }
 

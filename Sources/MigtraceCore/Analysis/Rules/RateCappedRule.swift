@@ -150,6 +150,9 @@ public final class RateCappedRule: AnomalyRule {
             evidence: [
                 .count("windows_at_cap", UInt64(best.count)), .count("windows", UInt64(windows)),
                 .number("bytes_per_window", bytes), .number("max_bandwidth_estimate_bytes_per_second", bytes * 10),
-            ])
+            ],
+            remedy:
+                "If the link is faster, raise `max-bandwidth` above the ≈ \(NumberText.fixed(bytes * 10, 0)) B/s it caps the migration at here (migrate-set-parameters max-bandwidth); QEMU sends at most max-bandwidth/10 bytes per 100 ms window."
+        )
     }
 }

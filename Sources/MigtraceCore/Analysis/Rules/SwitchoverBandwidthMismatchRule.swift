@@ -21,6 +21,12 @@ public final class SwitchoverBandwidthMismatchRule: AnomalyRule {
     private var over = false
     private var declared: Double = 0
     private var measuredSum: Double = 0
+    /// The run's latest pending, downtime limit and length of the series so far (windows), for the consequence.
+    private var pending: UInt64?
+    private var limitMs: UInt64?
+    private var seriesWindows = 0
+    /// The first window (setup), when it was already mismatched: a migration that lasted one window has no other.
+    private var setupWindow: AnalyzedWindow?
 
     public init(thresholds: RuleThresholds) {
         ratio = thresholds.switchoverMismatchRatio
@@ -29,6 +35,8 @@ public final class SwitchoverBandwidthMismatchRule: AnomalyRule {
 
     public func observe(_ window: AnalyzedWindow, _ context: RuleContext) {
         let userSet = window.rebuild.basis == .userInteger || window.rebuild.basis == .userFloat
+        seriesWindows = window.index + 1
+        if window.index == 0, userSet, window.bandwidth > 0 { setupWindow = window }
         guard userSet, window.index > 0, window.bandwidth > 0 else {
             // Nearly every window has no run (and then `measuredSum` is 0): no call.
             if !run.isEmpty { flush(context) }
@@ -43,21 +51,57 @@ public final class SwitchoverBandwidthMismatchRule: AnomalyRule {
         run.add(window)
         declared = window.rebuild.expectedPerMs
         measuredSum += window.bandwidth
+        pending = window.pendingBytes
+        limitMs = window.rebuild.downtimeLimitMs
     }
 
-    public func finish(_ context: RuleContext) { flush(context) }
+    public func finish(_ context: RuleContext) {
+        // A migration over within its setup window: judged from that window, which is all there is.
+        if seriesWindows == 1, let w = setupWindow, run.isEmpty {
+            let r = w.rebuild.expectedPerMs / w.bandwidth
+            if r >= ratio || r <= 1 / ratio {
+                over = r >= ratio
+                run.add(w)
+                declared = w.rebuild.expectedPerMs
+                measuredSum = w.bandwidth
+                pending = w.pendingBytes
+                limitMs = w.rebuild.downtimeLimitMs
+            }
+        }
+        flush(context, atEnd: true)
+    }
 
-    private func flush(_ context: RuleContext) {
-        defer { measuredSum = 0 }
-        guard let (first, last, runWindows, runMs) = run.take(), runMs >= minMs, runWindows >= 3 else { return }
+    private func flush(_ context: RuleContext, atEnd: Bool = false) {
+        defer {
+            measuredSum = 0
+            pending = nil
+        }
+        guard let (first, last, runWindows, runMs) = run.take() else { return }
+        // A run that lasts to the end of a short migration counts however short: there was no more to see.
+        let wholeMigration = atEnd && (first.index <= 1) && runWindows >= 1
+        guard (runMs >= minMs && runWindows >= 3) || wholeMigration else { return }
         let measured = measuredSum / Double(runWindows)
-        let consequence = over ? "downtime will overshoot the limit" : "switchover is needlessly late"
+        var consequence = over ? "downtime will overshoot the limit" : "switchover is needlessly late"
+        var evidence: [Evidence] = [
+            .number("declared_bytes_per_ms", declared), .number("measured_bytes_per_ms", measured),
+            .number("ratio", declared / measured), .count("duration_ms", runMs),
+        ]
+        if over, let pending, measured > 0 {
+            // What QEMU's threshold let through, sent at the bandwidth the link really has.
+            let downtime = Double(pending) / measured
+            evidence.append(.number("expected_downtime_ms", downtime))
+            consequence =
+                "its threshold let \(RuleMath.bytes(Double(pending))) pending through, \(NumberText.fixed(downtime, 0)) ms at the measured bandwidth"
+                + (limitMs.map { " against a \($0) ms limit" } ?? "")
+        }
+        let span =
+            wholeMigration && runMs < minMs
+            ? "the whole migration (\(runWindows) window\(runWindows == 1 ? "" : "s"))" : RuleMath.seconds(Double(runMs))
+        let remedy =
+            "Set `avail-switchover-bandwidth` to what the link sustains, ≈ \(NumberText.fixed(measured * 1000, 0)) B/s as measured here (migrate-set-parameters), or to 0 to let QEMU use its own measurement."
         context.report(
             Self.self, .warning, from: first.mark, to: last,
-            "Declared switchover bandwidth \(RuleMath.rate(declared)) is \(NumberText.fixed(declared / measured, 2))× the measured \(RuleMath.rate(measured)) for \(RuleMath.seconds(Double(runMs))): \(consequence).",
-            evidence: [
-                .number("declared_bytes_per_ms", declared), .number("measured_bytes_per_ms", measured),
-                .number("ratio", declared / measured), .count("duration_ms", runMs),
-            ])
+            "Declared switchover bandwidth \(RuleMath.rate(declared)) is \(NumberText.fixed(declared / measured, 2))× the measured \(RuleMath.rate(measured)) for \(span): \(consequence).",
+            evidence: evidence, remedy: remedy)
     }
 }
