@@ -109,7 +109,13 @@ func metricSamples(_ text: String) -> [String: Double] {
         p.arguments = ["-c", "sleep 5; true", "qemu-system-x86_64", "-name", "guest=real-vm,debug-threads=on"]
         try p.run()
         defer { p.terminate() }
-        #expect(QEMUCommandLine.vmName(pid: p.processIdentifier) == "real-vm")
+        // Until the child has exec'd sh, its command line is still the test runner's.
+        var name: String?
+        for _ in 0..<100 where name == nil {
+            name = QEMUCommandLine.vmName(pid: p.processIdentifier)
+            if name == nil { usleep(20_000) }
+        }
+        #expect(name == "real-vm")
         #expect(QEMUCommandLine.vmName(pid: 999_999_999) == nil)
     }
 }
