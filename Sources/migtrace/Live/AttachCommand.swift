@@ -40,7 +40,14 @@ struct AttachCommand: AsyncParsableCommand {
     )
 
     @Argument(help: "Process id of the source QEMU.")
-    var pid: Int32
+    var pid: Int32?
+
+    @Flag(help: "Attach to every process of the QEMU binaries with the probe, and to those started later.")
+    var all = false
+
+    @Option(
+        name: .customLong("binary"), help: ArgumentHelp("With --all: watch this QEMU binary's processes (repeatable).", valueName: "path"))
+    var binaries: [String] = []
 
     @OptionGroup var output: LiveOutputOptions
 
@@ -56,7 +63,16 @@ struct AttachCommand: AsyncParsableCommand {
     @OptionGroup var analysis: AnalysisOptions
 
     func validate() throws {
-        guard pid > 0 else {
+        if all {
+            guard pid == nil else { throw ValidationError("Give a pid or --all, not both.") }
+            guard output.record == nil, !untilComplete else {
+                throw ValidationError(
+                    "--record and --until-complete take one process; with --all, use --format json (each line names its pid).")
+            }
+        } else if !binaries.isEmpty {
+            throw ValidationError("--binary goes with --all (e.g. --all --binary /usr/libexec/qemu-kvm).")
+        }
+        guard all || (pid ?? 0) > 0 else {
             throw ValidationError("The pid must be a positive number, e.g. $(pgrep -f 'guest=vm1,') (`pgrep -af qemu` lists them).")
         }
         guard ringBufferSize >= 4096, ringBufferSize & (ringBufferSize - 1) == 0 else {
@@ -65,8 +81,16 @@ struct AttachCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if all {
+            let code = try await FleetRun(
+                binaries: binaries, format: output.format, ringBufferSize: ringBufferSize, verbose: verbose, analysis: analysis,
+                metrics: output.metrics
+            ).run()
+            if code != .success { throw code }
+            return
+        }
         let code = try await LiveRun(
-            pid: pid, format: output.format, record: output.record, force: output.force, untilComplete: untilComplete,
+            pid: pid ?? 0, format: output.format, record: output.record, force: output.force, untilComplete: untilComplete,
             ringBufferSize: ringBufferSize, verbose: verbose, analysis: analysis, liveView: output.liveView,
             metrics: output.metrics
         ).run()
