@@ -10,7 +10,9 @@ SWIFT ?= swift
 # start (≈ 3 ms of each `analyze` run), and the binary runs where no Swift toolchain is installed.
 RELEASE_FLAGS := -c release --static-swift-stdlib
 
-.PHONY: all setup qemu-usdt build release demo test bench fuzz format lint clean
+PREFIX ?= /usr/local
+
+.PHONY: all setup qemu-usdt build release demo test bench fuzz format lint clean install
 
 all: build
 
@@ -29,6 +31,11 @@ build: setup
 release: setup
 	$(Q)$(SWIFT) build $(RELEASE_FLAGS) --product migtrace-demo-target
 	$(Q)$(SWIFT) build $(RELEASE_FLAGS) --product migtrace
+
+# The binary and the demo's stand-in QEMU (demo finds it next to migtrace), statically linked.
+install: release
+	$(Q)install -d $(DESTDIR)$(PREFIX)/bin
+	$(Q)install -m 755 .build/release/migtrace .build/release/migtrace-demo-target $(DESTDIR)$(PREFIX)/bin/
 
 demo: release
 	$(Q).build/release/migtrace demo

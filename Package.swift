@@ -44,7 +44,7 @@ let package = Package(
         .executableTarget(name: "migtrace-demo-target"),
         .testTarget(
             name: "MigtraceCLITests",
-            dependencies: ["migtrace", "migtrace-demo-target", "MigtraceTestSupport"]
+            dependencies: ["migtrace", "migtrace-demo-target", "MigtraceTestSupport", "MigtraceCore"]
         ),
         // What the BPF and CLI suites share: building Tests/testprogs like QEMU's dtrace backend, running commands.
         .target(name: "MigtraceTestSupport", path: "Tests/MigtraceTestSupport"),

@@ -25,11 +25,8 @@ struct AnalyzeCommand: ParsableCommand {
             holds a migration, the exit code is 8.
 
             EXAMPLES:
-              qemu-system-x86_64 ... -trace migrate_transferred \\
-                  -trace 'migrate_pending*' -D /tmp/mig.log
-              qemu-system-x86_64 ... -trace migrate_transferred \\
-                  -trace qemu_savevm_query_pending -trace 'vfio_state_pending*' \\
-                  -trace 'vfio_query_*' -D /tmp/mig.log              # QEMU >= 11.1
+              qemu-system-x86_64 ... \(TracingRecipe.commandLine(file: "/tmp/mig.log"))
+              (and with VFIO devices: -trace 'vfio_state_pending*' -trace 'vfio_query_*')
               migtrace analyze /tmp/mig.log
               migtrace analyze --format csv /tmp/mig.log > windows.csv
               migtrace analyze --format json --fail-on warning /tmp/mig.log
@@ -47,12 +44,15 @@ struct AnalyzeCommand: ParsableCommand {
     @Flag(help: "Text format: print only series summaries and findings, not every window.")
     var noWindows = false
 
+    @Flag(help: "Text format: each window's arithmetic (traced values, rebuilt threshold) instead of the operator's columns.")
+    var verify = false
+
     @OptionGroup var analysis: AnalysisOptions
 
     func validate() throws {
         if files.isEmpty {
             throw ValidationError(
-                "Give at least one trace file (or - for standard input). Record one with `-trace migrate_transferred -D FILE` on the source QEMU."
+                "Give at least one trace file (or - for standard input). Record one on the source QEMU with `\(TracingRecipe.commandLine())`."
             )
         }
     }
@@ -67,7 +67,7 @@ struct AnalyzeCommand: ParsableCommand {
         var textSink: TextSink?
         switch format {
         case .text:
-            let t = TextSink(out: out, names: shownNames, showWindows: !noWindows)
+            let t = TextSink(out: out, names: shownNames, showWindows: !noWindows, verify: verify)
             textSink = t
             formatter = t
         case .csv: formatter = CSVSink(out: out)
@@ -103,7 +103,7 @@ struct AnalyzeCommand: ParsableCommand {
         }
         let noMigration = report.windowCount == 0 && report.migrations.isEmpty
         if noMigration && analysed && format != .text {
-            printError("migtrace: no migrate_transferred events found; trace the source QEMU with `-trace migrate_transferred -D FILE`")
+            printError("migtrace: no migrate_transferred events found; trace the source QEMU with `\(TracingRecipe.commandLine())`")
         }
         // Every sink flushed `out` in `finished`: a failed write is known by now.
         if let failure = outputWriteFailure() {

@@ -5,6 +5,9 @@
 enum DemoTrace {
     /// The QEMU that produced it.
     static let qemuVersion = "10.0"
+    /// The downtime QEMU reported for this run (QMP `downtime`, ms): an untimed log is replayed with it between
+    /// the `device` and `completed` states, as the migration had it.
+    static let downtimeMs: UInt64 = 13
     /// The QEMU log text, as QEMU wrote it.
     static let text = #"""
         migrate_set_state new state setup

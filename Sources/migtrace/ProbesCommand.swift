@@ -56,7 +56,7 @@ struct ProbesCommand: ParsableCommand {
             ? "qemu:migrate_transferred is present: `migtrace attach` works with this binary\n"
             : qemu.isEmpty && !path.contains("qemu")
                 ? "qemu:migrate_transferred is missing: this is not a QEMU (no qemu USDT probes); give a qemu-system-* / qemu-kvm binary or the pid of the source QEMU (`pgrep -af qemu`)\n"
-                : "qemu:migrate_transferred is missing: \(qemu.isEmpty ? "QEMU was built without the dtrace trace backend" : "this build lacks the probe"); use `-trace migrate_transferred -D FILE` and `migtrace analyze FILE`\n"
+                : "qemu:migrate_transferred is missing: \(qemu.isEmpty ? "QEMU was built without the dtrace trace backend" : "this build lacks the probe"); trace with `\(TracingRecipe.commandLine())` and run `migtrace analyze FILE`\n"
         FileDescriptorOutput.standardOutput.write(Array(s.utf8))
         FileDescriptorOutput.standardOutput.flush()
         if !hasTransferred { throw AttachExit.notQEMUWithProbe }

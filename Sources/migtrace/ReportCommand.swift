@@ -43,7 +43,7 @@ struct ReportCommand: ParsableCommand {
     func validate() throws {
         if files.isEmpty {
             throw ValidationError(
-                "Give at least one trace file (or - for standard input). Record one with `-trace migrate_transferred -D FILE` on the source QEMU."
+                "Give at least one trace file (or - for standard input). Record one on the source QEMU with `\(TracingRecipe.commandLine())`."
             )
         }
         if output != "-", files.contains(output) {
@@ -92,7 +92,7 @@ struct ReportCommand: ParsableCommand {
             printError("migtrace: … and \(report.rejectedCount - 50) more rejected line(s)")
         }
         if report.windowCount == 0 && report.migrations.isEmpty && !failed {
-            printError("migtrace: no migrate_transferred events found; trace the source QEMU with `-trace migrate_transferred -D FILE`")
+            printError("migtrace: no migrate_transferred events found; trace the source QEMU with `\(TracingRecipe.commandLine())`")
         }
         if let e = out.writeError {
             printError(

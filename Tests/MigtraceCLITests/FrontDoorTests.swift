@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
+import MigtraceCore
 import MigtraceTestSupport
 import Testing
 
@@ -92,14 +93,14 @@ import Testing
                 #expect(r.status == 8, "\(file) --fail-on \(gate)")
                 #expect(
                     r.stdout.hasSuffix(
-                        "no migrate_transferred events found: trace the source QEMU with `-trace migrate_transferred -D FILE` (or QMP trace-event-set-state) and analyse FILE\n"
+                        "no migrate_transferred events found: trace the source QEMU with `\(TracingRecipe.commandLine())` (or QMP trace-event-set-state) and analyse FILE\n"
                     ))
             }
             let csv = try CLI.run(["analyze", "--format", "csv", file])
             #expect(csv.status == 8)
             #expect(
                 csv.stderr
-                    == "migtrace: no migrate_transferred events found; trace the source QEMU with `-trace migrate_transferred -D FILE`\n")
+                    == "migtrace: no migrate_transferred events found; trace the source QEMU with `\(TracingRecipe.commandLine())`\n")
         }
         // A migration without any window (it completed before the first window) is a migration found.
         #expect(try CLI.run(["analyze", CLI.fixture("convergence/7.2-idle-ts.log")]).status == 0)

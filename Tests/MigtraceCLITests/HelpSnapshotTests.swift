@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
+import MigtraceCore
 import Testing
 
 /// Every `--help` text is pinned to a snapshot in HelpSnapshots/ (80 columns): a change to a command's options,
@@ -68,5 +69,21 @@ import Testing
         let r = try CLI.run(["demo", "--speed", "0"])
         #expect(r.status == 64)
         #expect(r.stderr.contains("--speed must be above 0 and at most 1000"))
+    }
+}
+
+/// One set of trace events in the README, `--help` and the refusals (TracingRecipe).
+@Suite struct TracingRecipeTests {
+    @Test func readmeHelpAndRefusalsNameTheSameEvents() throws {
+        let readme = try String(contentsOf: CLI.repository.appendingPathComponent("README.md"), encoding: .utf8)
+        #expect(readme.contains(TracingRecipe.commandLine()))
+        // The libvirt loop lists every pattern of the recipe.
+        let loop = try #require(readme.range(of: "for e in ")).upperBound
+        let listed = readme[loop...].prefix { $0 != ";" }.replacingOccurrences(of: "\\\n", with: " ")
+            .split(whereSeparator: { $0 == " " || $0 == "\n" }).map { $0.replacingOccurrences(of: "'", with: "") }
+        #expect(listed == TracingRecipe.events)
+        // The help wraps at the terminal's width: compared with its whitespace folded.
+        let help = try CLI.run(["analyze", "--help"]).stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        #expect(help.contains(TracingRecipe.commandLine(file: "/tmp/mig.log")))
     }
 }

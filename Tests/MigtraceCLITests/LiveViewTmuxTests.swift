@@ -172,5 +172,5 @@ import Testing
 /// The text view's table header (TextSink.tableHeader), as the screen shows it.
 enum TextSinkHeader {
     static let table =
-        "   win    t(s)     sent(B)     ms   bw(B/ms)    MB/s  Mbit/s   sw(B/ms)   max_size(tr)    rebuilt  limit ok  pending(B)\n"
+        "   win          time     MB/s   pending MB    threshold MB   downtime now   limit  flags\n"
 }

@@ -55,9 +55,10 @@ import Testing
         // The migration's status line comes when it says something new: not again after each window.
         #expect(lines[6] == "  · migration: verdict unknown so far")
         #expect(lines[8] == "series 0 · live · thread 7 · pid 4242")
-        #expect(lines[10].hasPrefix("     0    0.10     2635660    100      26356"))
-        #expect(lines[10].hasSuffix("7906980    7906980    300  =            "))
-        #expect(lines[11].hasPrefix("     1    0.20     2626578    100      26265"))
+        // Window times are the trace's wall clock (UTC); no pending event came, so no downtime estimate.
+        #expect(lines[9] == TextSink.tableHeader.dropLast().description)
+        #expect(lines[10] == "     0    22:13:20.1    26.36            -            7.91              -  300 ms")
+        #expect(lines[11] == "     1    22:13:20.2    26.27            -            7.88              -  300 ms")
         #expect(lines[12] == "  ▲ lost 3 events so far (kernel ring buffer full; try --ring-buffer-size)")
         #expect(lines[13] == "  · migration state: completed")
         #expect(lines[14] == "  · migration: completed; expected downtime 300 ms (limit 300 ms)")
@@ -99,5 +100,64 @@ import Testing
         #expect(RuleRegistry.ids.first == "thread-stall")
         #expect(RuleRegistry.ids.last == "trace-integrity")
         #expect(RuleRegistry.all.count == 11)
+    }
+}
+
+/// The text table answers the operator's questions; `--verify` keeps the arithmetic of every window.
+@Suite struct TextTableTests {
+    @Test func operatorColumnsOnARealTrace() throws {
+        let out = MemoryOutput()
+        let sink = TextSink(out: out, names: InputNames(["t"]))
+        let windows = CollectingSink()
+        let analyzer = MigrationAnalyzer(sink: TeeSink([sink, windows]))
+        let text = try String(contentsOf: Paths.qemuFixtures.appendingPathComponent("10.0-converge-ts.log"), encoding: .utf8)
+        let parser = QEMULogParser(input: 0)
+        for (i, line) in text.split(separator: "\n").enumerated() {
+            var bytes = Array(line.utf8)
+            if case .event(let e) = bytes.withUnsafeMutableBufferPointer({ parser.parse(UnsafeBufferPointer($0), line: UInt64(i + 1)) }) {
+                analyzer.consume(e)
+            }
+        }
+        analyzer.finish()
+        let rows = out.text.split(separator: "\n").map(String.init)
+        let header = try #require(rows.firstIndex(of: String(TextSink.tableHeader.dropLast())))
+        let w = windows.windows[1]
+        // Window 1: end time of day (UTC), MB/s, pending against the threshold, pending over the switchover rate.
+        let row = rows[header + 2]
+        #expect(row.hasPrefix("     1    15:30:52.7    \(NumberText.fixed(w.megabytesPerSecond, 2))"))
+        #expect(row.contains("\(NumberText.fixed(Double(w.pendingBytes!) / 1e6, 2))  >"))
+        #expect(row.contains("\(NumberText.fixed(Double(w.pendingBytes!) / w.rebuild.expectedPerMs, 0)) ms  300 ms"))
+        #expect(w.rebuild.exact && !row.contains("≠"))
+        #expect(!out.text.contains("≠ marks"), "every threshold of this real trace rebuilds exactly")
+    }
+
+    @Test func verifyShowsTheArithmeticAndInexactWindowsAreMarked() throws {
+        // Hand-made: the second window's traced threshold is one byte off what QEMU's arithmetic gives.
+        let text = """
+            migrate_transferred transferred 2635660 time_spent 100 bandwidth 26356 switchover_bw 0 max_size 7906980
+            migrate_transferred transferred 2626578 time_spent 100 bandwidth 26265 switchover_bw 0 max_size 7879735
+
+            """
+        for verify in [false, true] {
+            let out = MemoryOutput()
+            let analyzer = MigrationAnalyzer(sink: TextSink(out: out, names: InputNames(["t"]), verify: verify))
+            let parser = QEMULogParser(input: 0)
+            for (i, line) in text.split(separator: "\n").enumerated() {
+                var bytes = Array(line.utf8)
+                if case .event(let e) = bytes.withUnsafeMutableBufferPointer({ parser.parse(UnsafeBufferPointer($0), line: UInt64(i + 1)) })
+                {
+                    analyzer.consume(e)
+                }
+            }
+            analyzer.finish()
+            let rows = out.text.split(separator: "\n").map(String.init)
+            if verify {
+                #expect(rows.contains(String(TextSink.verifyHeader.dropLast())))
+                #expect(rows.contains { $0.hasPrefix("     1    0.20     2626578    100      26265") && $0.contains("7879735") })
+            } else {
+                #expect(rows.contains { $0.hasPrefix("     1       +0.20 s") && $0.hasSuffix("  ≠") })
+                #expect(rows.contains("  ≠ marks the 1 window(s) whose threshold did not rebuild exactly: --verify shows their arithmetic"))
+            }
+        }
     }
 }

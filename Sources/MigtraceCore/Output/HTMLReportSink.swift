@@ -510,7 +510,7 @@ struct HTMLPage {
         if r.series.isEmpty && r.migrations.isEmpty {
             raw("<p class=\"note\">")
             text(
-                "No migrate_transferred events found: trace the source QEMU with `-trace migrate_transferred -D FILE` (or QMP trace-event-set-state) and report on FILE."
+                "No migrate_transferred events found: trace the source QEMU with `\(TracingRecipe.commandLine())` (or QMP trace-event-set-state) and report on FILE."
             )
             raw("</p>\n")
         }

@@ -6,7 +6,11 @@ public final class TextSink: AnalysisSink {
     private let names: InputNames
     private let showWindows: Bool
     private let flushEachLine: Bool
+    /// Show the arithmetic of every window (the traced and rebuilt values) instead of the operator's columns.
+    private let verify: Bool
     private var seriesStart: [Int: Double] = [:]
+    /// Windows per series whose threshold did not rebuild exactly (marked ≠ in the table).
+    private var inexact: [Int: Int] = [:]
     /// How the live capture ended: said after the summary.
     private var captureEnd: CaptureEnd?
     /// The last live status line printed (a new one only when it says something new).
@@ -18,11 +22,12 @@ public final class TextSink: AnalysisSink {
     public var nothingRead = false
 
     /// A text renderer. `flushEachLine` is for live use.
-    public init(out: any ByteOutput, names: InputNames, showWindows: Bool = true, flushEachLine: Bool = false) {
+    public init(out: any ByteOutput, names: InputNames, showWindows: Bool = true, flushEachLine: Bool = false, verify: Bool = false) {
         self.out = out
         self.names = names
         self.showWindows = showWindows
         self.flushEachLine = flushEachLine
+        self.verify = verify
     }
 
     private func put(_ s: String) {
@@ -46,21 +51,65 @@ public final class TextSink: AnalysisSink {
         return left ? s + p : p + s
     }
 
-    public static let tableHeader =
+    /// The columns of `--verify`: every traced value and the rebuilt threshold.
+    public static let verifyHeader =
         "   win    t(s)     sent(B)     ms   bw(B/ms)    MB/s  Mbit/s   sw(B/ms)   max_size(tr)    rebuilt  limit ok  pending(B)\n"
+    /// The operator's columns: when, how fast, pending against the threshold, the downtime a switchover now would
+    /// take, the limit, and flags (≠ a threshold that did not rebuild exactly, s a pending size after a dirty sync).
+    public static let tableHeader =
+        "   win          time     MB/s   pending MB    threshold MB   downtime now   limit  flags\n"
 
     public func seriesStarted(_ info: SeriesInfo) {
         var s = "\nseries \(info.index) · \(names[info.input])"
         if let t = info.threadID { s += " · thread \(t)" }
         if let p = info.processID { s += " · pid \(p)" }
         s += "\n"
-        if showWindows { s += Self.tableHeader }
+        if showWindows { s += verify ? Self.verifyHeader : Self.tableHeader }
         put(s)
     }
 
     public func window(_ w: AnalyzedWindow, in series: SeriesInfo) {
         if w.index == 0 { seriesStart[w.series] = w.startTime }
+        if !w.rebuild.exact { inexact[w.series, default: 0] += 1 }
         guard showWindows else { return }
+        put(verify ? verifyRow(w) : row(w, in: series))
+    }
+
+    /// The operator's row of window `w`.
+    private func row(_ w: AnalyzedWindow, in series: SeriesInfo) -> String {
+        var s = Self.pad(String(w.index), 6)
+        let time: String
+        if series.timeBase == .epoch {
+            // UTC time of day of the window's end, to the tenth of a second.
+            let tenths = Int((w.endTime * 10).rounded(.down))
+            let day = (tenths / 10) % 86_400
+            func two(_ n: Int) -> String { n < 10 ? "0\(n)" : "\(n)" }
+            time = "\(two(day / 3600)):\(two(day / 60 % 60)):\(two(day % 60)).\(tenths % 10)"
+        } else {
+            time = "+" + NumberText.fixed(w.endTime - (seriesStart[w.series] ?? 0), 2) + " s"
+        }
+        s += Self.pad(time, 14)
+        s += Self.pad(NumberText.fixed(w.megabytesPerSecond, 2), 9)
+        let pending = w.pendingBytes
+        s += Self.pad(pending.map { NumberText.fixed(Double($0) / 1_000_000, 2) } ?? "-", 13)
+        s += pending.map { $0 <= w.thresholdTraced ? "  ≤" : "  >" } ?? "   "
+        s += Self.pad(NumberText.fixed(Double(w.thresholdTraced) / 1_000_000, 2), 13)
+        // What QEMU would need to send with the VM stopped, at the rate its threshold assumes.
+        let downtime: String =
+            if let p = pending, w.rebuild.expectedPerMs > 0 { NumberText.fixed(Double(p) / w.rebuild.expectedPerMs, 0) + " ms" } else {
+                "-"
+            }
+        s += Self.pad(downtime, 15)
+        s += Self.pad(w.rebuild.downtimeLimitMs.map { "\($0) ms" } ?? "?", 8)
+        var flags = ""
+        if !w.rebuild.exact { flags += "≠" }
+        if w.pendingExact && pending != nil { flags += "s" }
+        s += flags.isEmpty ? "" : "  " + flags
+        return s + "\n"
+    }
+
+    /// The `--verify` row of window `w`: the traced values and the rebuilt threshold.
+    private func verifyRow(_ w: AnalyzedWindow) -> String {
         let t0 = seriesStart[w.series] ?? 0
         var s = Self.pad(String(w.index), 6)
         s += Self.pad(NumberText.fixed(w.endTime - t0, 2), 8)
@@ -75,8 +124,7 @@ public final class TextSink: AnalysisSink {
         s += Self.pad(w.rebuild.downtimeLimitMs.map(String.init) ?? "?", 7)
         s += w.rebuild.exact ? "  =" : " ≠!"
         s += Self.pad(w.pendingBytes.map(String.init) ?? "", 12)
-        s += "\n"
-        put(s)
+        return s + "\n"
     }
 
     public func finding(_ f: Finding) {
@@ -100,6 +148,9 @@ public final class TextSink: AnalysisSink {
             t += "; downtime limit " + s.downtimeLimits.map { "\($0.limitMs) ms from window \($0.window)" }.joined(separator: ", ")
         }
         if let st = s.finalState { t += "; final state \(st)" }
+        if let n = inexact[s.info.index], n > 0, showWindows, !verify {
+            t += "\n  ≠ marks the \(n) window(s) whose threshold did not rebuild exactly: --verify shows their arithmetic"
+        }
         put(t + "\n")
     }
 
@@ -152,7 +203,7 @@ public final class TextSink: AnalysisSink {
         t += MigrationText.blocks(r.migrations, names)
         if r.windowCount == 0, r.migrations.isEmpty {
             t +=
-                "no migrate_transferred events found: trace the source QEMU with `-trace migrate_transferred -D FILE` (or QMP trace-event-set-state) and analyse FILE\n"
+                "no migrate_transferred events found: trace the source QEMU with `\(TracingRecipe.commandLine())` (or QMP trace-event-set-state) and analyse FILE\n"
         }
         if let e = captureEnd {
             t +=

@@ -158,6 +158,8 @@ extension DemoTrace {
                 lastTs = ts
             } else if e.kind == .migrateTransferred {
                 waitUs = e.arguments.a1 * 1000
+            } else if e.kind == .migrateSetState, e.state == .completed {
+                waitUs = DemoTrace.downtimeMs * 1000  // the recorded run's downtime (the untimed log lacks it)
             }
             if waitUs > 0 { out.append(contentsOf: "W \(UInt64(Double(waitUs) / speed))\n".utf8) }
             let a = e.arguments

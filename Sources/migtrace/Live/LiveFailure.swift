@@ -104,8 +104,10 @@ struct LiveFailure: Error {
             return LiveFailure(
                 message: """
                     pid \(pid) (\(path)) has no qemu USDT probes: this QEMU was built without the dtrace trace backend (Debian and Ubuntu build only the log backend). Two ways forward:
-                      1. start QEMU with `-trace migrate_transferred -trace 'migrate_pending*' -D FILE`, then `migtrace analyze FILE`;
-                      2. on a running QEMU: QMP {"execute":"trace-event-set-state","arguments":{"name":"migrate_transferred","enable":true}} (HMP: `trace-event migrate_transferred on`; it logs to the -D file or stderr), then `migtrace analyze` that log.
+                      1. start QEMU with `\(TracingRecipe.commandLine())`, then `migtrace analyze FILE`;
+                      2. on a running QEMU, turn the same events on over QMP (it logs to its -D file or stderr), then `migtrace analyze` that log:
+                    \(TracingRecipe.qmp.map { "       " + $0 }.joined(separator: "\n"))
+                         or through libvirt: \(TracingRecipe.virsh().first!) (and so on for each event)
                     """, code: AttachExit.notQEMUWithProbe)
         case .requiredProbeMissing(_, _, let e?)
         where (e.errno == EPERM || e.errno == EACCES) && effective().contains(CapabilitySet.sysAdmin):
