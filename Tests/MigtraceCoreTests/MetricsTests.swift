@@ -78,6 +78,32 @@ func metricSamples(_ text: String) -> [String: Double] {
         }
     }
 
+    @Test func endedCapturesAreKeptUpToTheLimitAndAReusedPidStartsAfresh() {
+        let store = MetricsStore(keptEnded: 2)
+        var sinks: [MetricsSink] = []
+        for pid in Int32(1)...4 {
+            let sink = MetricsSink(store: store, pid: pid, name: "vm\(pid)")
+            sink.live(.captured(TraceEvent(kind: .migrateSetState, arguments: ProbeArguments(count: 1)), monotonicNanoseconds: nil))
+            sinks.append(sink)
+        }
+        for pid in Int32(1)...3 {
+            sinks[Int(pid) - 1].live(.ended(CaptureEnd(reason: "target-exited", eventsReceived: 1, kernelDrops: 0, consumerDrops: 0)))
+        }
+        let m = metricSamples(store.render())
+        // 1 ended first and is dropped; 2 and 3 stay, down; 4 runs.
+        #expect(m["migtrace_capture_up{vm=\"vm1\",pid=\"1\"}"] == nil)
+        #expect(m["migtrace_capture_up{vm=\"vm2\",pid=\"2\"}"] == 0)
+        #expect(m["migtrace_capture_up{vm=\"vm3\",pid=\"3\"}"] == 0)
+        #expect(m["migtrace_capture_up{vm=\"vm4\",pid=\"4\"}"] == 1)
+        #expect(m["migtrace_events_received_total{vm=\"vm2\",pid=\"2\"}"] == 1)
+        // A new QEMU with pid 2: a fresh series under its own name.
+        _ = MetricsSink(store: store, pid: 2, name: "other")
+        let again = metricSamples(store.render())
+        #expect(again["migtrace_capture_up{vm=\"other\",pid=\"2\"}"] == 1)
+        #expect(again["migtrace_events_received_total{vm=\"other\",pid=\"2\"}"] == 0)
+        #expect(again["migtrace_capture_up{vm=\"vm2\",pid=\"2\"}"] == nil)
+    }
+
     @Test func numbersAreWrittenAsTheFormatWants() {
         #expect(MetricsText.number(300) == "300")
         #expect(MetricsText.number(0.3) == "0.3")

@@ -24,38 +24,61 @@ public final class MetricsStore: Sendable {
         var eventsReceived: UInt64 = 0
         var kernelDrops: UInt64 = 0
         var consumerDrops: UInt64 = 0
-        var ended = false
+        /// Set when the capture ended: its place among the ended ones (older ones are dropped first).
+        var ended: UInt64?
     }
 
-    private let vms = Mutex<[Int32: VM]>([:])
+    private struct State {
+        var vms: [Int32: VM] = [:]
+        var endings: UInt64 = 0
+    }
 
-    /// An empty store (no VM yet).
-    public init() {}
+    private let state = Mutex(State())
+    /// Ended captures kept (their last values stay visible to a scraper); older ones are dropped, so that a
+    /// host service whose QEMUs come and go for days keeps a bounded endpoint.
+    public let keptEnded: Int
 
-    /// Make `pid` known under `name` (its QEMU `-name`, empty when it has none), with every counter at zero.
+    /// An empty store (no VM yet) keeping the last `keptEnded` ended captures.
+    public init(keptEnded: Int = 64) { self.keptEnded = keptEnded }
+
+    /// Make `pid` known under `name` (its QEMU `-name`, empty when it has none), with every counter at zero; an
+    /// ended capture of the same pid (a pid reused by a new QEMU) is replaced.
     public func register(pid: Int32, name: String) {
-        vms.withLock { vms in
-            if vms[pid] == nil {
+        state.withLock { state in
+            if state.vms[pid] == nil || state.vms[pid]?.ended != nil {
                 var vm = VM(pid: pid, name: name)
                 for rule in RuleRegistry.all { vm.findings[rule.id] = Dictionary(uniqueKeysWithValues: rule.severities.map { ($0, 0) }) }
-                vms[pid] = vm
+                state.vms[pid] = vm
             }
         }
     }
 
     /// Change the VM of `pid` (a no-op for an unknown pid).
     func update(pid: Int32, _ body: (inout VM) -> Void) {
-        vms.withLock { vms in
-            if var vm = vms[pid] {
+        state.withLock { state in
+            if var vm = state.vms[pid] {
                 body(&vm)
-                vms[pid] = vm
+                state.vms[pid] = vm
+            }
+        }
+    }
+
+    /// Mark the capture of `pid` ended, and drop the oldest ended ones beyond ``keptEnded``.
+    func end(pid: Int32) {
+        state.withLock { state in
+            guard state.vms[pid] != nil, state.vms[pid]?.ended == nil else { return }
+            state.endings += 1
+            state.vms[pid]?.ended = state.endings
+            let ended = state.vms.values.compactMap { vm in vm.ended.map { (vm.pid, $0) } }
+            if ended.count > keptEnded {
+                for (old, _) in ended.sorted(by: { $0.1 < $1.1 }).prefix(ended.count - keptEnded) { state.vms[old] = nil }
             }
         }
     }
 
     /// The OpenMetrics-compatible Prometheus text exposition (format 0.0.4) of every VM, sorted by pid.
     public func render() -> String {
-        let snapshot = vms.withLock { $0.values.sorted { $0.pid < $1.pid } }
+        let snapshot = state.withLock { $0.vms.values.sorted { $0.pid < $1.pid } }
         return MetricsText.render(snapshot)
     }
 }
@@ -128,8 +151,8 @@ public final class MetricsSink: AnalysisSink {
                 vm.eventsReceived = max(vm.eventsReceived, end.eventsReceived)
                 vm.kernelDrops = max(vm.kernelDrops, end.kernelDrops)
                 vm.consumerDrops = max(vm.consumerDrops, end.consumerDrops)
-                vm.ended = true
             }
+            store.end(pid: pid)
         case .attached:
             break
         }
@@ -213,7 +236,7 @@ enum MetricsText {
             [("where=\"kernel\"", Double($0.kernelDrops)), ("where=\"consumer\"", Double($0.consumerDrops))]
         }
         family("migtrace_capture_up", "gauge", "1 while the capture runs, 0 once the target exited or the capture ended.") {
-            [("", $0.ended ? 0 : 1)]
+            [("", $0.ended == nil ? 1 : 0)]
         }
         return out
     }
