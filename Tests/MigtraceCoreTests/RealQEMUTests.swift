@@ -18,6 +18,8 @@ struct MigrationFacts {
     var bandwidthChanges: [(Double, UInt64)]
     /// SIGSTOP and SIGCONT wall times.
     var stop: (Double, Double)?
+    /// QMP's `expected-downtime` (ms) while the migration was active: (wall time, value, dirty-sync count).
+    var expectedDowntimeSamples: [(time: Double, ms: Double, syncs: Int)] = []
 
     init(url: URL) throws {
         let json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
@@ -27,6 +29,11 @@ struct MigrationFacts {
         migrateTime = json["migrate_command_time"] as? Double ?? 0
         ramTransferred = (json["ram_transferred"] as? NSNumber)?.uint64Value ?? 0
         msgTimestamp = json["msg_timestamp"] as? Bool ?? false
+        for s in json["expected_downtime_samples"] as? [[Any]] ?? [] where s.count >= 2 {
+            if let t = (s[0] as? NSNumber)?.doubleValue, let v = (s[1] as? NSNumber)?.doubleValue {
+                expectedDowntimeSamples.append((t, v, (s.count > 2 ? (s[2] as? NSNumber)?.intValue : nil) ?? 0))
+            }
+        }
         let initial = json["parameters_initial"] as? [String: Any] ?? [:]
         downtimeLimits = []
         bandwidthChanges = []
@@ -108,6 +115,24 @@ enum ScenarioExpectations {
             #expect(!sink.findings.contains { $0.severity >= .warning }, "\(file): a clean migration has no warning")
         }
         try checkTiming(sink, facts, file: file)
+        if facts.scenario == "nonconverge" { try checkExpectedDowntime(sink, facts, file: file) }
+    }
+
+    /// A migration that never converges: migtrace's expected downtime, and the downtime limit it advises, against
+    /// the `expected-downtime` QEMU itself reported over QMP in the run's last seconds. QEMU recomputes it per
+    /// window with that window's bandwidth (`dirty_bytes_last_sync / expected_bw_per_ms`), migtrace from the
+    /// last post-sync pending over the last window's switchover rate: within 5 % (window bandwidths differ by
+    /// a few % here, and the driver's last query may predate the last window).
+    static func checkExpectedDowntime(_ sink: CollectingSink, _ facts: MigrationFacts, file: String) throws {
+        let m = try #require(sink.report?.migrations.first, "\(file): a migration")
+        let late = facts.expectedDowntimeSamples.suffix(10).map(\.ms)
+        try #require(late.count >= 5, "\(file): QMP samples of expected-downtime during the run")
+        let qmp = late.sorted()[late.count / 2]
+        let ours = try #require(m.expectedDowntimeMs, "\(file): migtrace's expected downtime")
+        #expect(abs(ours - qmp) / qmp < 0.05, "\(file): migtrace \(ours) ms, QMP \(qmp) ms (last samples \(late))")
+        let advice = try #require(m.advice?.downtimeLimitMs, "\(file): advice")
+        #expect(abs(Double(advice) - qmp) / qmp < 0.05, "\(file): advised limit \(advice) ms, QMP expected \(qmp) ms")
+        print("\(file): expected downtime migtrace \(ours) ms, QMP \(qmp) ms; advised limit \(advice) ms")
     }
 
     /// Where the trace has no clock, window times are the running sum of time_spent from the migration start.

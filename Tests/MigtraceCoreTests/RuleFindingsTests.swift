@@ -59,7 +59,7 @@ import Testing
     }
 
     @Test func collapsesBeyondTheCapAreCountedAsSuppressed() throws {
-        let sink = try analyze(text: Self.busyTrace().joined(separator: "\n"))
+        let sink = try analyze(text: Self.busyTrace().joined(separator: "\n"), configuration: .handMade)
         let report = try #require(sink.report)
         let all = Self.plainCollapseCount(sink.windows, RuleThresholds())
         #expect(all > 100)
@@ -73,7 +73,7 @@ import Testing
 
     /// The messages `migtrace analyze` of the same trace printed before the cheaper rules.
     @Test func findingsOfABusyTraceAreUnchanged() throws {
-        let sink = try analyze(text: Self.busyTrace().joined(separator: "\n"))
+        let sink = try analyze(text: Self.busyTrace().joined(separator: "\n"), configuration: .handMade)
         var counts: [String: Int] = [:]
         for f in sink.findings { counts[f.rule, default: 0] += 1 }
         #expect(
@@ -124,7 +124,7 @@ import Testing
                 "\(RuleTraces.prefix(micros: micros)):migrate_transferred transferred \(transferred) time_spent \(ms) bandwidth \(argument) switchover_bw \(switchover) max_size \(switchover * 300)"
             )
         }
-        let sink = try analyze(text: lines.joined(separator: "\n"))
+        let sink = try analyze(text: lines.joined(separator: "\n"), configuration: .handMade)
         #expect(
             sink.findings.map { "\($0.rule) \($0.firstWindow)–\($0.lastWindow): \($0.message)" } == [
                 "switchover-bandwidth-mismatch 25–49: Declared switchover bandwidth 67.64 MB/s is 4.00× the measured 16.92 MB/s for 2.53 s: downtime will overshoot the limit.",
@@ -163,7 +163,7 @@ import Testing
                 "\(RuleTraces.prefix(micros: micros)):migrate_transferred transferred \(transferred) time_spent \(ms) bandwidth \(bandwidth)\(switchover) max_size \(bandwidth * 300)"
             )
         }
-        let sink = try analyze(text: lines.joined(separator: "\n"))
+        let sink = try analyze(text: lines.joined(separator: "\n"), configuration: .handMade)
         #expect(
             RuleTraces.render(sink.findings, rule: "trace-integrity") == [
                 "trace-integrity 5–5: Window 5 lasted 50 ms; QEMU never traces windows shorter than 100 ms.",

@@ -15,7 +15,7 @@ import Testing
     }
 
     static func rules(_ lines: [String]) throws -> [String] {
-        try analyze(text: lines.joined(separator: "\n") + "\n").findings.map(\.rule)
+        try analyze(text: lines.joined(separator: "\n") + "\n", configuration: .handMade).findings.map(\.rule)
     }
 
     /// Hand-made series of constant 100 ms windows: 101 are one short of 10 s at the cap, 102 reach it.
@@ -23,13 +23,14 @@ import Testing
         let minimum = RateCappedRule.minimumWindows
         #expect(minimum == 102)
         #expect(try Self.rules(Array(repeating: Self.window(1_677_721), count: minimum - 1)) == [])
-        let sink = try analyze(text: Array(repeating: Self.window(1_677_721), count: minimum).joined(separator: "\n"))
+        let sink = try analyze(
+            text: Array(repeating: Self.window(1_677_721), count: minimum).joined(separator: "\n"), configuration: .handMade)
         #expect(sink.findings.map(\.rule) == ["rate-capped"])
         #expect(sink.findings.first?.severity == .info)
         #expect(
             sink.findings.first?.message
                 == "100 of 100 windows (10.00 s) sent 1.680 MB ± 2 %: max-bandwidth ≈ 16.8 MB/s sets the pace.")
-        var shorter = AnalysisConfiguration()
+        var shorter = AnalysisConfiguration.handMade
         shorter.thresholds.rateCapMinMs = 2_000
         #expect(
             try analyze(text: Array(repeating: Self.window(1_677_721), count: 22).joined(separator: "\n"), configuration: shorter)
@@ -53,6 +54,13 @@ import Testing
         #expect(ThresholdCollapseRule.minimumWindows == 6)
         #expect(try Self.rules(base + [Self.window(100_000)]) == [])
         #expect(try Self.rules(base + [Self.window(100_000), Self.window(2_000_000)]) == ["threshold-collapse"])
+        // pending-unseen: a second of windows without any pending event (the only rule that sees these traces).
+        #expect(PendingUnseenRule.minimumWindows == 10)
+        let plain = Array(repeating: Self.window(2_000_000), count: 10)
+        #expect(try analyze(text: plain.dropLast().joined(separator: "\n")).findings.map(\.rule) == [])
+        let unseen = try analyze(text: plain.joined(separator: "\n")).findings
+        #expect(unseen.map(\.rule) == ["pending-unseen"] && unseen.first?.severity == .info)
+        #expect(unseen.first?.remedy == "Trace the pending data too: \(TracingRecipe.commandLine()).")
         // downtime-limit-changed: a window at each limit.
         #expect(DowntimeLimitChangedRule.minimumWindows == 2)
         let at100 = "migrate_transferred transferred 2000000 time_spent 100 bandwidth 20000 max_size 2000000"

@@ -484,6 +484,10 @@ class Runner:
             status = last.get("status")
             if "ram" in last:
                 last_ram = last
+            # QEMU's own expected downtime while the migration runs, to compare migtrace's with
+            if status == "active" and "expected-downtime" in last:
+                F.setdefault("expected_downtime_samples", []).append(
+                    [time.time(), last["expected-downtime"], last.get("ram", {}).get("dirty-sync-count")])
             if status in FINAL:
                 break
             time.sleep(0.1)

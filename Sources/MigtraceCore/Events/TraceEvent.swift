@@ -41,6 +41,21 @@ public enum ProbeKind: UInt8, Sendable, CaseIterable {
     }
 }
 
+extension ProbeKind {
+    /// How many numeric arguments QEMU gives the event (a state's string is not counted): what a reader of
+    /// positional values (bpftrace lines, simpletrace records) checks a record against.
+    public var argumentCounts: [Int] {
+        switch self {
+        case .migrateTransferred: [4, 5]
+        case .migratePendingEstimate, .migratePendingExact: [3]
+        case .migratePending: [5]
+        case .qemuSavevmQueryPending: [8]
+        case .migrationThreadLowPending, .bitmapSyncEnd: [1]
+        case .bitmapSyncStart, .migrateSetState: [0]
+        }
+    }
+}
+
 /// Up to eight raw probe arguments, stored inline so that an event never allocates.
 ///
 /// Slots 0–5 hold 64 bits, slots 6 and 7 hold 32: the one probe with more than six arguments,

@@ -350,15 +350,7 @@ struct Cursor {
             t.skipSpaces()
             guard values.count <= 8 else { throw ParseError("more than 8 arguments") }
         }
-        let expected: [Int] =
-            switch kind {
-            case .migrateTransferred: [4, 5]
-            case .migratePendingEstimate, .migratePendingExact: [3]
-            case .migratePending: [5]
-            case .qemuSavevmQueryPending: [8]
-            case .migrationThreadLowPending, .bitmapSyncEnd: [1]
-            case .bitmapSyncStart, .migrateSetState: [0]
-            }
+        let expected = kind.argumentCounts
         guard expected.contains(values.count) else {
             throw ParseError(
                 "\(values.count) bare argument(s); \(kind.eventName) has \(expected.map(String.init).joined(separator: " or "))")

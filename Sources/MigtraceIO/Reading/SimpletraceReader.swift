@@ -222,15 +222,7 @@ enum SimpletraceReader {
                 e.state = state
             } else {
                 let count = argumentBytes / 8
-                let expected: [Int] =
-                    switch kind {
-                    case .migrateTransferred: [4, 5]
-                    case .migratePendingEstimate, .migratePendingExact: [3]
-                    case .migratePending: [5]
-                    case .qemuSavevmQueryPending: [8]
-                    case .migrationThreadLowPending, .bitmapSyncEnd: [1]
-                    case .bitmapSyncStart, .migrateSetState: [0]
-                    }
+                let expected = kind.argumentCounts
                 guard argumentBytes % 8 == 0, expected.contains(count) else {
                     return reject(
                         &stats,
