@@ -12,11 +12,16 @@ import Testing
 /// summary when it exits, and the event counts add up exactly.
 @Suite(.serialized) struct AttachAllTests {
     @Test(.requiresRoot) func everyProcessIsCapturedLabelledAndClosedWithExactCounts() throws {
-        let exe = try FaultFixture.fakeQEMU.get()
+        // A binary of this test's own: other suites run the shared fake_qemu at the same time, and --all would
+        // rightly capture their processes too.
+        let dir = "/tmp/migtrace-attach-all-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let exe = try TestProgramBuilder.buildFakeQEMU(probes: "fake_qemu.d", into: dir)
         let port = Loopback.freePort()
         let args = ["--context", "--pace-us", "20000"]
-        let a = try FaultTarget(count: 30, args + ["-name", "guest=vmA,debug-threads=on"])
-        let b = try FaultTarget(count: 30, args + ["-name", "vmB"])
+        let a = try FaultTarget(count: 30, args + ["-name", "guest=vmA,debug-threads=on"], executable: exe)
+        let b = try FaultTarget(count: 30, args + ["-name", "vmB"], executable: exe)
         let migtrace = try Spawned([CLI.binary, "attach", "--all", "--binary", exe, "--format", "json", "--metrics", "127.0.0.1:\(port)"])
         func listed(_ pid: pid_t) -> Bool { Loopback.get(port, "/metrics")?.body.contains("pid=\"\(pid)\"") ?? false }
         func waitFor(_ what: String, _ condition: () -> Bool) throws {
@@ -30,7 +35,7 @@ import Testing
         a.go()
         b.go()
         // Started after migtrace: found when the process list is read again.
-        let c = try FaultTarget(count: 30, args + ["-name", "guest=vmC"])
+        let c = try FaultTarget(count: 30, args + ["-name", "guest=vmC"], executable: exe)
         try waitFor("the late one attached") { listed(c.pid) }
         c.go()
         let fired = [try a.finish(), try b.finish(), try c.finish()]
