@@ -32,6 +32,8 @@ struct AnalyzeCommand: ParsableCommand {
               migtrace analyze --format json --fail-on warning /tmp/mig.log
               migtrace analyze /var/log/libvirt/qemu/vm1.log   # libvirt: the domain log
               ssh host cat /var/log/libvirt/qemu/vm1.log | migtrace analyze -
+              migtrace analyze --follow /var/log/libvirt/qemu/vm1.log   # live, as
+                  # `attach` shows it: for QEMUs without USDT probes (Debian, Ubuntu)
             """
     )
 
@@ -47,9 +49,28 @@ struct AnalyzeCommand: ParsableCommand {
     @Flag(help: "Text format: each window's arithmetic (traced values, rebuilt threshold) instead of the operator's columns.")
     var verify = false
 
+    @Flag(
+        help:
+            "Follow the one FILE as it grows (as tail -F: rotation and truncation too) and analyse it live, with the output of `attach` (text or json: JSON Lines); Ctrl-C ends with the summary."
+    )
+    var follow = false
+
+    @Flag(help: "With --follow on a terminal: a line per window instead of the live view redrawn in place.")
+    var plain = false
+
     @OptionGroup var analysis: AnalysisOptions
 
     func validate() throws {
+        if follow {
+            guard files.count == 1, let file = files.first, file != "-" else {
+                throw ValidationError(
+                    "--follow takes exactly one file, not standard input or several (got \(files.count == 1 ? "-" : "\(files.count) inputs")); e.g. `migtrace analyze --follow /var/log/libvirt/qemu/vm1.log`."
+                )
+            }
+            guard format != .csv else {
+                throw ValidationError("--follow writes text or json (JSON Lines, as `attach`); csv is for finished files.")
+            }
+        }
         if files.isEmpty {
             throw ValidationError(
                 "Give at least one trace file (or - for standard input). Record one on the source QEMU with `\(TracingRecipe.commandLine())`."
@@ -58,6 +79,13 @@ struct AnalyzeCommand: ParsableCommand {
     }
 
     func run() throws {
+        if follow {
+            let code = FollowRun(
+                path: files[0], format: format, liveView: format == .text && !plain && LiveViewSink.canDraw(fd: 1), analysis: analysis
+            ).run()
+            if code != .success { throw code }
+            return
+        }
         let names = InputNames(files.map { $0 == "-" ? "<stdin>" : $0 })
         // A file name is input too: text and stderr show it escaped (JSON escapes it its own way).
         let shownNames = InputNames(files.map { $0 == "-" ? "<stdin>" : TerminalText.escaped($0) })

@@ -183,6 +183,10 @@ class QMP:
         return json.loads(line)
 
     def cmd(self, name, timeout=10.0, **arguments):
+        return self.execute(name, arguments, timeout)
+
+    def execute(self, name, arguments, timeout=10.0):
+        """One command with its arguments as a dict (an argument may be called `name`)."""
         self.next_id += 1
         req = {"execute": name, "id": self.next_id}
         if arguments:
@@ -371,7 +375,9 @@ class Runner:
         dst_cmd = common + ["-qmp", "unix:%s,server=on,wait=off" % dst_sock,
                             "-incoming", "defer"]
         src_cmd = common + ["-qmp", "unix:%s,server=on,wait=off" % src_sock]
-        if a.trace_glob:
+        if a.no_trace:
+            pass  # events are turned on at run time (--qmp-after-go), as on a running QEMU
+        elif a.trace_glob:
             for i, ev in enumerate(a.trace_glob):
                 opt = "enable=" + ev
                 if i == 0 and simple:
@@ -410,6 +416,20 @@ class Runner:
                 self.check_alive()
                 time.sleep(0.02)
             log(a, "go file seen")
+            if a.qmp_after_go:
+                # The user's way on a running QEMU: each QMP command of the file (one JSON object a line).
+                sent = []
+                with open(a.qmp_after_go) as f:
+                    for text in f:
+                        if text.strip():
+                            req = json.loads(text)
+                            try:
+                                sq.execute(req["execute"], req.get("arguments", {}))
+                            except Fail as e:
+                                # An event this QEMU does not have is refused; the others still apply.
+                                req["error"] = str(e)
+                            sent.append(req)
+                F["qmp_after_go"] = sent
 
         for attempt in range(5):
             port = free_port()
@@ -531,6 +551,10 @@ def main():
                     help="trace `-trace enable=PATTERN` instead of the default events (repeatable)")
     ap.add_argument("--simpletrace", help="also write the simple backend's file here (usdt builds)")
     ap.add_argument("--go-file", help="print `source-pid N`, then wait for this file before migrating")
+    ap.add_argument("--no-trace", action="store_true",
+                    help="start the source with -D but no -trace (turn events on with --qmp-after-go)")
+    ap.add_argument("--qmp-after-go", metavar="FILE",
+                    help="with --go-file: send the QMP commands of FILE (a JSON object a line) to the source once the go file is there")
     ap.add_argument("--verbose", "-v", action="store_true")
     args = ap.parse_args()
     if args.simpletrace and not args.qemu.startswith("usdt-"):

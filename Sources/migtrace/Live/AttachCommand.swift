@@ -14,8 +14,10 @@ struct AttachCommand: AsyncParsableCommand {
         commandName: "attach",
         abstract: "Attach to a running QEMU's USDT probes and analyse its migration live.",
         discussion: """
-            Needs a QEMU built with the dtrace trace backend (RHEL, CentOS, Fedora)
-            and root, or CAP_SYS_ADMIN (uprobes need it again since Linux 6.16 and
+            Needs a QEMU built with the dtrace trace backend (RHEL, CentOS, Fedora);
+            for Debian's and Ubuntu's (log backend only) it names the
+            `migtrace analyze --follow FILE` command on that QEMU's log instead. Needs
+            root, or CAP_SYS_ADMIN (uprobes need it again since Linux 6.16 and
             its stable backports; older kernels take CAP_BPF+CAP_PERFMON) plus
             CAP_SYS_PTRACE for a QEMU of another user. Ends when the target exits, on
             Ctrl-C/SIGTERM/SIGHUP, or with --until-complete when the migration

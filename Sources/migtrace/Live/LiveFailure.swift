@@ -101,14 +101,7 @@ struct LiveFailure: Error {
                         "pid \(pid) (\(path)) is not a QEMU: it has no qemu USDT probes. Give the pid of the source qemu-system-* / qemu-kvm process (`pgrep -a qemu`).",
                     code: AttachExit.notQEMUWithProbe)
             }
-            return LiveFailure(
-                message: """
-                    pid \(pid) (\(path)) has no qemu USDT probes: this QEMU was built without the dtrace trace backend (Debian and Ubuntu build only the log backend). Two ways forward:
-                      1. start QEMU with `\(TracingRecipe.commandLine())`, then `migtrace analyze FILE`;
-                      2. on a running QEMU, turn the same events on over QMP (it logs to its -D file or stderr), then `migtrace analyze` that log:
-                    \(TracingRecipe.qmp.map { "       " + $0 }.joined(separator: "\n"))
-                         or through libvirt: \(TracingRecipe.virsh().first!) (and so on for each event)
-                    """, code: AttachExit.notQEMUWithProbe)
+            return LiveFailure(message: LogOnlyQEMU.refusal(pid: pid, binary: binary), code: AttachExit.notQEMUWithProbe)
         case .requiredProbeMissing(_, _, let e?)
         where (e.errno == EPERM || e.errno == EACCES) && effective().contains(CapabilitySet.sysAdmin):
             return LiveFailure(
