@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import ArgumentParser
 import MigtraceCore
+import MigtraceIO
 
 /// Options shared by `analyze` and `attach`: downtime limit, rule thresholds, failure gate.
 struct AnalysisOptions: ParsableArguments {
@@ -101,6 +102,15 @@ struct LiveOutputOptions: ParsableArguments {
 
     @Flag(help: "On a terminal too, print a line per window instead of the live view redrawn in place.")
     var plain = false
+
+    @Option(help: ArgumentHelp("Serve Prometheus metrics at http://HOST:PORT/metrics while capturing.", valueName: "host:port"))
+    var metrics: String?
+
+    func validate() throws {
+        if let metrics {
+            do throws(MetricsServer.StartError) { _ = try MetricsServer.parse(metrics) } catch { throw ValidationError(error.description) }
+        }
+    }
 
     /// Whether the text output is the live view: text format, no --plain, standard output a terminal.
     var liveView: Bool { format == .text && !plain && LiveViewSink.canDraw(fd: 1) }

@@ -179,8 +179,9 @@ final class FaultTarget {
     let process: Spawned
     var pid: pid_t { process.pid }
 
-    init(count: Int, _ extra: [String] = [], prefix: [String] = []) throws {
-        let exe = try FaultFixture.fakeQEMU.get()
+    /// `executable`: another build of fake_qemu than the shared one.
+    init(count: Int, _ extra: [String] = [], prefix: [String] = [], executable: String? = nil) throws {
+        let exe = try executable ?? FaultFixture.fakeQEMU.get()
         process = try Spawned(prefix + [exe, String(count), "--wait"] + extra)
         guard process.stdout.wait(timeout: 10, { $0.hasPrefix("ready ") }) else {
             throw FaultFixture.Failure(description: "fake_qemu did not start: \(process.stderr.all)")

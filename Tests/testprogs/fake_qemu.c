@@ -7,7 +7,7 @@
  * probe has a semaphore. -DMT_ERA_A builds the 4-argument variant.
  *
  * usage: fake_qemu COUNT [--pace-us N] [--wait] [--context] [--thread] [--linger-ms N]
- *                  [--migrations M] [--exit-after K] [--query]
+ *                  [--migrations M] [--exit-after K] [--query] [-name NAME]
  *   COUNT      number of migrate_transferred events (per migration)
  *   --pace-us  sleep N microseconds between events
  *   --wait     print "ready <pid>" and wait for SIGUSR1 before firing
@@ -19,6 +19,7 @@
  *   --exit-after  stop after K migrate_transferred events in all, mid-migration
  *              (no low_pending, no "completed"), print the result line and exit 0,
  *              like a QEMU that quits during a migration
+ *   -name      ignored, as QEMU's VM name for `attach --all` to read from /proc/PID/cmdline
  *   --query    also fire QEMU 11.1's qemu_savevm_query_pending (not in the era-A build)
  *
  * Event i of migrate_transferred carries (values checked by the tests):
@@ -178,6 +179,8 @@ int main(int argc, char **argv)
 			query = 1;
 		else if (strcmp(argv[a], "--linger-ms") == 0 && a + 1 < argc)
 			linger_ms = strtol(argv[++a], NULL, 10);
+		else if (strcmp(argv[a], "-name") == 0 && a + 1 < argc)
+			a++;  /* QEMU's VM name: only read by migtrace, from /proc/PID/cmdline */
 		else {
 			fprintf(stderr, "unknown argument %s\n", argv[a]);
 			return 2;

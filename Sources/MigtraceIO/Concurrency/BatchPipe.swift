@@ -10,7 +10,11 @@
 //  - Post-mortem output: the analyzer's calls to its sink are recorded into batches and replayed on a consumer
 //    thread that formats and writes them (`PipelinedSink`). Only after a few thousand windows.
 //  - Live capture: one poll thread per session drains the BPF ring buffer into an AsyncSequence
-//    (MigtraceBPF's `LiveSession`); the demo's helper threads reap and feed its target process.
+//    (MigtraceBPF's `LiveSession`); the demo's helper threads reap and feed its target process. With
+//    `attach --all`, each process has its session; their batches are merged into one stream, read by one task
+//    that owns every analyzer and the output.
+//  - Metrics (`--metrics`): one server thread (MetricsServer.swift, next to this file) renders the state the
+//    analysis keeps behind a `Mutex` (MigtraceCore's `MetricsStore`); nothing else is shared with it.
 // Both post-mortem stages hand batches over through one primitive, `BatchPipe`: bounded (a fixed set of
 // batches circulates, so memory stays flat and the producer waits when the consumer falls behind),
 // recycled (a consumed batch goes back to the producer, so the steady state allocates nothing), cancellable

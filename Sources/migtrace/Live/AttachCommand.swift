@@ -28,6 +28,7 @@ struct AttachCommand: AsyncParsableCommand {
               migtrace attach $(pgrep -f 'guest=vm1,')   # libvirt's -name guest=vm1,…
               migtrace attach --record mig.rec --until-complete 4242
               migtrace attach --format json 4242 | jq -c 'select(.type=="anomaly")'
+              migtrace attach --metrics 127.0.0.1:9464 4242   # Prometheus scrapes /metrics
               migtrace analyze mig.rec   # replays: same series, same anomalies
 
             EXIT CODES (besides 0, 1, 2, 64 of every command):
@@ -41,7 +42,14 @@ struct AttachCommand: AsyncParsableCommand {
     )
 
     @Argument(help: "Process id of the source QEMU.")
-    var pid: Int32
+    var pid: Int32?
+
+    @Flag(help: "Attach to every process of the QEMU binaries with the probe, and to those started later.")
+    var all = false
+
+    @Option(
+        name: .customLong("binary"), help: ArgumentHelp("With --all: watch this QEMU binary's processes (repeatable).", valueName: "path"))
+    var binaries: [String] = []
 
     @OptionGroup var output: LiveOutputOptions
 
@@ -57,7 +65,16 @@ struct AttachCommand: AsyncParsableCommand {
     @OptionGroup var analysis: AnalysisOptions
 
     func validate() throws {
-        guard pid > 0 else {
+        if all {
+            guard pid == nil else { throw ValidationError("Give a pid or --all, not both.") }
+            guard output.record == nil, !untilComplete else {
+                throw ValidationError(
+                    "--record and --until-complete take one process; with --all, use --format json (each line names its pid).")
+            }
+        } else if !binaries.isEmpty {
+            throw ValidationError("--binary goes with --all (e.g. --all --binary /usr/libexec/qemu-kvm).")
+        }
+        guard all || (pid ?? 0) > 0 else {
             throw ValidationError("The pid must be a positive number, e.g. $(pgrep -f 'guest=vm1,') (`pgrep -af qemu` lists them).")
         }
         guard ringBufferSize >= 4096, ringBufferSize & (ringBufferSize - 1) == 0 else {
@@ -66,9 +83,18 @@ struct AttachCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if all {
+            let code = try await FleetRun(
+                binaries: binaries, format: output.format, ringBufferSize: ringBufferSize, verbose: verbose, analysis: analysis,
+                metrics: output.metrics
+            ).run()
+            if code != .success { throw code }
+            return
+        }
         let code = try await LiveRun(
-            pid: pid, format: output.format, record: output.record, force: output.force, untilComplete: untilComplete,
-            ringBufferSize: ringBufferSize, verbose: verbose, analysis: analysis, liveView: output.liveView
+            pid: pid ?? 0, format: output.format, record: output.record, force: output.force, untilComplete: untilComplete,
+            ringBufferSize: ringBufferSize, verbose: verbose, analysis: analysis, liveView: output.liveView,
+            metrics: output.metrics
         ).run()
         if code != .success { throw code }
     }
@@ -89,6 +115,8 @@ struct LiveRun {
     var onAttached: (@Sendable () -> Void)? = nil
     /// Text output as the live view redrawn in place (``LiveViewSink``) rather than a line per window.
     var liveView = false
+    /// `--metrics HOST:PORT`: serve Prometheus metrics of the capture there.
+    var metrics: String? = nil
 
     func run() async throws -> ExitCode {
         do {
@@ -113,6 +141,8 @@ struct LiveRun {
             throw LiveFailure(error, pid: pid)
         }
         defer { session.close() }
+        let endpoint = try metrics.map { address throws(LiveFailure) in try MetricsEndpoint.start(address: address) }
+        defer { endpoint?.server.stop() }
         // Installed before any output, so that a signal sent once the header is seen never kills migtrace
         // without its summary.
         let stopper = CaptureStopper { session.stop() }
@@ -135,14 +165,12 @@ struct LiveRun {
             format == .json
             ? JSONLinesSink(out: out, flushEachObject: false)
             : view.map { $0 as any AnalysisSink } ?? TextSink(out: out, names: InputNames(["live"]), flushEachLine: false)
-        let sink: any AnalysisSink =
-            if let recorder {
-                TeeSink([
-                    display, RecordingSink(store: recorder, header: recordingHeader(binary: binary, session: session, offset: offset)),
-                ])
-            } else {
-                display
-            }
+        var sinks = [display]
+        if let recorder {
+            sinks.append(RecordingSink(store: recorder, header: recordingHeader(binary: binary, session: session, offset: offset)))
+        }
+        if let endpoint { sinks.append(endpoint.sink(pid: pid)) }
+        let sink: any AnalysisSink = sinks.count == 1 ? display : TeeSink(sinks)
         var configuration = analysis.configuration
         configuration.liveUpdates = true
         let analyzer = MigrationAnalyzer(configuration: configuration, sink: sink)

@@ -45,7 +45,7 @@ struct DemoCommand: AsyncParsableCommand {
         let run = LiveRun(
             pid: target.pid, format: output.format, record: output.record, force: output.force, untilComplete: false,
             ringBufferSize: LiveSession.Configuration.defaultRingBufferSize, verbose: false, analysis: analysis,
-            onAttached: { target.feed(script) }, liveView: output.liveView)
+            onAttached: { target.feed(script) }, liveView: output.liveView, metrics: output.metrics)
         let code: ExitCode
         do {
             code = try await run.run()
