@@ -105,6 +105,17 @@ import Testing
 
 /// The text table answers the operator's questions; `--verify` keeps the arithmetic of every window.
 @Suite struct TextTableTests {
+    @Test func headerNamesTheVMWhenKnown() {
+        var a = LiveOutputTests.attachment
+        a.vmName = "guest\u{1B}[31m1"  // hand-made: a name with an escape sequence in it
+        let text = MemoryOutput()
+        TextSink(out: text, names: InputNames(["live"])).live(.attached(a))
+        #expect(text.text.hasPrefix("migtrace 9.9.9: attached to pid 4242 (/usr/bin/qemu-system-x86_64), vm guest\\x1b[31m1\n"))
+        let json = MemoryOutput()
+        JSONLinesSink(out: json).live(.attached(a))
+        #expect(json.text.contains(#""binary":"/usr/bin/qemu-system-x86_64","vm":"guest\u001b[31m1","#))
+    }
+
     @Test func operatorColumnsOnARealTrace() throws {
         let out = MemoryOutput()
         let sink = TextSink(out: out, names: InputNames(["t"]))

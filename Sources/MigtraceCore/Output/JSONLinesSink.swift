@@ -77,6 +77,7 @@ public final class JSONLinesSink: AnalysisSink {
             object("header") { o in
                 o.raw(",\"pid\":"); o.signed(Int64(a.pid))
                 o.raw(",\"binary\":"); o.string(a.binary)
+                if let vm = a.vmName { o.raw(",\"vm\":"); o.string(vm) }
                 o.raw(",\"ring_buffer_bytes\":"); o.unsigned(UInt64(a.ringBufferBytes))
                 o.raw(",\"probes\":[")
                 for (i, p) in a.probes.enumerated() {

@@ -50,9 +50,15 @@ public struct LiveAttachment: Sendable, Equatable {
     public var probes: [Probe]
     /// The recording file, when the capture is recorded.
     public var recordPath: String?
+    /// The VM's name (`-name guest=NAME` or `-name NAME` on its command line), when it has one.
+    public var vmName: String?
 
     /// The header of a capture of `pid` running `binary`.
-    public init(migtraceVersion: String, pid: Int32, binary: String, ringBufferBytes: Int, probes: [Probe], recordPath: String?) {
+    public init(
+        migtraceVersion: String, pid: Int32, binary: String, ringBufferBytes: Int, probes: [Probe], recordPath: String?,
+        vmName: String? = nil
+    ) {
+        self.vmName = vmName
         self.migtraceVersion = migtraceVersion
         self.pid = pid
         self.binary = binary

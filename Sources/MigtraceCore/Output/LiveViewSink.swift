@@ -132,7 +132,7 @@ public final class LiveViewSink: AnalysisSink {
         case .attached(let a):
             attachment = a
             // The header stays above the frame, as in the text view.
-            var h = "migtrace \(a.migtraceVersion): attached to pid \(a.pid) (\(a.binary))\n"
+            var h = "migtrace \(a.migtraceVersion): attached to pid \(a.pid) (\(a.binary))" + (a.vmName.map { ", vm \($0)" } ?? "") + "\n"
             let args = { (n: Int?) in n.map { $0 == 1 ? "1 arg" : "\($0) args" } ?? "?" }
             h += "probes: " + a.probes.filter(\.attached).map { "\($0.name) (\(args($0.argumentCount)))" }.joined(separator: ", ") + "\n"
             let missing = a.probes.filter { !$0.attached }

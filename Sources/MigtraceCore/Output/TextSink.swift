@@ -169,7 +169,8 @@ public final class TextSink: AnalysisSink {
     public func live(_ event: LiveEvent) {
         switch event {
         case .attached(let a):
-            var h = "migtrace \(a.migtraceVersion): attached to pid \(a.pid) (\(TerminalText.escaped(a.binary)))\n"
+            var h = "migtrace \(a.migtraceVersion): attached to pid \(a.pid) (\(TerminalText.escaped(a.binary)))"
+            h += (a.vmName.map { ", vm \(TerminalText.escaped($0))" } ?? "") + "\n"
             let args = { (n: Int?) in n.map { $0 == 1 ? "1 arg" : "\($0) args" } ?? "?" }
             h += "probes: " + a.probes.filter(\.attached).map { "\($0.name) (\(args($0.argumentCount)))" }.joined(separator: ", ") + "\n"
             let missing = a.probes.filter { !$0.attached }

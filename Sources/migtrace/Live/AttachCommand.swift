@@ -182,7 +182,7 @@ struct LiveRun {
                         .init(
                             name: $0.name, attached: $0.attached, argumentCount: $0.noteArgumentCount, siteCount: $0.siteCount,
                             reason: $0.reason)
-                    }, recordPath: record)))
+                    }, recordPath: record, vmName: QEMUCommandLine.vmName(pid: pid))))
 
         var reportedDrops: UInt64 = 0
         var recordingFailureShown = false
