@@ -95,12 +95,12 @@ SCENARIOS = {
     "bandwidth-change": dict(
         ram=128, append="span=72 dirty=1 delay=400000",
         params={"max-bandwidth": 24 * MiB},
-        steps=[(2.0, "set", {"max-bandwidth": 8 * MiB})], limit=9.0,
+        steps=[(2.0, "set", {"max-bandwidth": 8 * MiB})], limit=16.0,
         expect="completed"),
     "downtime-change": dict(
         ram=128, append="span=64 dirty=1 delay=200000",
         params={"max-bandwidth": 16 * MiB, "downtime-limit": 300},
-        steps=[(2.0, "set", {"downtime-limit": 100})], limit=9.0,
+        steps=[(2.0, "set", {"downtime-limit": 100})], limit=16.0,
         expect="completed"),
     "switchover-bw": dict(
         ram=128, append="span=64 dirty=1 delay=200000",
