@@ -119,12 +119,7 @@ struct LiveRun {
     var metrics: String? = nil
 
     func run() async throws -> ExitCode {
-        do {
-            return try await capture()
-        } catch let failure as LiveFailure {
-            printError("migtrace: \(failure.message)")
-            return failure.code
-        }
+        try await LiveFailure.reported { try await capture() }
     }
 
     private func capture() async throws -> ExitCode {

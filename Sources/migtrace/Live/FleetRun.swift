@@ -46,12 +46,7 @@ struct FleetRun {
 
     func run() async throws -> ExitCode {
         signal(SIGPIPE, SIG_IGN)
-        do {
-            return try await capture()
-        } catch let failure as LiveFailure {
-            printError("migtrace: \(failure.message)")
-            return failure.code
-        }
+        return try await LiveFailure.reported { try await capture() }
     }
 
     private func capture() async throws -> ExitCode {

@@ -133,3 +133,16 @@ struct LiveFailure: Error {
         }
     }
 }
+
+extension LiveFailure {
+    /// Run a capture: a ``LiveFailure`` it throws becomes its message on stderr and its exit code (attach,
+    /// attach --all, demo); any other error passes on.
+    static func reported(_ capture: () async throws -> ExitCode) async throws -> ExitCode {
+        do {
+            return try await capture()
+        } catch let failure as LiveFailure {
+            printError("migtrace: \(failure.message)")
+            return failure.code
+        }
+    }
+}
