@@ -56,13 +56,32 @@ struct {
 	__type(value, __u64);
 } drops SEC(".maps");
 
-static __always_inline void count_drop(void)
+/*
+ * The same losses by process, for `attach --all`, where one ring serves every
+ * QEMU of a binary: each process's summary gives its own drops. Only the
+ * full-ring path touches it. A process that finds the table full is still
+ * counted in `drops` (user space reports the difference as unattributed).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MT_MAX_DROP_PROCESSES);
+	__type(key, __u32);
+	__type(value, __u64);
+} drops_by_tgid SEC(".maps");
+
+static __always_inline void count_drop(__u32 tgid)
 {
 	__u32 zero = 0;
-	__u64 *cnt = bpf_map_lookup_elem(&drops, &zero);
+	__u64 *cnt = bpf_map_lookup_elem(&drops, &zero), one = 1;
 
 	if (cnt)
 		*cnt += 1; /* per-CPU slot: no other writer */
+	cnt = bpf_map_lookup_elem(&drops_by_tgid, &tgid);
+	if (cnt)
+		__sync_fetch_and_add(cnt, 1); /* shared by every CPU */
+	else if (bpf_map_update_elem(&drops_by_tgid, &tgid, &one, BPF_NOEXIST) < 0 &&
+		 (cnt = bpf_map_lookup_elem(&drops_by_tgid, &tgid)))
+		__sync_fetch_and_add(cnt, 1); /* another CPU inserted it first */
 }
 
 /*
@@ -166,7 +185,7 @@ int handle_probe(struct pt_regs *ctx)
 	/* reserve a record; a full buffer is counted, never silent */
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
-		count_drop();
+		count_drop(tgid);
 		return 0;
 	}
 

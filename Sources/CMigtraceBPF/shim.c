@@ -15,19 +15,19 @@
 #include <bpf/libbpf.h>
 
 _Static_assert(sizeof(struct mt_event) == MT_EVENT_SIZE, "struct mt_event layout changed");
-_Static_assert(MT_PROBE_COUNT <= 16, "too many probes for the link table");
 
-/* Every probe may be attached once; a few spare slots for repeated attach calls. */
-#define MT_MAX_LINKS 32
+/* Links: every probe once per binary (`attach --all` adds binaries as they appear); a bound on runaway callers. */
+#define MT_MAX_LINKS 4096
 
 struct mt_session {
 	struct bpf_object *obj;
 	struct bpf_program *prog;  /* handle_probe */
 	struct bpf_map *events;    /* ring buffer */
 	struct bpf_map *drops;     /* per-CPU reserve failures */
+	struct bpf_map *drops_by_tgid; /* the same by process */
 	struct bpf_map *rodata;    /* .rodata (targ_tgid) */
-	struct bpf_link *links[MT_MAX_LINKS];
-	int nlinks;
+	struct bpf_link **links;
+	int nlinks, links_cap;
 	struct ring_buffer *rb;
 	mt_sample_fn sample;
 	void *sample_ctx;
@@ -98,6 +98,9 @@ int mt_open(mt_session *s, const void *object, size_t size)
 	s->drops = bpf_object__find_map_by_name(s->obj, "drops");
 	if (!s->drops)
 		return fail(s, "bpf_object__find_map_by_name(drops)", ENOENT);
+	s->drops_by_tgid = bpf_object__find_map_by_name(s->obj, "drops_by_tgid");
+	if (!s->drops_by_tgid)
+		return fail(s, "bpf_object__find_map_by_name(drops_by_tgid)", ENOENT);
 
 	/* internal maps are named "<obj prefix>.rodata" */
 	bpf_object__for_each_map(map, s->obj) {
@@ -193,6 +196,15 @@ int mt_attach_usdt(mt_session *s, int pid, const char *binary_path, const char *
 		return fail(s, "bpf_program__attach_usdt", EINVAL);
 	if (s->nlinks >= MT_MAX_LINKS)
 		return fail(s, "bpf_program__attach_usdt", ENOSPC);
+	if (s->nlinks == s->links_cap) {
+		int cap = s->links_cap ? 2 * s->links_cap : 16;
+		struct bpf_link **grown = realloc(s->links, (size_t)cap * sizeof(*grown));
+
+		if (!grown)
+			return fail(s, "realloc", ENOMEM);
+		s->links = grown;
+		s->links_cap = cap;
+	}
 	errno = 0;
 	link = bpf_program__attach_usdt(s->prog, pid, binary_path, provider, name, &opts);
 	if (!link)
@@ -288,6 +300,32 @@ int mt_read_drops(mt_session *s, uint64_t *out)
 	return 0;
 }
 
+int mt_read_tgid_drops(mt_session *s, uint32_t tgid, uint64_t *out)
+{
+	uint64_t value = 0;
+
+	if (!s->loaded)
+		return fail(s, "bpf_map_lookup_elem(drops_by_tgid)", EINVAL);
+	errno = 0;
+	if (bpf_map_lookup_elem(bpf_map__fd(s->drops_by_tgid), &tgid, &value) != 0) {
+		if (errno != ENOENT)
+			return fail(s, "bpf_map_lookup_elem(drops_by_tgid)", errno ? errno : EINVAL);
+		value = 0; /* no loss yet */
+	}
+	*out = value;
+	return 0;
+}
+
+int mt_forget_tgid_drops(mt_session *s, uint32_t tgid)
+{
+	if (!s->loaded)
+		return fail(s, "bpf_map_delete_elem(drops_by_tgid)", EINVAL);
+	errno = 0;
+	if (bpf_map_delete_elem(bpf_map__fd(s->drops_by_tgid), &tgid) != 0 && errno != ENOENT)
+		return fail(s, "bpf_map_delete_elem(drops_by_tgid)", errno ? errno : EINVAL);
+	return 0;
+}
+
 const char *mt_failed_op(const mt_session *s)
 {
 	return s->failed_op;
@@ -302,6 +340,7 @@ void mt_session_free(mt_session *s)
 	ring_buffer__free(s->rb);
 	for (i = s->nlinks - 1; i >= 0; i--)
 		bpf_link__destroy(s->links[i]);
+	free(s->links);
 	bpf_object__close(s->obj);
 	free(s);
 }

@@ -122,7 +122,7 @@ public final class LiveSession: @unchecked Sendable {
         }
     }
 
-    /// The traced process.
+    /// The traced process; 0 for a session of every process of its binaries.
     public let pid: Int32
     /// The binary whose probes are attached.
     public let binaryPath: String
@@ -130,6 +130,9 @@ public final class LiveSession: @unchecked Sendable {
     public let probes: [ProbeStatus]
     /// The settings used.
     public let configuration: Configuration
+
+    /// The probes' statuses by binary (the latest attach of each path).
+    private let binaries: Mutex<[String: [ProbeStatus]]>
 
     /// The probes that are attached.
     public var attachedProbes: [ProbeStatus] { probes.filter(\.attached) }
@@ -167,9 +170,34 @@ public final class LiveSession: @unchecked Sendable {
     /// - Throws: ``LiveAttachError``; ``LiveAttachError/noQEMUProbes(binaryPath:)`` when the binary has no `qemu`
     ///   USDT notes, ``LiveAttachError/requiredProbeMissing(binaryPath:probe:error:)`` when
     ///   `migrate_transferred` cannot be attached. A missing context probe is not an error (see ``probes``).
-    public init(pid: Int32, binaryPath: String? = nil, configuration: Configuration = Configuration())
+    public convenience init(pid: Int32, binaryPath: String? = nil, configuration: Configuration = Configuration())
         throws(LiveAttachError)
     {
+        let path: String
+        if let binaryPath {
+            path = binaryPath
+        } else {
+            do { path = try LivePreconditions.executablePath(pid: pid) } catch { throw .precondition(error) }
+        }
+        try self.init(pid: pid, binaries: [path], attachPID: configuration.scope == .process ? pid : -1, configuration: configuration)
+    }
+
+    /// Opens one session for every process of `binaries`, those started later included: the probes are attached by
+    /// binary (libbpf's pid -1, the kernel's uprobes and USDT semaphores follow the file into every process that maps
+    /// it), there is no tgid filter, and one ring buffer carries every process's events, each with its
+    /// ``TraceEvent/processID``. ``attach(binary:)`` adds a binary later (a new QEMU, or an upgraded file).
+    ///
+    /// - Throws: as ``init(pid:binaryPath:configuration:)``, for the first binary that fails.
+    public convenience init(everyProcessOf binaries: [String], configuration: Configuration = Configuration())
+        throws(LiveAttachError)
+    {
+        guard !binaries.isEmpty else { throw .invalidConfiguration("no binary to attach to") }
+        var config = configuration
+        config.finishWhenProcessExits = false
+        try self.init(pid: 0, binaries: binaries, attachPID: -1, configuration: config)
+    }
+
+    private init(pid: Int32, binaries: [String], attachPID: Int32, configuration: Configuration) throws(LiveAttachError) {
         let size = configuration.ringBufferSize
         guard size > 0, size <= Int(UInt32.max / 2) + 1, size & (size - 1) == 0 else {
             throw .invalidConfiguration("ring buffer size \(size) is not a power of two")
@@ -181,19 +209,14 @@ public final class LiveSession: @unchecked Sendable {
         guard configuration.probes.contains(.migrateTransferred) else {
             throw .invalidConfiguration("migrate_transferred must be among the probes")
         }
-        let path: String
-        if let binaryPath {
-            path = binaryPath
-        } else {
-            do { path = try LivePreconditions.executablePath(pid: pid) } catch { throw .precondition(error) }
+        // Which probes does each binary have? (Also tells "no dtrace backend" apart from other failures.)
+        var notes: [[USDTProbe]] = []
+        for path in binaries {
+            let probes: [USDTProbe]
+            do { probes = USDTNotes.probes(try USDTNotes.read(path: path), provider: "qemu") } catch { throw .notes(error) }
+            if probes.isEmpty { throw .noQEMUProbes(binaryPath: path) }
+            notes.append(probes)
         }
-
-        // Which probes does the binary have? (Also tells "no dtrace backend" apart from other failures.)
-        let notes: [USDTProbe]
-        do { notes = USDTNotes.probes(try USDTNotes.read(path: path), provider: "qemu") } catch {
-            throw .notes(error)
-        }
-        if notes.isEmpty { throw .noQEMUProbes(binaryPath: path) }
 
         mt_set_verbose(configuration.verbose)
         guard let h = mt_session_new() else { throw .libbpf(LibbpfError(operation: "mt_session_new", errno: ENOMEM)) }
@@ -211,15 +234,40 @@ public final class LiveSession: @unchecked Sendable {
         try check(mt_set_target_tgid(h, UInt32(bitPattern: pid)), "set targ_tgid")
         try check(mt_load(h), "bpf_object__load")
 
+        var attached: [String: [ProbeStatus]] = [:]
+        for (path, probes) in zip(binaries, notes) {
+            do {
+                attached[path] = try Self.attachProbes(h, pid: attachPID, path: path, notes: probes, kinds: configuration.probes)
+            } catch {
+                mt_session_free(h)
+                throw error
+            }
+        }
+
+        self.pid = pid
+        self.binaryPath = binaries[0]
+        self.configuration = configuration
+        self.probes = attached[binaries[0]]!
+        self.handle = h
+        self.binaries = Mutex(attached)
+        let reportPath = getenv("MIGTRACE_LATENCY_REPORT").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
+        self.latencyRecorder =
+            configuration.measureLatency || reportPath != nil ? LatencyRecorder(reportPath: reportPath) : nil
+    }
+
+    /// Attaches every requested probe that `notes` has; `migrate_transferred` must attach (its links stay with the
+    /// session either way: mt_session_free destroys them).
+    private static func attachProbes(
+        _ h: OpaquePointer, pid: Int32, path: String, notes: [USDTProbe], kinds: [ProbeKind]
+    ) throws(LiveAttachError) -> [ProbeStatus] {
         var statuses: [ProbeStatus] = []
-        let attachPID: Int32 = configuration.scope == .process ? pid : -1
-        for kind in configuration.probes {
+        for kind in kinds {
             let sites = notes.filter { $0.name == kind.eventName }
             var status = ProbeStatus(
                 kind: kind, siteCount: sites.count, noteArgumentCount: sites.first?.argumentCount,
                 hasSemaphore: sites.contains(where: \.hasSemaphore), attached: false, error: nil)
             if !sites.isEmpty {
-                let rc = mt_attach_usdt(h, attachPID, path, "qemu", kind.eventName, UInt64(kind.rawValue))
+                let rc = mt_attach_usdt(h, pid, path, "qemu", kind.eventName, UInt64(kind.rawValue))
                 if rc == 0 {
                     status.attached = true
                 } else {
@@ -228,20 +276,36 @@ public final class LiveSession: @unchecked Sendable {
                 }
             }
             if kind == .migrateTransferred && !status.attached {
-                mt_session_free(h)
                 throw .requiredProbeMissing(binaryPath: path, probe: kind.eventName, error: status.error)
             }
             statuses.append(status)
         }
+        return statuses
+    }
 
-        self.pid = pid
-        self.binaryPath = path
-        self.configuration = configuration
-        self.probes = statuses
-        self.handle = h
-        let reportPath = getenv("MIGTRACE_LATENCY_REPORT").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
-        self.latencyRecorder =
-            configuration.measureLatency || reportPath != nil ? LatencyRecorder(reportPath: reportPath) : nil
+    /// Attaches the probes of one more binary for every process (a session of ``init(everyProcessOf:configuration:)``):
+    /// a QEMU binary seen for the first time, or a path whose file was replaced (an upgrade: the running processes
+    /// keep the old file, new ones map the new one, and uprobes belong to a file). Returns the probes' statuses.
+    ///
+    /// - Throws: ``LiveAttachError`` as the initializer, or `.invalidConfiguration` on a session of one process.
+    public func attach(binary path: String) throws(LiveAttachError) -> [ProbeStatus] {
+        guard pid == 0 else { throw .invalidConfiguration("attach(binary:) needs a session of every process") }
+        let notes: [USDTProbe]
+        do { notes = USDTNotes.probes(try USDTNotes.read(path: path), provider: "qemu") } catch { throw .notes(error) }
+        if notes.isEmpty { throw .noQEMUProbes(binaryPath: path) }
+        let statuses = try state.withLock { (s: inout State) throws(LiveAttachError) -> [ProbeStatus] in
+            guard !s.freed, let h = handle else {
+                throw LiveAttachError.libbpf(LibbpfError(operation: "bpf_program__attach_usdt", errno: EBADF))
+            }
+            return try Self.attachProbes(h, pid: -1, path: path, notes: notes, kinds: configuration.probes)
+        }
+        binaries.withLock { $0[path] = statuses }
+        return statuses
+    }
+
+    /// The probe statuses of `path`, when this session has attached it.
+    public func probes(ofBinary path: String) -> [ProbeStatus]? {
+        binaries.withLock { $0[path] }
     }
 
     deinit {
@@ -265,6 +329,32 @@ public final class LiveSession: @unchecked Sendable {
             return total
         }
     }
+
+    /// Events of process `tgid` lost in the kernel because the ring buffer was full. The per-process table holds
+    /// `MT_MAX_DROP_PROCESSES` processes; a loss of a process beyond it is only in ``kernelDrops()``.
+    public func kernelDrops(ofProcess tgid: Int32) throws(LibbpfError) -> UInt64 {
+        try state.withLock { (s: inout State) throws(LibbpfError) -> UInt64 in
+            guard !s.freed, let h = handle else { throw LibbpfError(operation: "mt_read_tgid_drops", errno: EBADF) }
+            var total: UInt64 = 0
+            let rc = mt_read_tgid_drops(h, UInt32(bitPattern: tgid), &total)
+            if rc < 0 {
+                throw LibbpfError(operation: mt_failed_op(h).map { String(cString: $0) } ?? "mt_read_tgid_drops", errno: rc)
+            }
+            return total
+        }
+    }
+
+    /// Frees the per-process loss entry of a process that has ended (its pid may be reused); its losses stay in
+    /// ``kernelDrops()``.
+    public func forgetDrops(ofProcess tgid: Int32) {
+        state.withLock { s in
+            guard !s.freed, let h = handle else { return }
+            _ = mt_forget_tgid_drops(h, UInt32(bitPattern: tgid))
+        }
+    }
+
+    /// How many processes ``kernelDrops(ofProcess:)`` counts one by one (the BPF program's `drops_by_tgid` table).
+    public static let perProcessDropCapacity = Int(MT_MAX_DROP_PROCESSES)
 
     /// Events dropped between the poll thread and the consumer. The stream buffers without bound, so this stays 0;
     /// it is counted anyway so that a policy change could never make losses silent.
@@ -372,7 +462,7 @@ public final class LiveSession: @unchecked Sendable {
                 break
             }
             flush()
-            if configuration.finishWhenProcessExits && !processAlive() { break }
+            if configuration.finishWhenProcessExits && pid > 0 && !processAlive() { break }
         }
         if failure == nil {
             // Drain what the producer submitted before the stop.

@@ -73,8 +73,13 @@ final class FakeQEMU {
     private var buffer = Data()
     let pid: Int32
 
-    init(_ variant: TestPrograms.Variant, count: Int, extra: [String] = []) throws {
-        process.executableURL = URL(fileURLWithPath: try TestPrograms.path(variant))
+    convenience init(_ variant: TestPrograms.Variant, count: Int, extra: [String] = []) throws {
+        try self.init(executable: try TestPrograms.path(variant), count: count, extra: extra)
+    }
+
+    /// A fake_qemu of another file (a private copy: a session of every process of a binary sees all of its runs).
+    init(executable: String, count: Int, extra: [String] = []) throws {
+        process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = [String(count), "--wait"] + extra
         process.standardOutput = stdout
         try process.run()

@@ -7,7 +7,7 @@
  * this shim exposes a small `mt_` API over an opaque session:
  *
  *   mt_session_new -> mt_open -> mt_set_ringbuf_size / mt_set_target_tgid
- *     -> mt_load -> mt_attach_usdt (per probe) -> mt_ringbuf_open
+ *     -> mt_load -> mt_attach_usdt (per probe and binary) -> mt_ringbuf_open
  *     -> mt_ringbuf_poll ... -> mt_read_drops -> mt_session_free
  *
  * Every int-returning function returns 0 (or a count) on success and a
@@ -74,6 +74,12 @@ int mt_ringbuf_consume(mt_session *session);
 
 /* Reads the per-CPU reserve-failure counter and stores its sum in *out. */
 int mt_read_drops(mt_session *session, uint64_t *out);
+
+/* Reads the ring-buffer losses of one process (0 when it lost none). */
+int mt_read_tgid_drops(mt_session *session, uint32_t tgid, uint64_t *out);
+
+/* Forgets the losses of a process that has ended (its pid may be reused); they stay in the total. */
+int mt_forget_tgid_drops(mt_session *session, uint32_t tgid);
 
 /* The libbpf operation that failed last (static string), or NULL if none failed. */
 const char *_Nullable mt_failed_op(const mt_session *session);

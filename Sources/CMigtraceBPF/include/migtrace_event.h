@@ -53,6 +53,8 @@ typedef uint64_t mt_u64;
 #define MT_PROBE_MIGRATE_SET_STATE 7
 #define MT_PROBE_QEMU_SAVEVM_QUERY_PENDING 8
 #define MT_PROBE_COUNT 9
+/* Processes whose ring-buffer losses are counted one by one (the drops_by_tgid map). */
+#define MT_MAX_DROP_PROCESSES 4096
 /* probe: no USDT spec for this attachment (never expected); user space counts the record as undecodable. */
 #define MT_PROBE_UNKNOWN 0xff
 

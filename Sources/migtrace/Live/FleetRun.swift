@@ -8,11 +8,17 @@ import MigtraceIO
     import Glibc
 #endif
 
-/// `attach --all`: a capture of every process of the QEMU binaries with the probe, those started later included
-/// (the process list is read again every second). Each process has its own BPF session, analyzer and sinks, and its
-/// output lines carry its label (`[vm pid]` in text, `"pid"` and `"vm"` fields in JSON Lines). Every session's
-/// batches come through one stream to this one task, so each analyzer and the shared standard output are used by
-/// one thread at a time, as everywhere in migtrace (BatchPipe.swift).
+/// `attach --all`: a capture of every process of the QEMU binaries with the probe, those started later included.
+///
+/// One BPF session serves them all: its probes are attached by binary, so the kernel fires them in every process
+/// that runs the file, those started later too (their USDT semaphores are set when they map it), and one ring
+/// buffer carries every event with its process id. Attaching is one BPF load whatever the number of processes, and
+/// memory is one ring. `/proc` is read again every second (``ProcessTable``) to give idle processes their header,
+/// to close those that exited with their summary (one scan after the exit was seen, when the ring holds nothing
+/// more of theirs), and to attach a binary file seen for the first time (a new QEMU binary without `--binary`, or
+/// an upgraded one). Each process has its own analyzer and sinks, and its output lines carry its label (`[vm pid]`
+/// in text, `"pid"` and `"vm"` in JSON Lines). Events, scans and the end arrive through one stream to this one
+/// task, so each analyzer and the shared standard output are used by one thread at a time (BatchPipe.swift).
 struct FleetRun {
     var binaries: [String]
     var format: LiveFormat
@@ -24,14 +30,13 @@ struct FleetRun {
     /// One process being captured.
     private final class Capture {
         let pid: Int32
-        let session: LiveSession
         let analyzer: MigrationAnalyzer
         let output: LabelledOutput
+        var events: UInt64 = 0
         var reportedDrops: UInt64 = 0
 
-        init(pid: Int32, session: LiveSession, analyzer: MigrationAnalyzer, output: LabelledOutput) {
+        init(pid: Int32, analyzer: MigrationAnalyzer, output: LabelledOutput) {
             self.pid = pid
-            self.session = session
             self.analyzer = analyzer
             self.output = output
         }
@@ -39,9 +44,16 @@ struct FleetRun {
 
     /// What reaches the fleet's one consumer.
     private enum Arrival: Sendable {
-        case batch(Int32, [TraceEvent])
-        case closed(Int32, String?)
+        case batch([TraceEvent])
+        case closed(String?)
         case rescan
+    }
+
+    /// What the ended captures add up to.
+    private struct Totals {
+        var processes = 0
+        var events: UInt64 = 0
+        var kernelDrops: UInt64 = 0
     }
 
     func run() async throws -> ExitCode {
@@ -57,14 +69,38 @@ struct FleetRun {
         } catch {
             throw LiveFailure(error, pid: 0)
         }
-        let targets = try resolveBinaries()
+        let followNewBinaries = binaries.isEmpty
+        var targets = try resolveBinaries()
+        let session: LiveSession
+        do {
+            var config = LiveSession.Configuration()
+            config.ringBufferSize = ringBufferSize
+            config.verbose = verbose
+            session = try LiveSession(everyProcessOf: targets.sorted(), configuration: config)
+        } catch {
+            throw LiveFailure(error, pid: 0)
+        }
+        defer { session.close() }
+        var attachedFiles = Set(targets.compactMap(FileIdentity.init(path:)))
+        var probeOfFile: [FileIdentity: Bool] = [:]
         let endpoint = try metrics.map { address throws(LiveFailure) in try MetricsEndpoint.start(address: address) }
         defer { endpoint?.server.stop() }
         printError(
             "migtrace: watching every process of \(targets.sorted().joined(separator: ", ")) (Ctrl-C ends with a summary per process)")
 
         let (arrivals, feed) = AsyncStream.makeStream(of: Arrival.self)
-        let stopper = CaptureStopper { feed.finish() }
+        let stopper = CaptureStopper { session.stop() }
+        let stream: LiveEventStream
+        do { stream = try session.events() } catch { throw LiveFailure(LiveAttachError.libbpf(error), pid: 0) }
+        let forward = Task {
+            do {
+                for try await batch in stream { feed.yield(.batch(batch)) }
+                feed.yield(.closed(nil))
+            } catch {
+                feed.yield(.closed("\(error)"))
+            }
+        }
+        defer { forward.cancel() }
         let ticker = Task {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(1))
@@ -74,78 +110,118 @@ struct FleetRun {
         defer { ticker.cancel() }
         let out = FileDescriptorOutput.standardOutput
         let offset = MonotonicClock.realtimeOffsetNanoseconds()
+        var table = ProcessTable()
         var captures: [Int32: Capture] = [:]
-        var refused: Set<Int32> = []
-        var ended: [(pid: Int32, end: CaptureEnd)] = []
+        var exitSeen: [Int32] = []
+        var totals = Totals()
+        var checkedDrops: UInt64 = 0
         var worst: ExitCode = .success
 
-        func endCapture(_ c: Capture, reason: String) {
-            let end = CaptureEnd(
-                reason: reason, eventsReceived: c.session.receivedEvents, kernelDrops: (try? c.session.kernelDrops()) ?? c.reportedDrops,
-                consumerDrops: c.session.consumerDrops)
-            c.analyzer.live(.ended(end))
+        func start(_ pid: Int32, binary: String) -> Capture {
+            let name = QEMUCommandLine.vmName(pid: pid) ?? ""
+            let output = LabelledOutput(out: out, pid: pid, vm: name, json: format == .json)
+            let display: any AnalysisSink =
+                format == .json
+                ? JSONLinesSink(out: output, flushEachObject: false)
+                : TextSink(out: output, names: InputNames(["live"]), flushEachLine: false)
+            let sink: any AnalysisSink = endpoint.map { TeeSink([display, $0.sink(pid: pid)]) } ?? display
+            var configuration = analysis.configuration
+            configuration.liveUpdates = true
+            let analyzer = MigrationAnalyzer(configuration: configuration, sink: sink)
+            let probes = session.probes(ofBinary: binary) ?? session.probes
+            analyzer.live(
+                .attached(
+                    LiveAttachment(
+                        migtraceVersion: Migtrace.version, pid: pid, binary: binary, ringBufferBytes: ringBufferSize,
+                        probes: probes.map {
+                            .init(
+                                name: $0.name, attached: $0.attached, argumentCount: $0.noteArgumentCount, siteCount: $0.siteCount,
+                                reason: $0.reason)
+                        }, recordPath: nil)))
+            let capture = Capture(pid: pid, analyzer: analyzer, output: output)
+            captures[pid] = capture
+            table.watch(pid)
+            return capture
+        }
+
+        func end(_ c: Capture, reason: String) {
+            let drops = (try? session.kernelDrops(ofProcess: c.pid)) ?? c.reportedDrops
+            c.analyzer.live(.ended(CaptureEnd(reason: reason, eventsReceived: c.events, kernelDrops: drops, consumerDrops: 0)))
             let report = c.analyzer.finish()
             c.output.finishLine()
-            c.session.close()
-            ended.append((c.pid, end))
+            session.forgetDrops(ofProcess: c.pid)
+            captures[c.pid] = nil
+            totals.processes += 1
+            totals.events += c.events
+            totals.kernelDrops += drops
             if analysis.exitCode(for: report) != .success { worst = analysis.exitCode(for: report) }
         }
 
-        func attachNew() {
-            for pid in Self.processes(of: targets) where captures[pid] == nil && !refused.contains(pid) {
-                let name = QEMUCommandLine.vmName(pid: pid) ?? ""
-                let session: LiveSession
-                let stream: LiveEventStream
-                do {
-                    var config = LiveSession.Configuration()
-                    config.ringBufferSize = ringBufferSize
-                    config.verbose = verbose
-                    session = try LiveSession(pid: pid, binaryPath: try LivePreconditions.executablePath(pid: pid), configuration: config)
-                    stream = try session.events()
-                } catch {
-                    refused.insert(pid)
-                    printError("migtrace: pid \(pid) not attached: \(LiveFailure(error, pid: pid).message)")
-                    continue
-                }
-                let output = LabelledOutput(out: out, pid: pid, vm: name, json: format == .json)
-                let display: any AnalysisSink =
-                    format == .json
-                    ? JSONLinesSink(out: output, flushEachObject: false)
-                    : TextSink(out: output, names: InputNames(["live"]), flushEachLine: false)
-                let sink: any AnalysisSink = endpoint.map { TeeSink([display, $0.sink(pid: pid)]) } ?? display
-                var configuration = analysis.configuration
-                configuration.liveUpdates = true
-                let analyzer = MigrationAnalyzer(configuration: configuration, sink: sink)
-                analyzer.live(
-                    .attached(
-                        LiveAttachment(
-                            migtraceVersion: Migtrace.version, pid: pid, binary: session.binaryPath, ringBufferBytes: ringBufferSize,
-                            probes: session.probes.map {
-                                .init(
-                                    name: $0.name, attached: $0.attached, argumentCount: $0.noteArgumentCount, siteCount: $0.siteCount,
-                                    reason: $0.reason)
-                            }, recordPath: nil)))
-                captures[pid] = Capture(pid: pid, session: session, analyzer: analyzer, output: output)
-                Task {
+        /// Whether `p` runs a binary to follow; without --binary, any file with the probe, checked once per file.
+        func isTarget(_ p: ProcessTable.Process) -> Bool {
+            if targets.contains(p.executable) { return true }
+            guard followNewBinaries else { return false }
+            if let known = probeOfFile[p.file] { return known }
+            let has = Self.hasProbe("/proc/\(p.pid)/exe")
+            probeOfFile[p.file] = has
+            if has { targets.insert(p.executable) }
+            return has
+        }
+
+        func rescan() {
+            // Exits seen by the previous scan: the ring has long been drained of their events.
+            for pid in exitSeen { if let c = captures[pid] { end(c, reason: "target-exited") } }
+            let changes = table.scan()
+            exitSeen = changes.ended.filter { captures[$0] != nil }
+            for p in changes.started where isTarget(p) {
+                if !attachedFiles.contains(p.file) {
+                    // A deleted or replaced file is reached through the process only.
+                    let path = p.executableDeleted ? "/proc/\(p.pid)/exe" : p.executable
                     do {
-                        for try await batch in stream { feed.yield(.batch(pid, batch)) }
-                        feed.yield(.closed(pid, nil))
+                        _ = try session.attach(binary: path)
+                        attachedFiles.insert(p.file)
+                        printError("migtrace: \(TerminalText.escaped(p.executable)) is a new file (pid \(p.pid)); its probes are attached too")
                     } catch {
-                        feed.yield(.closed(pid, "\(error)"))
+                        printError("migtrace: pid \(p.pid) not attached: \(LiveFailure(error, pid: p.pid).message)")
+                        continue
+                    }
+                }
+                if captures[p.pid] == nil { _ = start(p.pid, binary: p.executable) }
+            }
+            // Losses: the total is one map read; a process's own count is read only when the total grew.
+            let total = (try? session.kernelDrops()) ?? checkedDrops
+            if total > checkedDrops {
+                checkedDrops = total
+                for c in captures.values {
+                    let drops = (try? session.kernelDrops(ofProcess: c.pid)) ?? c.reportedDrops
+                    if drops > c.reportedDrops {
+                        c.reportedDrops = drops
+                        c.analyzer.live(.lost(kernelDrops: drops, consumerDrops: 0))
                     }
                 }
             }
             out.flush()
         }
 
-        attachNew()
-        for await arrival in arrivals {
+        rescan()
+        var failure: String?
+        loop: for await arrival in arrivals {
             switch arrival {
             case .rescan:
-                attachNew()
-            case .batch(let pid, let batch):
-                guard let c = captures[pid] else { continue }
+                rescan()
+            case .batch(let batch):
+                var last: Capture?
                 for var e in batch {
+                    let pid = Int32(bitPattern: e.processID ?? 0)
+                    let c: Capture
+                    if let l = last, l.pid == pid {
+                        c = l
+                    } else {
+                        // A process's first event can come before the scan that finds it.
+                        c = captures[pid] ?? start(pid, binary: ProcessTable.process(pid)?.executable ?? session.binaryPath)
+                        last = c
+                    }
+                    c.events += 1
                     let mono = e.timestampNanoseconds
                     if let m = mono {
                         e.timestampNanoseconds = MonotonicClock.wallNanoseconds(monotonic: m, offset: offset)
@@ -154,42 +230,44 @@ struct FleetRun {
                     c.analyzer.live(.captured(e, monotonicNanoseconds: mono))
                     c.analyzer.consume(e)
                 }
-                let drops = (try? c.session.kernelDrops()) ?? c.reportedDrops
-                if drops > c.reportedDrops {
-                    c.reportedDrops = drops
-                    c.analyzer.live(.lost(kernelDrops: drops, consumerDrops: c.session.consumerDrops))
-                }
                 out.flush()
                 if out.closed { stopper.end("output-closed") }
-            case .closed(let pid, let failure):
-                guard let c = captures.removeValue(forKey: pid) else { continue }
-                if let failure { printError("migtrace: pid \(pid): live capture failed: \(failure)") }
-                endCapture(c, reason: failure == nil ? "target-exited" : "error")
-                out.flush()
+            case .closed(let error):
+                failure = error
+                break loop
             }
         }
-        let reason = stopper.why ?? "target-exited"
-        for pid in captures.keys.sorted() { endCapture(captures[pid]!, reason: reason) }
+        if let failure {
+            printError("migtrace: live capture failed: \(failure)")
+            stopper.end("error")
+        }
+        let reason = stopper.why ?? "error"
+        for pid in captures.keys.sorted() { end(captures[pid]!, reason: exitSeen.contains(pid) ? "target-exited" : reason) }
         out.flush()
-        let received = ended.reduce(0) { $0 + $1.end.eventsReceived }
-        let kernel = ended.reduce(0) { $0 + $1.end.kernelDrops }
-        let consumer = ended.reduce(0) { $0 + $1.end.consumerDrops }
+        let kernel = (try? session.kernelDrops()) ?? totals.kernelDrops
         printError(
-            "migtrace: \(ended.count) \(ended.count == 1 ? "process" : "processes") captured: \(received) events received; lost \(kernel) events (kernel), \(consumer) (consumer)"
+            "migtrace: \(totals.processes) \(totals.processes == 1 ? "process" : "processes") captured: \(session.receivedEvents) events received; lost \(kernel) events (kernel), \(session.consumerDrops) (consumer)"
         )
+        if kernel > totals.kernelDrops {
+            printError(
+                "migtrace: \(kernel - totals.kernelDrops) of the lost events are of processes beyond the \(LiveSession.perProcessDropCapacity) the kernel counts one by one"
+            )
+        }
         if let failure = outputWriteFailure() {
             printError(failure)
             return MigtraceExit.error
         }
-        return worst
+        return failure == nil ? worst : MigtraceExit.error
+    }
+
+    /// Whether the file at `path` carries QEMU's `migrate_transferred` probe.
+    private static func hasProbe(_ path: String) -> Bool {
+        guard let probes = try? USDTNotes.read(path: path) else { return false }
+        return probes.contains { $0.provider == "qemu" && $0.name == "migrate_transferred" }
     }
 
     /// The binaries to watch: those given (each must carry the probe), or those of the running processes that do.
     private func resolveBinaries() throws(LiveFailure) -> Set<String> {
-        func hasProbe(_ path: String) -> Bool {
-            guard let probes = try? USDTNotes.read(path: path) else { return false }
-            return probes.contains { $0.provider == "qemu" && $0.name == "migrate_transferred" }
-        }
         if !binaries.isEmpty {
             var set: Set<String> = []
             for b in binaries {
@@ -200,7 +278,7 @@ struct FleetRun {
                 }
                 let path = String(cString: real)
                 free(real)
-                guard hasProbe(path) else {
+                guard Self.hasProbe(path) else {
                     throw LiveFailure(
                         message:
                             "\(path) has no qemu:migrate_transferred probe (built without the dtrace trace backend?); `migtrace probes \(path)` lists its probes",
@@ -212,9 +290,9 @@ struct FleetRun {
         }
         var found: Set<String> = []
         var checked: Set<String> = []
-        for pid in Self.allPids() {
-            guard let exe = Self.executable(pid), checked.insert(exe).inserted else { continue }
-            if hasProbe(exe) { found.insert(exe) }
+        for pid in ProcessTable.pids() {
+            guard let p = ProcessTable.process(pid), !p.executableDeleted, checked.insert(p.executable).inserted else { continue }
+            if Self.hasProbe(p.executable) { found.insert(p.executable) }
         }
         guard !found.isEmpty else {
             throw LiveFailure(
@@ -223,33 +301,6 @@ struct FleetRun {
                 code: AttachExit.notQEMUWithProbe)
         }
         return found
-    }
-
-    /// Every pid in /proc.
-    private static func allPids() -> [Int32] {
-        guard let dir = opendir("/proc") else { return [] }
-        defer { closedir(dir) }
-        var pids: [Int32] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if let pid = Int32(name), pid > 0 { pids.append(pid) }
-        }
-        return pids
-    }
-
-    /// The executable of `pid` (a deleted or replaced one without its " (deleted)" mark).
-    private static func executable(_ pid: Int32) -> String? {
-        var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let n = readlink("/proc/\(pid)/exe", &buf, buf.count - 1)
-        guard n > 0 else { return nil }
-        var path = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        if path.hasSuffix(" (deleted)") { path.removeLast(10) }
-        return path
-    }
-
-    /// The processes running one of `binaries`, in pid order (kernel threads and zombies have no executable).
-    private static func processes(of binaries: Set<String>) -> [Int32] {
-        allPids().filter { pid in executable(pid).map(binaries.contains) ?? false }.sorted()
     }
 }
 
