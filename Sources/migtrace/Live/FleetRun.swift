@@ -180,7 +180,8 @@ struct FleetRun {
                     do {
                         _ = try session.attach(binary: path)
                         attachedFiles.insert(p.file)
-                        printError("migtrace: \(TerminalText.escaped(p.executable)) is a new file (pid \(p.pid)); its probes are attached too")
+                        printError(
+                            "migtrace: \(TerminalText.escaped(p.executable)) is a new file (pid \(p.pid)); its probes are attached too")
                     } catch {
                         printError("migtrace: pid \(p.pid) not attached: \(LiveFailure(error, pid: p.pid).message)")
                         continue
