@@ -54,6 +54,9 @@ public struct ProcessTable {
         public var started: [Process] = []
         /// Watched pids that have exited (gone from `/proc`, or a zombie), and unwatched ones gone from `/proc`.
         public var ended: [Int32] = []
+
+        /// No change.
+        public init() {}
     }
 
     private struct Entry {
