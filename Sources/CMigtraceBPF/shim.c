@@ -2,6 +2,7 @@
 #include "CMigtraceBPF.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -355,6 +356,11 @@ int mt_capget_effective(uint64_t *out)
 		return -errno;
 	*out = (uint64_t)data[0].effective | ((uint64_t)data[1].effective << 32);
 	return 0;
+}
+
+void mt_release_free_memory(void)
+{
+	malloc_trim(0);
 }
 
 size_t mt_event_size(void)

@@ -356,6 +356,10 @@ public final class LiveSession: @unchecked Sendable {
     /// How many processes ``kernelDrops(ofProcess:)`` counts one by one (the BPF program's `drops_by_tgid` table).
     public static let perProcessDropCapacity = Int(MT_MAX_DROP_PROCESSES)
 
+    /// Gives back to the system the memory a consumer's backlog took (malloc keeps it otherwise); for a long-running
+    /// capture once a burst has been read.
+    public static func releaseFreeMemory() { mt_release_free_memory() }
+
     /// Events dropped between the poll thread and the consumer. The stream buffers without bound, so this stays 0;
     /// it is counted anyway so that a policy change could never make losses silent.
     public var consumerDrops: UInt64 { consumerDropCount.load(ordering: .relaxed) }

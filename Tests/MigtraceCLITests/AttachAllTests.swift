@@ -67,6 +67,70 @@ import Testing
                 "3 processes captured: \(total) events received; lost 0 events (kernel), 0 (consumer)"))
     }
 
+    @Test(.requiresRoot) func processesComingAndGoingAreEachCapturedExactlyAndLeakNothing() throws {
+        // Four waves of four processes, each firing as soon as it starts: before any /proc scan can have seen it, so
+        // every event counted here came through the attach by binary. Their lifetimes overlap the next wave's start.
+        let dir = "/tmp/migtrace-attach-churn-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let exe = try TestProgramBuilder.buildFakeQEMU(probes: "fake_qemu.d", into: dir)
+        let migtrace = try Spawned([CLI.binary, "attach", "--all", "--binary", exe, "--format", "json"])
+        #expect(migtrace.stderr.wait(timeout: 30) { $0.contains("watching every process of") }, "\(migtrace.stderr.all)")
+        func count(_ what: String) -> Int {
+            (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(migtrace.pid)/\(what)").count) ?? -1
+        }
+        var done: [(FaultTarget, String, (fired: UInt64, transferred: UInt64))] = []
+        var running: [(FaultTarget, String)] = []
+        func wave(_ wave: Int) throws {
+            for i in 0..<4 {
+                let name = "w\(wave)p\(i)"
+                let t = try FaultTarget(
+                    count: 10 + 5 * i, ["--context", "--pace-us", "10000", "--migrations", "2", "-name", name], executable: exe)
+                t.go()
+                running.append((t, name))
+            }
+        }
+        func endOldest() throws {
+            for (t, name) in running.prefix(4) { done.append((t, name, try t.finish())) }
+            running.removeFirst(4)
+        }
+        // A first wave alone, then what migtrace holds once it has come and gone is the baseline.
+        try wave(0)
+        try endOldest()
+        #expect(migtrace.stdout.wait(count: 4, timeout: 30) { $0.contains("\"type\":\"summary\"") })
+        let fds = count("fd")
+        let threads = count("task")
+        for w in 1..<4 {
+            try wave(w)
+            // The previous wave ends while this one runs.
+            if w > 1 { try endOldest() }
+        }
+        for (t, name) in running { done.append((t, name, try t.finish())) }
+        #expect(
+            migtrace.stdout.wait(count: 16, timeout: 30) { $0.contains("\"type\":\"summary\"") }, "every process closed with its summary")
+        #expect(count("fd") == fds, "no file descriptor per process")
+        // Dispatch's pool may start a worker of its own when busy; a thread per process would be 12 more.
+        #expect(count("task") <= threads + 2, "no thread per process")
+        migtrace.signal(SIGINT)
+        let status = try #require(migtrace.wait(timeout: 30))
+        #expect(Spawned.code(status) == 0, "\(migtrace.stderr.all)")
+        let objects = JSONL.objects(migtrace.stdout.waitEOF(timeout: 10) ?? [])
+        for (t, name, f) in done {
+            let mine = objects.filter { $0["pid"] as? Int == Int(t.pid) }
+            #expect(mine.allSatisfy { $0["vm"] as? String == name })
+            #expect(JSONL.ofType(mine, "header").count == 1, "\(name)")
+            #expect(UInt64(JSONL.ofType(mine, "window").count) == f.transferred, "\(name)")
+            #expect(f.transferred == UInt64(2 * (10 + 5 * (Int(name.last!.asciiValue!) - 48))), "\(name): two migrations")
+            let summary = try #require(JSONL.ofType(mine, "summary").last, "\(name) closed with its summary")
+            #expect(summary["end_reason"] as? String == "target-exited", "\(name)")
+            #expect((summary["events_received"] as? NSNumber)?.uint64Value == f.fired, "\(name)")
+        }
+        let total = done.reduce(0) { $0 + $1.2.fired }
+        #expect(
+            migtrace.stderr.all.joined(separator: "\n").contains(
+                "16 processes captured: \(total) events received; lost 0 events (kernel), 0 (consumer)"), "\(migtrace.stderr.all)")
+    }
+
     @Test func allTakesNoPidAndBinaryNeedsAll() throws {
         let both = try CLI.run(["attach", "--all", "4242"])
         #expect(both.status == 64 && both.stderr.contains("Give a pid or --all, not both."))

@@ -90,6 +90,9 @@ void mt_session_free(mt_session *_Nullable session);
 /* Effective capability bits (capget(2), version 3) of this process; 0 or a negative errno. */
 int mt_capget_effective(uint64_t *out);
 
+/* Gives the memory malloc holds free back to the system (glibc's malloc_trim, which <malloc.h> alone declares). */
+void mt_release_free_memory(void);
+
 /* The size of struct mt_event, for layout tests. */
 size_t mt_event_size(void);
 

@@ -89,7 +89,14 @@ public struct ProcessTable {
         for pid in Self.pids(in: proc) {
             present.insert(pid)
             var entry = entries[pid] ?? Entry(process: nil, scansLeft: execGrace + 1)
-            if entry.scansLeft > 0 || entry.watched {
+            if entry.scansLeft == 0 && entry.watched {
+                // One readlink: a zombie has no executable (its exec, past the grace scans, is not looked for).
+                if !Self.hasExecutable(pid, in: proc) {
+                    changes.ended.append(pid)
+                    entries[pid] = nil
+                    continue
+                }
+            } else if entry.scansLeft > 0 {
                 let now = Self.process(pid, in: proc)
                 if entry.watched && now == nil {
                     changes.ended.append(pid)
@@ -125,6 +132,12 @@ public struct ProcessTable {
             if let pid = Int32(name), pid > 0 { pids.append(pid) }
         }
         return pids
+    }
+
+    /// Whether `pid` has an executable (a process that has exited, zombie or gone, has none).
+    static func hasExecutable(_ pid: Int32, in proc: String) -> Bool {
+        var buf = [CChar](repeating: 0, count: 8)
+        return readlink("\(proc)/\(pid)/exe", &buf, buf.count) > 0
     }
 
     /// The executable of `pid`, or nil (no such process, a kernel thread, a zombie, or no permission).

@@ -76,6 +76,9 @@ struct FleetRun {
             var config = LiveSession.Configuration()
             config.ringBufferSize = ringBufferSize
             config.verbose = verbose
+            // The BPF program wakes the reader for the first event after a quiet millisecond, so the timeout only
+            // reads a burst's tail and bounds the stop: 100 ms keeps an idle host service at 10 wakeups a second.
+            config.pollIntervalMs = 100
             session = try LiveSession(everyProcessOf: targets.sorted(), configuration: config)
         } catch {
             throw LiveFailure(error, pid: 0)
@@ -115,6 +118,8 @@ struct FleetRun {
         var exitSeen: [Int32] = []
         var totals = Totals()
         var checkedDrops: UInt64 = 0
+        var receivedAtScan: UInt64 = 0
+        var burstSeen = false
         var worst: ExitCode = .success
 
         func start(_ pid: Int32, binary: String) -> Capture {
@@ -169,6 +174,17 @@ struct FleetRun {
         }
 
         func rescan() {
+            // A burst is held in memory while the analysis catches up (nothing is dropped); once it has, give the
+            // memory back to the system, which malloc keeps otherwise: a host service stays at its idle size.
+            // (This scan came through the same stream as the batches, so those before it have been analysed.)
+            let received = session.receivedEvents
+            if received - receivedAtScan > 100_000 {
+                burstSeen = true
+            } else if burstSeen && received - receivedAtScan < 10_000 {
+                burstSeen = false
+                LiveSession.releaseFreeMemory()
+            }
+            receivedAtScan = received
             // Exits seen by the previous scan: the ring has long been drained of their events.
             for pid in exitSeen { if let c = captures[pid] { end(c, reason: "target-exited") } }
             let changes = table.scan()
