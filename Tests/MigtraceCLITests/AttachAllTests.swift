@@ -131,6 +131,28 @@ import Testing
                 "16 processes captured: \(total) events received; lost 0 events (kernel), 0 (consumer)"), "\(migtrace.stderr.all)")
     }
 
+    @Test(.requiresRoot) func textLinesCarryTheLabelWithTheNameEscaped() throws {
+        let dir = "/tmp/migtrace-attach-text-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let exe = try TestProgramBuilder.buildFakeQEMU(probes: "fake_qemu.d", into: dir)
+        let migtrace = try Spawned([CLI.binary, "attach", "--all", "--binary", exe])
+        #expect(migtrace.stderr.wait(timeout: 30) { $0.contains("watching every process of") })
+        // A VM name is input: its escape character must not reach the terminal.
+        let t = try FaultTarget(count: 12, ["--context", "--pace-us", "5000", "-name", "guest=red\u{1b}[31mvm"], executable: exe)
+        t.go()
+        _ = try t.finish()
+        #expect(
+            migtrace.stdout.wait(timeout: 30) { $0.contains("target-exited") || $0.contains("target exited") }, "\(migtrace.stdout.all)")
+        migtrace.signal(SIGINT)
+        _ = try #require(migtrace.wait(timeout: 30))
+        let lines = (migtrace.stdout.waitEOF(timeout: 10) ?? []).filter { !$0.isEmpty }
+        let label = "[red\\x1b[31mvm \(t.pid)] "
+        #expect(lines.count > 12, "a header, a line per window, a summary: \(lines)")
+        #expect(lines.allSatisfy { $0.hasPrefix(label) }, "\(lines.prefix(3))")
+        #expect(!lines.joined().contains("\u{1b}"))
+    }
+
     @Test func allTakesNoPidAndBinaryNeedsAll() throws {
         let both = try CLI.run(["attach", "--all", "4242"])
         #expect(both.status == 64 && both.stderr.contains("Give a pid or --all, not both."))

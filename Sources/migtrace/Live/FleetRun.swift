@@ -329,6 +329,7 @@ final class LabelledOutput: ByteOutput {
     private let label: [UInt8]
     private let json: Bool
     private var line: [UInt8] = []
+    private var staged: [UInt8] = []
 
     init(out: any ByteOutput, pid: Int32, vm: String, json: Bool) {
         self.out = out
@@ -345,13 +346,33 @@ final class LabelledOutput: ByteOutput {
     }
 
     func write(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { write($0) }
+    }
+
+    /// Complete lines go out labelled, in one write per call (a sink writes a batch of lines at once); the rest of
+    /// a line waits for its newline.
+    func write(_ bytes: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
         var start = 0
-        while let nl = bytes[start...].firstIndex(of: UInt8(ascii: "\n")) {
-            line += bytes[start...nl]
-            emit()
-            start = nl + 1
+        while start < bytes.count {
+            guard let hit = memchr(base + start, 0x0A, bytes.count - start) else {
+                line.append(contentsOf: bytes[start...])
+                break
+            }
+            let end = UnsafeRawPointer(hit) - base + 1
+            if line.isEmpty {
+                stage(UnsafeRawBufferPointer(rebasing: bytes[start..<end]))
+            } else {
+                line.append(contentsOf: bytes[start..<end])
+                line.withUnsafeBytes { stage($0) }
+                line.removeAll(keepingCapacity: true)
+            }
+            start = end
         }
-        line += bytes[start...]
+        if !staged.isEmpty {
+            staged.withUnsafeBytes { out.write($0) }
+            staged.removeAll(keepingCapacity: true)
+        }
     }
 
     func flush() { out.flush() }
@@ -360,18 +381,24 @@ final class LabelledOutput: ByteOutput {
     func finishLine() {
         if !line.isEmpty {
             line.append(UInt8(ascii: "\n"))
-            emit()
+            line.withUnsafeBytes { stage($0) }
+            line.removeAll(keepingCapacity: true)
+            staged.withUnsafeBytes { out.write($0) }
+            staged.removeAll(keepingCapacity: true)
         }
     }
 
-    private func emit() {
+    /// One complete line, labelled, into the block written out at the end of the call.
+    private func stage(_ line: UnsafeRawBufferPointer) {
         if json, line.first == UInt8(ascii: "{") {
-            out.write([UInt8(ascii: "{")] + label + line.dropFirst())
+            staged.append(UInt8(ascii: "{"))
+            staged.append(contentsOf: label)
+            staged.append(contentsOf: line[1...])
         } else if json {
-            out.write(line)
+            staged.append(contentsOf: line)
         } else {
-            out.write(label + line)
+            staged.append(contentsOf: label)
+            staged.append(contentsOf: line)
         }
-        line.removeAll(keepingCapacity: true)
     }
 }
