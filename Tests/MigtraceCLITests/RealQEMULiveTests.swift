@@ -241,6 +241,56 @@ struct RealQEMULiveTests {
         try check(try migrate(build, scenario, in: dir))
     }
 
+    /// `attach --all` on the real binary, started before either QEMU: the source and the destination of a real
+    /// migration are both captured from their first event (the probes are attached to the file, and QEMU starts after
+    /// migtrace), each labelled and closed with its summary; the source's windows are the ones QEMU logged.
+    @Test func attachAllFollowsTheSourceAndTheDestination() throws {
+        let qemu = try USDTQEMU.require("10.0")
+        let dir = CLI.temporaryPath("usdt-all")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let m = try Spawned([CLI.binary, "attach", "--all", "--binary", qemu, "--format", "json"])
+        try #require(m.stderr.wait(timeout: 20) { $0.contains("watching every process of") }, "\(m.stderr.all)")
+        let log = dir + "/source.log"
+        let facts = dir + "/facts.json"
+        let go = dir + "/go"
+        let driver = try Spawned([
+            "/usr/bin/env", "python3", CLI.repository.appendingPathComponent("Tests/qemu/migrate.py").path,
+            "--qemu", "usdt-10.0", "--scenario", "converge", "--out", log, "--facts", facts, "--trace-glob", "migrate*",
+            "--go-file", go,
+        ])
+        try #require(driver.stdout.wait(timeout: 30) { $0.hasPrefix("source-pid ") }, "\(driver.stderr.all)")
+        #expect(FileManager.default.createFile(atPath: go, contents: nil))
+        let driverStatus = try #require(driver.wait(timeout: 90), "migrate.py did not end")
+        #expect(Spawned.code(driverStatus) == 0, "migrate.py: \(driver.stderr.waitEOF(timeout: 5) ?? [])")
+        let f = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: facts))) as? [String: Any])
+        let source = try #require(f["source_pid"] as? Int)
+        let destination = try #require(f["destination_pid"] as? Int)
+        #expect(m.stdout.wait(count: 2, timeout: 30) { $0.contains("\"type\":\"summary\"") }, "both closed when they exit")
+        m.signal(SIGINT)
+        let st = try #require(m.wait(timeout: 30))
+        #expect(Spawned.code(st) == 0, "\(m.stderr.all)")
+        let objects = JSONL.objects(m.stdout.waitEOF(timeout: 10) ?? [])
+        let src = objects.filter { $0["pid"] as? Int == source }
+        let dst = objects.filter { $0["pid"] as? Int == destination }
+        #expect(Set(objects.compactMap { $0["pid"] as? Int }) == [source, destination], "nothing else runs this binary")
+        for (who, mine) in [("source", src), ("destination", dst)] {
+            #expect(JSONL.ofType(mine, "header").count == 1, "\(who)")
+            let summary = try #require(JSONL.ofType(mine, "summary").last, "\(who)")
+            #expect(summary["end_reason"] as? String == "target-exited", "\(who)")
+            #expect(summary["kernel_drops"] as? Int == 0, "\(who)")
+        }
+        // The source's windows, live, are QEMU's logged ones, from the first.
+        let logged = ProbeFire.fromLog(try String(contentsOfFile: log, encoding: .utf8)).filter { $0.name == "migrate_transferred" }
+        try #require(logged.count >= 10)
+        #expect(JSONL.ofType(src, "window").map(Self.traced) == logged.map(\.args))
+        #expect(JSONL.ofType(src, "state").compactMap { $0["state"] as? String }.suffix(3) == ["active", "device", "completed"])
+        // The destination sends nothing; its own states say it received the migration.
+        #expect(JSONL.ofType(dst, "window").isEmpty)
+        #expect(JSONL.ofType(dst, "state").compactMap { $0["state"] as? String }.last == "completed", "\(dst)")
+        print("attach --all: source \(JSONL.ofType(src, "window").count) windows, destination \(JSONL.ofType(dst, "state").count) states")
+    }
+
     /// `migtrace probes` lists every migration probe site of the real binary (pc, semaphore, argument string) as
     /// binutils' readelf reads the ELF notes, and counts all of the binary's sites.
     @Test(arguments: USDTQEMU.builds)

@@ -406,6 +406,7 @@ class Runner:
                                           sq.version["qemu"]["micro"])
         F["qemu_package"] = sq.version.get("package", "").strip()
         F["source_pid"] = src.pid
+        F["destination_pid"] = dst.pid
         if a.go_file:
             sys.stdout.write("source-pid %d\n" % src.pid)
             sys.stdout.flush()

@@ -56,7 +56,7 @@ struct AttachCommand: AsyncParsableCommand {
     @Flag(help: "Stop once the migration reaches completed, failed or cancelled (needs the migrate_set_state probe).")
     var untilComplete = false
 
-    @Option(help: "Ring-buffer size in bytes (a power of two, at least a page); room for bursts.")
+    @Option(help: "Ring-buffer size in bytes (a power of two, at least a page); room for bursts. With --all, one for all.")
     var ringBufferSize: Int = LiveSession.Configuration.defaultRingBufferSize
 
     @Flag(help: "Show libbpf's debug log.")
