@@ -89,7 +89,8 @@ struct FleetRun {
         let endpoint = try metrics.map { address throws(LiveFailure) in try MetricsEndpoint.start(address: address) }
         defer { endpoint?.server.stop() }
         printError(
-            "migtrace: watching every process of \(targets.sorted().joined(separator: ", ")) (Ctrl-C ends with a summary per process)")
+            "migtrace: watching every process of \(targets.sorted().map(TerminalText.escaped).joined(separator: ", ")) (Ctrl-C ends with a summary per process)"
+        )
 
         let (arrivals, feed) = AsyncStream.makeStream(of: Arrival.self)
         let stopper = CaptureStopper { session.stop() }
