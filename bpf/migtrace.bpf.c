@@ -15,8 +15,11 @@
  *     of the ring, so a small ring is read long before it fills (only on
  *     the crossing: a reader behind by more than that is awake anyway, its
  *     level-triggered epoll keeps returning while data is pending), or
- *   - when MT_WAKEUP_INTERVAL_NS have passed since the last wakeup, so
- *     QEMU's usual rate (<= 10 events/s) is delivered at once.
+ *   - when wakeup_interval_ns (1 ms unless user space sets another before
+ *     load) have passed since the last wakeup, so QEMU's usual rate
+ *     (<= 10 events/s) is delivered at once. `attach --all` sets 20 ms: a
+ *     host's QEMUs together fire thousands of events a second, and a
+ *     wakeup for each costs more than their analysis.
  * Whatever is left (the tail of a burst inside one interval) is read by
  * the poll thread on its poll timeout (ring_buffer__consume).
  */
@@ -40,8 +43,8 @@ struct {
 #define MT_WAKEUP_FRACTION 8
 /* Ring bytes per record: the record and its 8-byte header, rounded up to 8. */
 #define MT_RECORD_STRIDE ((sizeof(struct mt_event) + 8 + 7) / 8 * 8)
-/* ... or when the last wakeup is this old (1 ms: at most 1000 wakeups a second). */
-#define MT_WAKEUP_INTERVAL_NS 1000000ULL
+/* ... or when the last wakeup is this old (1 ms: at most 1000 wakeups a second). Set before load. */
+const volatile __u64 wakeup_interval_ns = 1000000ULL;
 
 /*
  * bpf_ktime_get_ns() of the last forced wakeup. Shared by every CPU without
@@ -212,7 +215,7 @@ int handle_probe(struct pt_regs *ctx)
 	/* the wakeup policy: see the top of this file */
 	avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA); /* this record included */
 	mark = bpf_ringbuf_query(&events, BPF_RB_RING_SIZE) / MT_WAKEUP_FRACTION;
-	if (now - last_wakeup_ns >= MT_WAKEUP_INTERVAL_NS ||
+	if (now - last_wakeup_ns >= wakeup_interval_ns ||
 	    (avail >= mark && avail < mark + MT_RECORD_STRIDE)) {
 		last_wakeup_ns = now;
 		flags = BPF_RB_FORCE_WAKEUP;

@@ -152,26 +152,37 @@ static int datasec_var_offset(const struct btf *btf, const char *sec_name, const
 	return -ENOENT;
 }
 
-int mt_set_target_tgid(mt_session *s, uint32_t tgid)
+/* Writes `size` bytes into the .rodata variable `name` (a `const volatile` of the BPF program); before load. */
+static int set_rodata(mt_session *s, const char *name, const void *value, size_t size, const char *op)
 {
 	const struct btf *btf;
-	size_t size = 0;
+	size_t total = 0;
 	char *data;
 	int off;
 
 	if (!s->obj || s->loaded)
-		return fail(s, "bpf_map__initial_value(.rodata)", EINVAL);
+		return fail(s, op, EINVAL);
 	btf = bpf_object__btf(s->obj);
 	if (!btf)
 		return fail(s, "bpf_object__btf", ENOENT);
-	off = datasec_var_offset(btf, ".rodata", "targ_tgid");
+	off = datasec_var_offset(btf, ".rodata", name);
 	if (off < 0)
-		return fail(s, "btf__find_by_name_kind(.rodata:targ_tgid)", -off);
-	data = bpf_map__initial_value(s->rodata, &size);
-	if (!data || (size_t)off + sizeof(tgid) > size)
+		return fail(s, op, -off);
+	data = bpf_map__initial_value(s->rodata, &total);
+	if (!data || (size_t)off + size > total)
 		return fail(s, "bpf_map__initial_value(.rodata)", ENOENT);
-	memcpy(data + off, &tgid, sizeof(tgid));
+	memcpy(data + off, value, size);
 	return 0;
+}
+
+int mt_set_target_tgid(mt_session *s, uint32_t tgid)
+{
+	return set_rodata(s, "targ_tgid", &tgid, sizeof(tgid), "btf__find_by_name_kind(.rodata:targ_tgid)");
+}
+
+int mt_set_wakeup_interval(mt_session *s, uint64_t ns)
+{
+	return set_rodata(s, "wakeup_interval_ns", &ns, sizeof(ns), "btf__find_by_name_kind(.rodata:wakeup_interval_ns)");
 }
 
 int mt_load(mt_session *s)

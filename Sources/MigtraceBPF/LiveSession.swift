@@ -87,6 +87,10 @@ public final class LiveSession: @unchecked Sendable {
         /// event after 1 ms of quiet and when 1/8 of the ring is pending; other events (the tail of a burst)
         /// are read when this timeout expires. It also bounds how long ``LiveSession/stop()`` takes.
         public var pollIntervalMs = 20
+        /// After it woke the poll thread, the BPF program waits this long (µs, 1...100,000) before it wakes it
+        /// again; the events in between are read together, at the next wakeup or poll timeout. 1 ms delivers
+        /// QEMU's rate at once; a host's QEMUs together (`attach --all`) are better read every 20 ms.
+        public var wakeupIntervalMicroseconds = 1000
         /// Measure each event's latency from probe fire (`bpf_ktime_get_ns`, in the BPF program) to the moment the
         /// stream's consumer receives its batch (CLOCK_MONOTONIC); see ``LiveSession/latency()``. Also turned on
         /// by the environment variable `MIGTRACE_LATENCY_REPORT=<file>`, which writes the summary to that file
@@ -209,6 +213,9 @@ public final class LiveSession: @unchecked Sendable {
         guard configuration.probes.contains(.migrateTransferred) else {
             throw .invalidConfiguration("migrate_transferred must be among the probes")
         }
+        guard (1...100_000).contains(configuration.wakeupIntervalMicroseconds) else {
+            throw .invalidConfiguration("wakeupIntervalMicroseconds \(configuration.wakeupIntervalMicroseconds) is not in 1...100000")
+        }
         // Which probes does each binary have? (Also tells "no dtrace backend" apart from other failures.)
         var notes: [[USDTProbe]] = []
         for path in binaries {
@@ -232,6 +239,7 @@ public final class LiveSession: @unchecked Sendable {
         try check(object.withUnsafeBytes { mt_open(h, $0.baseAddress!, $0.count) }, "bpf_object__open_mem")
         try check(mt_set_ringbuf_size(h, UInt32(size)), "bpf_map__set_max_entries(events)")
         try check(mt_set_target_tgid(h, UInt32(bitPattern: pid)), "set targ_tgid")
+        try check(mt_set_wakeup_interval(h, UInt64(configuration.wakeupIntervalMicroseconds) * 1000), "set wakeup_interval_ns")
         try check(mt_load(h), "bpf_object__load")
 
         var attached: [String: [ProbeStatus]] = [:]

@@ -214,6 +214,38 @@ struct LiveSessionTests {
         #expect(exact)
     }
 
+    @Test func wakeupIntervalBatchesAPacedStream() async throws {
+        // 200 events 1 ms apart: with the default 1 ms interval nearly every event wakes the reader (a batch each);
+        // with 50 ms, the 200 ms of events come in a handful of batches. Every event arrives either way.
+        var batches: [Int] = []
+        for interval in [1000, 50_000] {
+            let child = try FakeQEMU(.eraB, count: 200, extra: ["--pace-us", "1000"])
+            var config = LiveSession.Configuration()
+            config.wakeupIntervalMicroseconds = interval
+            config.pollIntervalMs = 100  // its timeout reads what is pending too: longer than the interval here
+            let session = try LiveSession(pid: child.pid, configuration: config)
+            defer { session.close() }
+            let task = collect(try session.events())
+            child.go()
+            _ = try child.finish()
+            session.stop()
+            let (events, n) = try await task.value
+            #expect(events.count == 200)
+            #expect(mismatches(events.map(\.arguments), (0..<UInt64(200)).map { expectedTransferred($0, argCount: 5) }) == 0)
+            batches.append(n)
+        }
+        print("batches of 200 paced events: \(batches[0]) at a 1 ms wakeup interval, \(batches[1]) at 50 ms")
+        #expect(batches[0] >= 100, "one wakeup per event: \(batches)")
+        #expect(batches[1] <= 12, "one per 50 ms, plus poll-timeout tails: \(batches)")
+        let bad = LiveSession.Configuration()
+        var config = bad
+        config.wakeupIntervalMicroseconds = 0
+        let child = try FakeQEMU(.eraB, count: 1)
+        #expect(throws: LiveAttachError.self) { _ = try LiveSession(pid: child.pid, configuration: config) }
+        child.go()
+        _ = try child.finish()
+    }
+
     @Test func unreadRingBufferKeepsExactlyWhatFits() async throws {
         // Nobody reads while the program fires: a 4096-byte ring keeps floor(4096 / (88 + 8-byte header)) = 42
         // records, and every other reserve fails and is counted.

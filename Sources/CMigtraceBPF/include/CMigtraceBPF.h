@@ -6,7 +6,7 @@
  * functions, and should not have to know libbpf's error conventions, so
  * this shim exposes a small `mt_` API over an opaque session:
  *
- *   mt_session_new -> mt_open -> mt_set_ringbuf_size / mt_set_target_tgid
+ *   mt_session_new -> mt_open -> mt_set_ringbuf_size / mt_set_target_tgid / mt_set_wakeup_interval
  *     -> mt_load -> mt_attach_usdt (per probe and binary) -> mt_ringbuf_open
  *     -> mt_ringbuf_poll ... -> mt_read_drops -> mt_session_free
  *
@@ -45,6 +45,9 @@ int mt_set_ringbuf_size(mt_session *session, uint32_t bytes);
 
 /* Sets the kernel-side tgid filter (0 = every process); before mt_load. */
 int mt_set_target_tgid(mt_session *session, uint32_t tgid);
+
+/* Sets how long after a wakeup the BPF program waits before it wakes the reader again (ns); before mt_load. */
+int mt_set_wakeup_interval(mt_session *session, uint64_t ns);
 
 /* Loads and verifies the object. */
 int mt_load(mt_session *session);
