@@ -98,8 +98,13 @@ enum ScenarioExpectations {
         #expect(series.info.era == era(of: facts.qemu), "\(file)")
         #expect(series.finalState == facts.finalStatus, "\(file)")
         // The sum of windows is what the migration thread counted before the last window; QEMU's own
-        // ram.transferred also counts the final stop-and-copy.
-        #expect(series.totalBytes <= facts.ramTransferred && series.totalBytes * 10 >= facts.ramTransferred * 5, "\(file)")
+        // ram.transferred also counts the final stop-and-copy. A cancelled migration has none, and the driver's last
+        // query-migrate (status `cancelling`) can come before the migration thread's last window: that one may be
+        // beyond it (seen twice with the machine loaded: the sum over by less than a window).
+        let lastWindow = facts.finalStatus == "cancelled" ? (sink.windows.last?.transferred ?? 0) : 0
+        #expect(
+            series.totalBytes <= facts.ramTransferred + lastWindow && series.totalBytes * 10 >= facts.ramTransferred * 5,
+            "\(file): windows \(series.totalBytes), ram.transferred \(facts.ramTransferred)")
         // The inferred downtime limits are exactly the ones the driver set, in order.
         #expect(series.downtimeLimits.map(\.limitMs) == facts.downtimeLimits.map(\.1), "\(file): \(series.downtimeLimits)")
         // Findings: every required one, nothing unexpected, nothing above info in a clean run.
