@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 
 import CMigtraceBPF
+import MigtraceIO
 
 #if canImport(Glibc)
     import Glibc
@@ -110,10 +111,7 @@ public enum LivePreconditions {
     public static func executablePath(pid: Int32) throws(LivePreconditionError) -> String {
         if pid <= 0 || access("/proc/\(pid)", F_OK) != 0 { throw .noSuchProcess(pid: pid) }
         let link = "/proc/\(pid)/exe"
-        var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let n = readlink(link, &buf, buf.count - 1)
-        if n < 0 { throw .executableUnresolvable(pid: pid, errno: errno) }
-        let path = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard let path = ProcessTable.linkTarget(link) else { throw .executableUnresolvable(pid: pid, errno: errno) }
         // A replaced binary reads "... (deleted)"; the magic link still opens the mapped file.
         if path.hasSuffix(" (deleted)") || access(path, R_OK) != 0 { return link }
         return path

@@ -218,12 +218,7 @@ public final class LiveSession: @unchecked Sendable {
         }
         // Which probes does each binary have? (Also tells "no dtrace backend" apart from other failures.)
         var notes: [[USDTProbe]] = []
-        for path in binaries {
-            let probes: [USDTProbe]
-            do { probes = USDTNotes.probes(try USDTNotes.read(path: path), provider: "qemu") } catch { throw .notes(error) }
-            if probes.isEmpty { throw .noQEMUProbes(binaryPath: path) }
-            notes.append(probes)
-        }
+        for path in binaries { notes.append(try Self.qemuProbes(in: path)) }
 
         mt_set_verbose(configuration.verbose)
         guard let h = mt_session_new() else { throw .libbpf(LibbpfError(operation: "mt_session_new", errno: ENOMEM)) }
@@ -263,6 +258,14 @@ public final class LiveSession: @unchecked Sendable {
             configuration.measureLatency || reportPath != nil ? LatencyRecorder(reportPath: reportPath) : nil
     }
 
+    /// The `qemu` USDT probes of the binary at `path`; none is an error that names the missing dtrace backend.
+    private static func qemuProbes(in path: String) throws(LiveAttachError) -> [USDTProbe] {
+        let probes: [USDTProbe]
+        do { probes = USDTNotes.probes(try USDTNotes.read(path: path), provider: "qemu") } catch { throw .notes(error) }
+        if probes.isEmpty { throw .noQEMUProbes(binaryPath: path) }
+        return probes
+    }
+
     /// Attaches every requested probe that `notes` has; `migrate_transferred` must attach (its links stay with the
     /// session either way: mt_session_free destroys them).
     private static func attachProbes(
@@ -298,9 +301,7 @@ public final class LiveSession: @unchecked Sendable {
     /// - Throws: ``LiveAttachError`` as the initializer, or `.invalidConfiguration` on a session of one process.
     public func attach(binary path: String) throws(LiveAttachError) -> [ProbeStatus] {
         guard pid == 0 else { throw .invalidConfiguration("attach(binary:) needs a session of every process") }
-        let notes: [USDTProbe]
-        do { notes = USDTNotes.probes(try USDTNotes.read(path: path), provider: "qemu") } catch { throw .notes(error) }
-        if notes.isEmpty { throw .noQEMUProbes(binaryPath: path) }
+        let notes = try Self.qemuProbes(in: path)
         let statuses = try state.withLock { (s: inout State) throws(LiveAttachError) -> [ProbeStatus] in
             guard !s.freed, let h = handle else {
                 throw LiveAttachError.libbpf(LibbpfError(operation: "bpf_program__attach_usdt", errno: EBADF))

@@ -134,6 +134,15 @@ public struct ProcessTable {
         return pids
     }
 
+    /// What the symbolic link at `path` points to (for `/proc/PID/exe`, the executable's path, " (deleted)" and all),
+    /// or nil with `errno` set.
+    public static func linkTarget(_ path: String) -> String? {
+        var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlink(path, &buf, buf.count - 1)
+        guard n > 0 else { return nil }
+        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     /// Whether `pid` has an executable (a process that has exited, zombie or gone, has none).
     static func hasExecutable(_ pid: Int32, in proc: String) -> Bool {
         var buf = [CChar](repeating: 0, count: 8)
@@ -143,10 +152,7 @@ public struct ProcessTable {
     /// The executable of `pid`, or nil (no such process, a kernel thread, a zombie, or no permission).
     public static func process(_ pid: Int32, in proc: String = "/proc") -> Process? {
         let link = "\(proc)/\(pid)/exe"
-        var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let n = readlink(link, &buf, buf.count - 1)
-        guard n > 0, let file = FileIdentity(path: link) else { return nil }
-        var path = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard var path = linkTarget(link), let file = FileIdentity(path: link) else { return nil }
         let deleted = path.hasSuffix(" (deleted)")
         if deleted { path.removeLast(10) }
         // A replaced file keeps its path but not its identity: what the path names now is another file.
