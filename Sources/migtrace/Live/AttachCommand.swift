@@ -29,6 +29,7 @@ struct AttachCommand: AsyncParsableCommand {
               migtrace attach --record mig.rec --until-complete 4242
               migtrace attach --format json 4242 | jq -c 'select(.type=="anomaly")'
               migtrace attach --metrics 127.0.0.1:9464 4242   # Prometheus scrapes /metrics
+              migtrace attach --all --metrics 0.0.0.0:9464    # every QEMU, later ones too
               migtrace analyze mig.rec   # replays: same series, same anomalies
 
             EXIT CODES (besides 0, 1, 2, 64 of every command):
