@@ -77,3 +77,25 @@ import Testing
         #expect(table.scan().started.map(\.pid) == [31])
     }
 }
+
+/// `QEMUCommandLine.vmName(pid:)` on a process caught in its exec, on a `/proc` of the test's own: the command line
+/// is empty until the kernel has set it (hand-made: a file written 5 ms after the first read).
+@Suite struct CommandLineDuringExecTests {
+    @Test func anEmptyCommandLineIsReadAgain() throws {
+        let root = NSTemporaryDirectory() + "migtrace-cmdline-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: "\(root)/77", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let file = "\(root)/77/cmdline"
+        FileManager.default.createFile(atPath: file, contents: Data())
+        let writer = Thread {
+            usleep(5000)
+            try? Data("qemu-system-x86_64\0-name\0guest=vm7,debug-threads=on\0".utf8).write(to: URL(fileURLWithPath: file))
+        }
+        writer.start()
+        #expect(QEMUCommandLine.vmName(pid: 77, proc: root) == "vm7")
+        // No waiting: the empty line, read once, has no name.
+        FileManager.default.createFile(atPath: file, contents: Data())
+        #expect(QEMUCommandLine.vmName(pid: 77, proc: root, execWait: 0) == nil)
+        #expect(QEMUCommandLine.vmName(pid: 78, proc: root) == nil, "no such process: nothing to wait for")
+    }
+}

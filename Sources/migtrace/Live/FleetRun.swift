@@ -134,7 +134,7 @@ struct FleetRun {
                 format == .json
                 ? JSONLinesSink(out: output, flushEachObject: false)
                 : TextSink(out: output, names: InputNames(["live"]), flushEachLine: false)
-            let sink: any AnalysisSink = endpoint.map { TeeSink([display, $0.sink(pid: pid)]) } ?? display
+            let sink: any AnalysisSink = endpoint.map { TeeSink([display, $0.sink(pid: pid, name: name)]) } ?? display
             var configuration = analysis.configuration
             configuration.liveUpdates = true
             let analyzer = MigrationAnalyzer(configuration: configuration, sink: sink)

@@ -25,7 +25,7 @@ struct MetricsEndpoint {
     }
 
     /// The sink of the capture of `pid`, labelled with its QEMU `-name` (empty when it has none).
-    func sink(pid: Int32) -> MetricsSink {
-        MetricsSink(store: store, pid: pid, name: QEMUCommandLine.vmName(pid: pid) ?? "")
+    func sink(pid: Int32, name: String? = nil) -> MetricsSink {
+        MetricsSink(store: store, pid: pid, name: name ?? QEMUCommandLine.vmName(pid: pid) ?? "")
     }
 }
