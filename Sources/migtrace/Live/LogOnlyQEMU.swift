@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import MigtraceCore
+import MigtraceIO
 
 #if canImport(Glibc)
     import Glibc
@@ -24,11 +25,12 @@ enum LogOnlyQEMU {
     static func destination(pid: Int32, arguments: [String]) -> Destination? {
         if let i = arguments.firstIndex(where: { $0 == "-D" || $0 == "--D" }), i + 1 < arguments.count {
             var path = arguments[i + 1]
-            if !path.hasPrefix("/"), let cwd = link("/proc/\(pid)/cwd") { path = cwd + "/" + path }
+            if !path.hasPrefix("/"), let cwd = ProcessTable.linkTarget("/proc/\(pid)/cwd") { path = cwd + "/" + path }
             return Destination(path: path, via: "-D")
         }
         var st = stat()
-        guard stat("/proc/\(pid)/fd/2", &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, let path = link("/proc/\(pid)/fd/2"),
+        guard stat("/proc/\(pid)/fd/2", &st) == 0, (st.st_mode & S_IFMT) == S_IFREG,
+            let path = ProcessTable.linkTarget("/proc/\(pid)/fd/2"),
             path.hasPrefix("/"), !path.hasSuffix(" (deleted)")
         else { return nil }
         return Destination(path: path, via: "stderr")
@@ -97,13 +99,6 @@ enum LogOnlyQEMU {
                 "  2. its trace lines go to its standard error, which is no file (a terminal, pipe or socket): start QEMU with `\(traceOptions)`, then `migtrace analyze --follow FILE` (or `migtrace analyze FILE` afterwards)"
         }
         return m
-    }
-
-    private static func link(_ path: String) -> String? {
-        var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let n = readlink(path, &buf, buf.count - 1)
-        guard n > 0 else { return nil }
-        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }
 
