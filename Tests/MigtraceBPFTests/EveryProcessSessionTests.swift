@@ -25,6 +25,19 @@ struct EveryProcessSessionTests {
         return path
     }
 
+    /// Releases both processes at once and returns their results and every event the session received meanwhile.
+    static func fire(_ a: FakeQEMU, _ b: FakeQEMU, tracedBy session: LiveSession) async throws
+        -> (FakeQEMU.Result, FakeQEMU.Result, [TraceEvent])
+    {
+        let task = collect(try session.events())
+        a.go()
+        b.go()
+        let ra = try a.finish()
+        let rb = try b.finish()
+        session.stop()
+        return (ra, rb, try await task.value.0)
+    }
+
     @Test func processesStartedBeforeAndAfterAreCapturedWithTheirPid() async throws {
         let exe = try Self.privateCopy("later")
         let early = try FakeQEMU(executable: exe, count: 300)
@@ -32,13 +45,7 @@ struct EveryProcessSessionTests {
         defer { session.close() }
         // Started after the attach: the kernel sets its semaphore and fires its uprobes as it maps the file.
         let late = try FakeQEMU(executable: exe, count: 200)
-        let task = collect(try session.events())
-        early.go()
-        late.go()
-        let e = try early.finish()
-        let l = try late.finish()
-        session.stop()
-        let (events, _) = try await task.value
+        let (e, l, events) = try await Self.fire(early, late, tracedBy: session)
         #expect(e.fired == 300 && l.fired == 200)
         #expect(e.semaphore > 0 && l.semaphore > 0, "both see the probe enabled")
         let byPid = Dictionary(grouping: events, by: { $0.processID })
@@ -94,13 +101,7 @@ struct EveryProcessSessionTests {
         #expect(ProcessTable.process(new.pid)?.executableDeleted == false)
         let statuses = try session.attach(binary: exe)
         #expect(statuses.first { $0.kind == .migrateTransferred }?.attached == true)
-        let task = collect(try session.events())
-        old.go()
-        new.go()
-        let o = try old.finish()
-        let n = try new.finish()
-        session.stop()
-        let (events, _) = try await task.value
+        let (o, n, events) = try await Self.fire(old, new, tracedBy: session)
         #expect(o.fired == 100 && n.fired == 150)
         let byPid = Dictionary(grouping: events, by: { $0.processID })
         #expect(byPid[UInt32(old.pid)]?.count == 100, "the old file's uprobes are still attached")
